@@ -1,0 +1,232 @@
+// CPU kernels of the masked weighted L1 loss: one pass over input, target and labels
+// that writes the loss map, or the loss and the input gradient together.
+#include "weighted_l1_loss/weighted_l1_loss.h"
+
+#include <ATen/Parallel.h>
+#include <c10/util/BFloat16.h>
+#include <c10/util/Exception.h>
+#include <c10/util/Half.h>
+
+#include <algorithm>
+#include <cmath>
+#include <type_traits>
+#include <vector>
+
+namespace pyface::wl1 {
+namespace {
+
+// Pixels per work item; a tile is (one sample, kChunk pixels, every channel), so the
+// per-pixel factor class_weights[label] is gathered once and reused over C.
+constexpr int64_t kChunk = 2048;
+
+enum class Mode { WriteMap, Reduce, ReduceAndGrad, Backward };
+
+template <typename acc_t>
+acc_t sign_of(acc_t d) {
+  return (d > acc_t(0) ? acc_t(1) : acc_t(0)) - (d < acc_t(0) ? acc_t(1) : acc_t(0));
+}
+
+// One row segment of `len` elements. `w` is null when every weight is 1.
+template <Mode kMode, typename scalar_t, typename acc_t>
+acc_t row_segment(const scalar_t* x, const scalar_t* t, const acc_t* w, const scalar_t* grad_out,
+                  int64_t len, acc_t inv_d, scalar_t* out) {
+  acc_t sum = 0;
+  if (w == nullptr) {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < len; ++j) {
+      const acc_t d = acc_t(x[j]) - acc_t(t[j]);
+      if constexpr (kMode == Mode::WriteMap) out[j] = scalar_t(std::abs(d));
+      if constexpr (kMode == Mode::Reduce || kMode == Mode::ReduceAndGrad) sum += std::abs(d);
+      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = scalar_t(inv_d * sign_of(d));
+      if constexpr (kMode == Mode::Backward) out[j] = scalar_t(acc_t(grad_out[j]) * sign_of(d));
+    }
+  } else {
+#pragma omp simd reduction(+ : sum)
+    for (int64_t j = 0; j < len; ++j) {
+      const acc_t d = acc_t(x[j]) - acc_t(t[j]);
+      if constexpr (kMode == Mode::WriteMap) out[j] = scalar_t(w[j] * std::abs(d));
+      if constexpr (kMode == Mode::Reduce || kMode == Mode::ReduceAndGrad) sum += w[j] * std::abs(d);
+      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = scalar_t(w[j] * inv_d * sign_of(d));
+      if constexpr (kMode == Mode::Backward) out[j] = scalar_t(acc_t(grad_out[j]) * w[j] * sign_of(d));
+    }
+  }
+  return sum;
+}
+
+template <typename scalar_t, typename acc_t>
+class Tiles {
+ public:
+  explicit Tiles(const Problem& pb)
+      : pb_(pb), chunks_per_sample_((pb.P + kChunk - 1) / kChunk),
+        weight_per_channel_(pb.weight != nullptr && pb.w_stride_c != 0) {}
+
+  int64_t count() const { return pb_.N * chunks_per_sample_; }
+
+  // Runs fn(tile, first_pixel, length, pixel_factor, scratch) over all tiles in parallel;
+  // pixel_factor is null when no factor is shared by the channels of a pixel.
+  template <typename Fn>
+  void for_each(Fn fn) const {
+    at::parallel_for(0, count(), 1, [&](int64_t begin, int64_t end) {
+      std::vector<acc_t> pixel(kChunk), channel(kChunk);
+      for (int64_t tile = begin; tile < end; ++tile) {
+        const int64_t n = tile / chunks_per_sample_;
+        const int64_t p0 = (tile % chunks_per_sample_) * kChunk;
+        const int64_t len = std::min(kChunk, pb_.P - p0);
+        const bool has_pixel = fill_pixel_factor(n, p0, len, pixel.data());
+        fn(tile, n, p0, len, has_pixel ? pixel.data() : nullptr, channel.data());
+      }
+    });
+  }
+
+  // Weight of channel c over the tile's pixels: the pixel factor, times the weight when
+  // the weight varies over channels. Null means all ones.
+  const acc_t* channel_weight(int64_t n, int64_t c, int64_t p0, int64_t len, const acc_t* pixel,
+                              acc_t* scratch) const {
+    if (!weight_per_channel_) return pixel;
+    const scalar_t* wt = static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n +
+                         c * pb_.w_stride_c + p0 * pb_.w_stride_p;
+    for (int64_t j = 0; j < len; ++j)
+      scratch[j] = (pixel ? pixel[j] : acc_t(1)) * acc_t(wt[j * pb_.w_stride_p]);
+    return scratch;
+  }
+
+ private:
+  template <typename label_t>
+  void gather_class_weights(int64_t n, int64_t p0, int64_t len, acc_t* out) const {
+    const label_t* lab = static_cast<const label_t*>(pb_.labels) + n * pb_.P + p0;
+    const acc_t* cw = static_cast<const acc_t*>(pb_.class_weights);
+    // Checked after the loop, so the loop itself stays branch-free.
+    bool out_of_range = false;
+    for (int64_t j = 0; j < len; ++j) {
+      const int64_t k = static_cast<int64_t>(lab[j]);
+      const bool bad = k < 0 || k >= pb_.num_classes;
+      out_of_range |= bad;
+      out[j] = cw[bad ? 0 : k];
+    }
+    if (out_of_range) {
+      for (int64_t j = 0; j < len; ++j) {
+        const int64_t k = static_cast<int64_t>(lab[j]);
+        TORCH_CHECK_VALUE(k >= 0 && k < pb_.num_classes, "weighted_l1_loss: labels holds ", k,
+                          ", outside [0, num_classes=", pb_.num_classes, ")");
+      }
+    }
+  }
+
+  bool fill_pixel_factor(int64_t n, int64_t p0, int64_t len, acc_t* out) const {
+    bool has = false;
+    if (pb_.labels != nullptr) {
+      switch (pb_.label_bytes) {
+        case 1: gather_class_weights<uint8_t>(n, p0, len, out); break;
+        case 4: gather_class_weights<int32_t>(n, p0, len, out); break;
+        default: gather_class_weights<int64_t>(n, p0, len, out); break;
+      }
+      has = true;
+    }
+    if (pb_.weight != nullptr && !weight_per_channel_) {
+      const scalar_t* wt =
+          static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0 * pb_.w_stride_p;
+      for (int64_t j = 0; j < len; ++j)
+        out[j] = (has ? out[j] : acc_t(1)) * acc_t(wt[j * pb_.w_stride_p]);
+      has = true;
+    }
+    return has;
+  }
+
+  const Problem& pb_;
+  const int64_t chunks_per_sample_;
+  const bool weight_per_channel_;
+};
+
+// Sum over all elements of the effective weight broadcast to input's shape.
+template <typename scalar_t, typename acc_t>
+double weight_total(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb) {
+  std::vector<double> partial(tiles.count(), 0.0);
+  tiles.for_each([&](int64_t tile, int64_t n, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch) {
+    double s = 0;
+    for (int64_t c = 0; c < pb.C; ++c) {
+      const acc_t* w = tiles.channel_weight(n, c, p0, len, pixel, scratch);
+      if (w == nullptr) {
+        s += double(len);
+        continue;
+      }
+      acc_t row = 0;
+#pragma omp simd reduction(+ : row)
+      for (int64_t j = 0; j < len; ++j) row += w[j];
+      s += row;
+    }
+    partial[tile] = s;
+  });
+  double total = 0;
+  for (double s : partial) total += s;
+  return total;
+}
+
+template <Mode kMode, typename scalar_t, typename acc_t>
+double run_rows(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb, std::type_identity_t<acc_t> inv_d,
+                std::type_identity_t<const scalar_t*> grad_out, std::type_identity_t<scalar_t*> out) {
+  const auto* x = static_cast<const scalar_t*>(pb.input);
+  const auto* t = static_cast<const scalar_t*>(pb.target);
+  std::vector<double> partial(tiles.count(), 0.0);
+  tiles.for_each([&](int64_t tile, int64_t n, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch) {
+    double s = 0;
+    for (int64_t c = 0; c < pb.C; ++c) {
+      const int64_t at = (n * pb.C + c) * pb.P + p0;
+      const acc_t* w = tiles.channel_weight(n, c, p0, len, pixel, scratch);
+      s += row_segment<kMode>(x + at, t + at, w, grad_out ? grad_out + at : nullptr, len, inv_d,
+                              out ? out + at : nullptr);
+    }
+    partial[tile] = s;
+  });
+  double total = 0;  // summed in tile order: the result does not depend on the thread count
+  for (double s : partial) total += s;
+  return total;
+}
+
+template <typename scalar_t, typename acc_t>
+void forward_typed(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out) {
+  const Tiles<scalar_t, acc_t> tiles(pb);
+  if (reduction == kNone) {
+    run_rows<Mode::WriteMap>(tiles, pb, acc_t(1), nullptr, static_cast<scalar_t*>(out.out_map));
+    return;
+  }
+  double inv_d = 1.0;
+  if (reduction == kMean) {
+    const double d = weight_normalize ? weight_total(tiles, pb) : double(pb.N * pb.C * pb.P);
+    inv_d = d > 0 ? 1.0 / d : 0.0;  // an all-zero weight gives loss 0, not NaN
+  }
+  auto* grad = static_cast<scalar_t*>(out.grad);
+  const double total =
+      grad ? run_rows<Mode::ReduceAndGrad>(tiles, pb, acc_t(inv_d), nullptr, grad)
+           : run_rows<Mode::Reduce>(tiles, pb, acc_t(inv_d), nullptr, nullptr);
+  *static_cast<scalar_t*>(out.out_loss) = scalar_t(total * inv_d);
+}
+
+template <typename Fn>
+void dispatch_scalar(ScalarKind kind, Fn fn) {
+  switch (kind) {
+    case ScalarKind::Float: fn(float{}, float{}); break;
+    case ScalarKind::Double: fn(double{}, double{}); break;
+    case ScalarKind::Half: fn(c10::Half{}, float{}); break;
+    case ScalarKind::BFloat16: fn(c10::BFloat16{}, float{}); break;
+  }
+}
+
+}  // namespace
+
+void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out) {
+  dispatch_scalar(pb.scalar, [&](auto s, auto a) {
+    forward_typed<decltype(s), decltype(a)>(pb, reduction, weight_normalize, out);
+  });
+}
+
+void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input) {
+  dispatch_scalar(pb.scalar, [&](auto s, auto a) {
+    using scalar_t = decltype(s);
+    using acc_t = decltype(a);
+    const Tiles<scalar_t, acc_t> tiles(pb);
+    run_rows<Mode::Backward>(tiles, pb, acc_t(1), static_cast<const scalar_t*>(grad_output),
+                             static_cast<scalar_t*>(grad_input));
+  });
+}
+
+}  // namespace pyface::wl1

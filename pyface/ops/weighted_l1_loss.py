@@ -1,0 +1,212 @@
+"""Masked weighted L1 loss (SPEC section 1): the public op, its custom-op registrations
+(fake implementation and autograd) and the choice of backend.
+
+The fused forward of the "sum"/"mean" reductions writes the input gradient in the same
+pass that reads input, target and labels, so backward has nothing left to read: when the
+incoming gradient is 1 (loss.backward() on this loss alone) it hands that tensor over as
+it is, otherwise it scales it once.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+from torch import Tensor
+
+from pyface import _backends, _checks, _extension
+from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight
+from pyface.reference.weighted_l1_loss import weighted_l1_loss as reference_weighted_l1_loss
+
+_REDUCTION_CODES = {"none": 0, "sum": 1, "mean": 2}
+_NONE = _REDUCTION_CODES["none"]
+
+
+def weighted_l1_loss(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor] = None,
+    *,
+    labels: Optional[Tensor] = None,
+    class_weights: Optional[Tensor] = None,
+    reduction: str = "mean",
+    normalize: str = "elements",
+    backend: Optional[str] = None,
+) -> Tensor:
+    """Weighted L1 loss with effective weight w = (weight or 1) * (class_weights[labels] or 1).
+
+    input, target: (N, C, *S) with one to three spatial dims; weight broadcastable to input;
+    labels (N, *S) integer with class_weights (num_classes,). reduction "none" gives
+    w * |input - target|, "sum" its sum, "mean" the sum over D (input.numel() for
+    normalize="elements", the total of w for normalize="weight"). backend None picks the
+    best built for the device; "cpu", "cuda", "triton" or "reference" forces one.
+    """
+    check_args(input, target, weight, labels, class_weights, reduction, normalize)
+    chosen = _backends.resolve(OP, input.device, backend)
+    if chosen == "reference":
+        return reference_weighted_l1_loss(
+            input, target, weight, labels=labels, class_weights=class_weights, reduction=reduction, normalize=normalize
+        )
+    if weight is not None and weight.dtype != input.dtype:
+        weight = weight.to(input.dtype)
+    compute_grad = reduction != "none" and torch.is_grad_enabled() and (input.requires_grad or target.requires_grad)
+    forward = _triton_forward if chosen == "triton" else torch.ops.pyface.weighted_l1_loss_forward
+    loss, _ = forward(
+        input, target, weight, labels, class_weights, _REDUCTION_CODES[reduction], normalize == "weight", compute_grad
+    )
+    return loss
+
+
+# --- Triton backend as a custom op (the kernels import triton only when first run) ---------
+
+
+@torch.library.custom_op("pyface::weighted_l1_loss_forward_triton", mutates_args=())
+def _triton_forward(
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],
+    labels: Optional[Tensor],
+    class_weights: Optional[Tensor],
+    reduction: int,
+    weight_normalize: bool,
+    compute_grad: bool,
+) -> tuple[Tensor, Tensor]:
+    from pyface.triton_kernels import weighted_l1_loss as kernels
+
+    if labels is not None:
+        _checks.labels_in_range(OP, labels, class_weights.numel())
+    return kernels.forward(input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad)
+
+
+@torch.library.custom_op("pyface::weighted_l1_loss_backward_triton", mutates_args=())
+def _triton_backward(
+    grad_output: Tensor,
+    input: Tensor,
+    target: Tensor,
+    weight: Optional[Tensor],
+    labels: Optional[Tensor],
+    class_weights: Optional[Tensor],
+) -> Tensor:
+    from pyface.triton_kernels import weighted_l1_loss as kernels
+
+    return kernels.backward(grad_output, input, target, weight, labels, class_weights)
+
+
+# --- what every backend's ops share: shapes for tracing, and the backward -------------------
+
+
+def _forward_fake(input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad):
+    loss = input.new_empty(input.shape if reduction == _NONE else ())
+    grad = input.new_empty(input.shape if reduction != _NONE and compute_grad else (0,))
+    return loss, grad
+
+
+def _backward_fake(grad_output, input, target, weight, labels, class_weights):
+    return input.new_empty(input.shape)
+
+
+def _is_unit_gradient(grad: Tensor) -> bool:
+    """True for a real scalar gradient equal to 1. Only checked eagerly (on CUDA that reads
+    one value back); traced, captured and compiled graphs always take the general path."""
+    if type(grad) is not torch.Tensor or grad.numel() != 1 or torch.compiler.is_compiling():
+        return False
+    if grad.is_cuda and torch.cuda.is_current_stream_capturing():
+        return False
+    return grad.item() == 1.0
+
+
+def _weight_total(input, weight, labels, class_weights) -> Tensor:
+    w = effective_weight(input, weight, labels, class_weights)
+    return input.new_tensor(float(input.numel())) if w is None else w.expand(input.shape).sum()
+
+
+def _make_setup_context(backward_op):
+    def setup_context(ctx, inputs, output):
+        input, target, weight, labels, class_weights, reduction, weight_normalize, _ = inputs
+        loss, grad = output
+        ctx.mark_non_differentiable(grad)
+        ctx.set_materialize_grads(False)  # no full-size zero gradient for the unused grad output
+        ctx.reduction, ctx.weight_normalize, ctx.backward_op = reduction, weight_normalize, backward_op
+        # Input and target are kept only when backward has to read them again.
+        keep_inputs = reduction == _NONE or ctx.needs_input_grad[2] or ctx.needs_input_grad[4]
+        kept = (input, target, weight, labels, class_weights) if keep_inputs else (None,) * 5
+        ctx.save_for_backward(*kept, loss, grad)
+
+    return setup_context
+
+
+def _backward(ctx, grad_loss, _unused):
+    input, target, weight, labels, class_weights, loss, fused_grad = ctx.saved_tensors
+    needs_input, needs_target, needs_weight, _, needs_class_weights = ctx.needs_input_grad[:5]
+    grad = None
+    if needs_input or needs_target:
+        if ctx.reduction == _NONE:
+            grad = ctx.backward_op(grad_loss, input, target, weight, labels, class_weights)
+        elif fused_grad.numel() == 0 and input is not None:
+            # forward ran without compute_grad (called directly, not through weighted_l1_loss)
+            scale = grad_loss / _denominator(ctx, input, weight, labels, class_weights)
+            grad = ctx.backward_op(scale.expand(input.shape), input, target, weight, labels, class_weights)
+        else:
+            grad = fused_grad if _is_unit_gradient(grad_loss) else fused_grad * grad_loss
+    grad_weight = grad_class_weights = None
+    if needs_weight or needs_class_weights:
+        grad_weight, grad_class_weights = _weight_gradients(
+            ctx, grad_loss, input, target, weight, labels, class_weights, loss
+        )
+    return (
+        grad if needs_input else None,
+        -grad if needs_target else None,
+        grad_weight if needs_weight else None,
+        None,
+        grad_class_weights if needs_class_weights else None,
+        None,
+        None,
+        None,
+    )
+
+
+def _denominator(ctx, input, weight, labels, class_weights) -> Tensor:
+    if ctx.reduction == _REDUCTION_CODES["sum"]:
+        return input.new_tensor(1.0)
+    if not ctx.weight_normalize:
+        return input.new_tensor(float(input.numel()))
+    total = _weight_total(input, weight, labels, class_weights)
+    return torch.where(total > 0, total, torch.ones_like(total))
+
+
+def _weight_gradients(ctx, grad_loss, input, target, weight, labels, class_weights, loss):
+    """d loss / d weight and d loss / d class_weights, from G = d loss / d w (elementwise):
+    none: grad * |x - t|;  sum/mean: grad * (|x - t| - (loss if normalize="weight" else 0)) / D."""
+    distance = (input - target).abs()
+    if ctx.reduction == _NONE:
+        per_element = grad_loss * distance
+    else:
+        offset = loss if ctx.weight_normalize and ctx.reduction != _REDUCTION_CODES["sum"] else 0
+        per_element = grad_loss * (distance - offset) / _denominator(ctx, input, weight, labels, class_weights)
+    grad_weight = grad_class_weights = None
+    if weight is not None:
+        pixel = None if labels is None else class_weights.to(input.dtype)[labels.long()].unsqueeze(1)
+        grad_weight = (per_element if pixel is None else per_element * pixel).sum_to_size(weight.shape)
+    if labels is not None:
+        scaled = per_element if weight is None else per_element * weight.to(input.dtype)
+        per_pixel = scaled.sum(dim=1).flatten()
+        grad_class_weights = torch.zeros_like(class_weights).index_add_(
+            0, labels.flatten().long(), per_pixel.to(class_weights.dtype)
+        )
+    return grad_weight, grad_class_weights
+
+
+def _register(forward_name: str, backward_name: str, backward_op) -> None:
+    torch.library.register_fake(forward_name)(_forward_fake)
+    torch.library.register_fake(backward_name)(_backward_fake)
+    torch.library.register_autograd(forward_name, _backward, setup_context=_make_setup_context(backward_op))
+
+
+_register(
+    "pyface::weighted_l1_loss_forward_triton", "pyface::weighted_l1_loss_backward_triton", _triton_backward
+)
+if _extension.loaded():
+    _register(
+        "pyface::weighted_l1_loss_forward",
+        "pyface::weighted_l1_loss_backward",
+        torch.ops.pyface.weighted_l1_loss_backward,
+    )
