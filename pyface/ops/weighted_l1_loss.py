@@ -121,13 +121,14 @@ def _weight_total(input, weight, labels, class_weights) -> Tensor:
 
 def _make_setup_context(backward_op):
     def setup_context(ctx, inputs, output):
-        input, target, weight, labels, class_weights, reduction, weight_normalize, _ = inputs
+        input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad = inputs
         loss, grad = output
         ctx.mark_non_differentiable(grad)
         ctx.set_materialize_grads(False)  # no full-size zero gradient for the unused grad output
         ctx.reduction, ctx.weight_normalize, ctx.backward_op = reduction, weight_normalize, backward_op
+        ctx.has_fused_grad = reduction != _NONE and compute_grad
         # Input and target are kept only when backward has to read them again.
-        keep_inputs = reduction == _NONE or ctx.needs_input_grad[2] or ctx.needs_input_grad[4]
+        keep_inputs = not ctx.has_fused_grad or ctx.needs_input_grad[2] or ctx.needs_input_grad[4]
         kept = (input, target, weight, labels, class_weights) if keep_inputs else (None,) * 5
         ctx.save_for_backward(*kept, loss, grad)
 
@@ -135,13 +136,15 @@ def _make_setup_context(backward_op):
 
 
 def _backward(ctx, grad_loss, _unused):
+    if grad_loss is None:  # the loss took no part in what is being differentiated
+        return (None,) * 8
     input, target, weight, labels, class_weights, loss, fused_grad = ctx.saved_tensors
     needs_input, needs_target, needs_weight, _, needs_class_weights = ctx.needs_input_grad[:5]
     grad = None
     if needs_input or needs_target:
         if ctx.reduction == _NONE:
             grad = ctx.backward_op(grad_loss, input, target, weight, labels, class_weights)
-        elif fused_grad.numel() == 0 and input is not None:
+        elif not ctx.has_fused_grad:
             # forward ran without compute_grad (called directly, not through weighted_l1_loss)
             scale = grad_loss / _denominator(ctx, input, weight, labels, class_weights)
             grad = ctx.backward_op(scale.expand(input.shape), input, target, weight, labels, class_weights)

@@ -1,0 +1,5 @@
+import sys
+
+from pyface.cli import main
+
+sys.exit(main())

@@ -1,0 +1,179 @@
+"""Times every implementation of each case side by side: the eager reference, torch.compile
+of it, and each pyface backend built for the device; forward and forward+backward. Each
+implementation's output and input gradients are checked against a float64 reference first."""
+from __future__ import annotations
+
+import statistics
+import time
+from dataclasses import asdict, dataclass
+from typing import Callable, Optional
+
+import torch
+
+import pyface
+from pyface.bench.cases import OPS, Case
+from pyface.bench.memory import peak_bytes
+
+TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 2e-2}
+
+
+@dataclass
+class Row:
+    op: str
+    case: str
+    shape: tuple
+    batch_scaled: bool
+    dtype: str
+    mode: str  # "forward" or "forward+backward"
+    impl: str  # "eager", "torch.compile" or "pyface[<backend>]"
+    median_ms: float
+    q1_ms: float
+    q3_ms: float
+    speedup_vs_eager: Optional[float] = None
+    speedup_vs_compile: Optional[float] = None
+    gbps: Optional[float] = None
+    pct_of_copy: Optional[float] = None
+    peak_mb: Optional[float] = None
+    max_rel_error: Optional[float] = None
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def time_ms(fn: Callable[[], object], device: torch.device, quick: bool) -> list[float]:
+    """Per-call times in ms after warm-up: at least 10 calls, more while under the time budget."""
+    for _ in range(2 if quick else 5):
+        fn()
+    _sync(device)
+    budget_s, min_reps, max_reps = (0.2, 5, 20) if quick else (1.0, 10, 200)
+    times: list[float] = []
+    start = time.perf_counter()
+    while len(times) < min_reps or (len(times) < max_reps and time.perf_counter() - start < budget_s):
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            fn()
+            end.record()
+            end.synchronize()
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            fn()
+            times.append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
+def copy_bandwidth_gbps(device: torch.device, quick: bool) -> float:
+    """Device-to-device copy rate (bytes read + bytes written per second) of a buffer larger than caches."""
+    numel = (2**24 if quick else 2**26) if device.type == "cpu" else 2**28
+    src = torch.rand(numel, device=device)
+    dst = torch.empty_like(src)
+    median = statistics.median(time_ms(lambda: dst.copy_(src), device, quick))
+    return 2 * src.numel() * src.element_size() / (median * 1e-3) / 1e9
+
+
+def implementations(op: str, device: torch.device) -> dict[str, Callable]:
+    public, reference = OPS[op]
+    impls: dict[str, Callable] = {"eager": reference, "torch.compile": torch.compile(reference)}
+    for backend in pyface.backends().get(device.type, []):
+        if backend == "reference" or (backend == "triton" and device.type == "cpu"):
+            continue  # reference is the eager row; Triton on CPU is only an interpreter
+        impls[f"pyface[{backend}]"] = lambda *a, _b=backend, **k: public(*a, backend=_b, **k)
+    return impls
+
+
+def _fresh(inputs: dict, grad_inputs: tuple[str, ...], dtype: Optional[torch.dtype] = None) -> dict:
+    out = {}
+    for name, value in inputs.items():
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            value = value.detach().clone() if dtype is None else value.detach().to(dtype)
+            value.requires_grad_(name in grad_inputs)
+        out[name] = value
+    return out
+
+
+def _call(fn: Callable, inputs: dict):
+    args = {k: v for k, v in inputs.items() if k not in ("input", "target")}
+    return fn(inputs["input"], inputs["target"], **args)
+
+
+def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.detach().double(), want.detach().double()
+    if not torch.isfinite(got).all():
+        return float("inf")
+    return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
+
+
+def check(case: Case, fn: Callable, inputs: dict, dtype: torch.dtype) -> float:
+    """Largest relative error of fn's output and input gradients against the reference in
+    float64; raises AssertionError past the dtype's tolerance."""
+    _, reference = OPS[case.op]
+    truth_inputs = _fresh(inputs, case.grad_inputs, torch.float64)
+    truth = _call(reference, truth_inputs)
+    truth.backward()
+    trial_inputs = _fresh(inputs, case.grad_inputs)
+    out = _call(fn, trial_inputs)
+    out.backward()
+    errors = [_rel_error(out, truth)]
+    errors += [_rel_error(trial_inputs[name].grad, truth_inputs[name].grad) for name in case.grad_inputs]
+    worst = max(errors)
+    if not worst <= TOLERANCE[dtype]:
+        raise AssertionError(f"{case.op}/{case.name} {dtype}: relative error {worst:.2e} over {TOLERANCE[dtype]:.0e}")
+    return worst
+
+
+def forward_step(fn: Callable, inputs: dict) -> Callable[[], object]:
+    plain = _fresh(inputs, ())
+
+    def step():
+        with torch.no_grad():
+            return _call(fn, plain)
+
+    return step
+
+
+def backward_step(fn: Callable, inputs: dict, grad_inputs: tuple[str, ...]) -> Callable[[], object]:
+    leaves = _fresh(inputs, grad_inputs)
+
+    def step():
+        for name in grad_inputs:
+            leaves[name].grad = None
+        _call(fn, leaves).backward()
+
+    return step
+
+
+def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, copy_gbps: float, progress=None) -> list[Row]:
+    inputs = case.inputs(device, dtype, quick)
+    shape = tuple(inputs["input"].shape)
+    rows: list[Row] = []
+    for mode in ("forward", "forward+backward"):
+        with_backward = mode == "forward+backward"
+        nbytes = case.min_bytes(inputs, with_backward)
+        for impl, fn in implementations(case.op, device).items():
+            error = check(case, fn, inputs, dtype)
+            step = backward_step(fn, inputs, case.grad_inputs) if with_backward else forward_step(fn, inputs)
+            times = time_ms(step, device, quick)
+            q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+            median = statistics.median(times)
+            gbps = nbytes / (median * 1e-3) / 1e9
+            peak = peak_bytes(step, device)
+            rows.append(Row(
+                op=case.op, case=case.name, shape=shape, batch_scaled=shape[0] != case.shape[0],
+                dtype=str(dtype).removeprefix("torch."), mode=mode, impl=impl,
+                median_ms=median, q1_ms=q1, q3_ms=q3, gbps=gbps, pct_of_copy=100 * gbps / copy_gbps,
+                peak_mb=None if peak is None else peak / 2**20, max_rel_error=error,
+            ))
+            if progress is not None:
+                progress.update(1)
+        by_impl = {r.impl: r.median_ms for r in rows if r.mode == mode}
+        for r in rows:
+            if r.mode == mode:
+                r.speedup_vs_eager = by_impl["eager"] / r.median_ms
+                r.speedup_vs_compile = by_impl["torch.compile"] / r.median_ms
+    return rows
