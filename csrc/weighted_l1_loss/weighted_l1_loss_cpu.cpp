@@ -85,12 +85,24 @@ class Tiles {
     if (!weight_per_channel_) return pixel;
     const scalar_t* wt = static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n +
                          c * pb_.w_stride_c + p0 * pb_.w_stride_p;
-    for (int64_t j = 0; j < len; ++j)
-      scratch[j] = (pixel ? pixel[j] : acc_t(1)) * acc_t(wt[j * pb_.w_stride_p]);
+    scale_by_weight(wt, pixel, len, scratch);
     return scratch;
   }
 
  private:
+  // out[j] = (factor ? factor[j] : 1) * wt[j * w_stride_p]; the two strides get their own
+  // loops so that each vectorises.
+  void scale_by_weight(const scalar_t* wt, const acc_t* factor, int64_t len, acc_t* out) const {
+    if (pb_.w_stride_p == 0) {
+      const acc_t w = acc_t(wt[0]);
+      for (int64_t j = 0; j < len; ++j) out[j] = (factor ? factor[j] : acc_t(1)) * w;
+    } else if (factor != nullptr) {
+      for (int64_t j = 0; j < len; ++j) out[j] = factor[j] * acc_t(wt[j]);
+    } else {
+      for (int64_t j = 0; j < len; ++j) out[j] = acc_t(wt[j]);
+    }
+  }
+
   template <typename label_t>
   void gather_class_weights(int64_t n, int64_t p0, int64_t len, acc_t* out) const {
     const label_t* lab = static_cast<const label_t*>(pb_.labels) + n * pb_.P + p0;
@@ -125,8 +137,7 @@ class Tiles {
     if (pb_.weight != nullptr && !weight_per_channel_) {
       const scalar_t* wt =
           static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0 * pb_.w_stride_p;
-      for (int64_t j = 0; j < len; ++j)
-        out[j] = (has ? out[j] : acc_t(1)) * acc_t(wt[j * pb_.w_stride_p]);
+      scale_by_weight(wt, has ? out : nullptr, len, out);
       has = true;
     }
     return has;

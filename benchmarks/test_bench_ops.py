@@ -1,0 +1,33 @@
+"""pytest-benchmark view of the `pyface bench` cases (the same case list, pyface.bench.cases).
+
+    pytest benchmarks --benchmark-only            # time them
+    pytest benchmarks --benchmark-disable         # run each once, as a check
+"""
+import pytest
+import torch
+
+from pyface.bench.cases import CASES
+from pyface.bench.runner import backward_step, check, forward_step, implementations
+
+DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+QUICK = DEVICE.type == "cpu"  # CPU runs use the scaled-down inputs
+
+PARAMS = [
+    pytest.param(case, impl, mode, id=f"{case.op}-{case.name}-{impl}-{mode}")
+    for case in CASES
+    for impl in implementations(case.op, DEVICE)
+    for mode in ("forward", "forward+backward")
+]
+
+
+@pytest.mark.parametrize("case,impl,mode", PARAMS)
+def test_bench(benchmark, case, impl, mode):
+    fn = implementations(case.op, DEVICE)[impl]
+    inputs = case.inputs(DEVICE, torch.float32, quick=QUICK)
+    check(case, fn, inputs, torch.float32)  # never time a wrong answer
+    step = backward_step(fn, inputs, case.grad_inputs) if mode == "forward+backward" else forward_step(fn, inputs)
+    benchmark.extra_info.update(shape=list(inputs["input"].shape), device=str(DEVICE))
+    if DEVICE.type == "cuda":
+        benchmark(lambda: (step(), torch.cuda.synchronize()))
+    else:
+        benchmark(step)
