@@ -3,12 +3,14 @@
 
 #include <cstdint>
 
+#include "dispatch.h"
+
 namespace pyface::wl1 {
 
 // reduction codes shared with pyface/ops/weighted_l1_loss.py
 enum Reduction : int64_t { kNone = 0, kSum = 1, kMean = 2 };
 
-enum class ScalarKind { Float, Double, Half, BFloat16 };
+using pyface::ScalarKind;
 
 // Input and target are viewed as (N, C, P) contiguous, P = product of the spatial dims.
 // The effective weight of element (n, c, p) is

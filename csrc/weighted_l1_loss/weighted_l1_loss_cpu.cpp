@@ -212,16 +212,6 @@ void forward_typed(const Problem& pb, int64_t reduction, bool weight_normalize, 
   *static_cast<scalar_t*>(out.out_loss) = scalar_t(total * inv_d);
 }
 
-template <typename Fn>
-void dispatch_scalar(ScalarKind kind, Fn fn) {
-  switch (kind) {
-    case ScalarKind::Float: fn(float{}, float{}); break;
-    case ScalarKind::Double: fn(double{}, double{}); break;
-    case ScalarKind::Half: fn(c10::Half{}, float{}); break;
-    case ScalarKind::BFloat16: fn(c10::BFloat16{}, float{}); break;
-  }
-}
-
 }  // namespace
 
 void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out) {

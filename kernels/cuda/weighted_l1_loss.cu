@@ -116,16 +116,6 @@ dim3 grid_for(const Problem& pb) {
   return dim3(static_cast<unsigned>(x), static_cast<unsigned>(y));
 }
 
-template <typename Fn>
-void dispatch_scalar(ScalarKind kind, Fn fn) {
-  switch (kind) {
-    case ScalarKind::Float: fn(float{}, float{}); break;
-    case ScalarKind::Double: fn(double{}, double{}); break;
-    case ScalarKind::Half: fn(c10::Half{}, float{}); break;
-    case ScalarKind::BFloat16: fn(c10::BFloat16{}, float{}); break;
-  }
-}
-
 }  // namespace
 
 // Partials for one reduction, then one slot for 1/D, all in the accumulation type (<= 8 bytes).
