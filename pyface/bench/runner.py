@@ -152,14 +152,15 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, 
     inputs = case.inputs(device, dtype, quick)
     shape = tuple(inputs["input"].shape)
     rows: list[Row] = []
+    impls = implementations(case.op, device)  # one torch.compile wrapper serves both modes
     for mode in ("forward", "forward+backward"):
         with_backward = mode == "forward+backward"
         nbytes = case.min_bytes(inputs, with_backward)
-        for impl, fn in implementations(case.op, device).items():
+        for impl, fn in impls.items():
             error = check(case, fn, inputs, dtype)
             step = backward_step(fn, inputs, case.grad_inputs) if with_backward else forward_step(fn, inputs)
             times = time_ms(step, device, quick)
-            q1, median, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+            q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
             median = statistics.median(times)
             gbps = nbytes / (median * 1e-3) / 1e9
             peak = peak_bytes(step, device)
