@@ -19,3 +19,62 @@ def poison_allocator(shape, dtype, device):
     forgets to write shows up as NaN (the allocator usually hands the block back)."""
     block = torch.full(shape, float("nan"), dtype=dtype, device=device)
     del block
+
+
+def assert_close_to_largest(got, want, dtype):
+    """assert_close with atol relative to the largest reference value (times 4): right for
+    sums of hundreds of terms (GEMMs, pooling), whose rounding error grows with the
+    magnitude of the whole, not of each element."""
+    assert got.shape == want.shape, (got.shape, want.shape)
+    assert_close(got, want, dtype, scale=4 * max(want.abs().max().item(), 1.0) if want.numel() else 1.0)
+
+
+# --- one test body for every backend -------------------------------------------------------
+
+
+def _backend_params():
+    import pytest
+
+    from pyface import _backends, _extension
+
+    triton_device = "cuda" if torch.cuda.is_available() else "cpu"
+    return [
+        pytest.param("cpu", marks=pytest.mark.skipif(not _extension.loaded(), reason="compiled extension not built")),
+        pytest.param("triton", marks=[
+            pytest.mark.triton,
+            pytest.mark.skipif(_backends._why_unavailable("triton", triton_device) is not None, reason="triton cannot run here"),
+        ]),
+        pytest.param("cuda", marks=[
+            pytest.mark.cuda,
+            pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device"),
+            pytest.mark.skipif(not _extension.has_cuda_kernels(), reason="built without CUDA kernels"),
+        ]),
+    ]
+
+
+BACKENDS = _backend_params()
+
+
+def device_of(backend):
+    """Where a backend's tests run: Triton on the GPU when there is one, else interpreted on CPU."""
+    return "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
+
+
+def outputs_and_grads(fn, tensors, **kwargs):
+    """Runs fn(**tensors, **kwargs) with every float tensor a fresh leaf, then backward from a
+    fixed random weighting of every output. -> (outputs, {name: grad})."""
+    leaves = {
+        name: None if t is None else t.detach().clone().requires_grad_(t.is_floating_point())
+        for name, t in tensors.items()
+    }
+    out = fn(**leaves, **kwargs)
+    outs = out if isinstance(out, tuple) else (out,)
+    generator = torch.Generator().manual_seed(1)
+    weighting = [torch.rand(o.shape, generator=generator, dtype=torch.float64) + 0.5 for o in outs]
+    sum((o.double() * w.to(o.device)).sum() for o, w in zip(outs, weighting)).backward()
+    grads = {name: leaf.grad for name, leaf in leaves.items() if leaf is not None and leaf.requires_grad}
+    return [o.detach() for o in outs], grads
+
+
+def in_float64(tensors):
+    return {k: None if t is None else (t.double() if t.is_floating_point() else t) for k, t in tensors.items()}

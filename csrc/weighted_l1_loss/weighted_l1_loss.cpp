@@ -4,6 +4,8 @@
 // are reported in Python (pyface/ops/weighted_l1_loss.py); the checks here guard the op.
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
+#include "tensor_kind.h"
+
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/aminmax.h>
 #include <ATen/ops/empty.h>
@@ -15,16 +17,6 @@
 
 namespace pyface::wl1 {
 namespace {
-
-ScalarKind scalar_kind(const at::Tensor& t) {
-  switch (t.scalar_type()) {
-    case at::kFloat: return ScalarKind::Float;
-    case at::kDouble: return ScalarKind::Double;
-    case at::kHalf: return ScalarKind::Half;
-    case at::kBFloat16: return ScalarKind::BFloat16;
-    default: TORCH_CHECK_TYPE(false, "weighted_l1_loss: input must be float16, bfloat16, float32 or float64, got ", t.scalar_type());
-  }
-}
 
 // The spatial dims (2..) of an expanded weight, read as one axis: stride 0 when the
 // weight is broadcast over all of them, 1 when they are laid out contiguously; nullopt
@@ -58,7 +50,7 @@ Prepared prepare(const at::Tensor& input, const at::Tensor& target, const std::o
 
   Prepared p;
   Problem& pb = p.pb;
-  pb.scalar = scalar_kind(input);
+  pb.scalar = scalar_kind(input, "weighted_l1_loss", "input");
   p.input = input.contiguous();
   p.target = target.contiguous();
   pb.N = input.size(0);
@@ -89,7 +81,7 @@ Prepared prepare(const at::Tensor& input, const at::Tensor& target, const std::o
     TORCH_CHECK_VALUE(labels->dim() == input.dim() - 1 && labels->size(0) == pb.N &&
                           labels->sizes().slice(1) == input.sizes().slice(2),
                       "weighted_l1_loss: labels must be (N, *S) of input");
-    const auto acc = pb.scalar == ScalarKind::Double ? at::kDouble : at::kFloat;
+    const auto acc = accumulate_type(input.scalar_type());
     p.labels = labels->contiguous();
     p.class_weights = class_weights->to(acc).contiguous();
     pb.labels = p.labels.const_data_ptr();

@@ -13,6 +13,8 @@
 
 #include <algorithm>
 
+#include "reduce.cuh"
+
 namespace pyface::wl1 {
 namespace {
 
@@ -35,20 +37,6 @@ __device__ __forceinline__ int64_t load_label(const void* labels, int bytes, int
 template <typename acc_t>
 __device__ __forceinline__ acc_t sign_of(acc_t d) {
   return acc_t(d > acc_t(0)) - acc_t(d < acc_t(0));
-}
-
-// Sum over the block; the result is valid in thread 0.
-template <typename acc_t>
-__device__ acc_t block_sum(acc_t v) {
-  __shared__ acc_t warp_sums[kThreads / 32];
-  for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-  if (lane == 0) warp_sums[warp] = v;
-  __syncthreads();
-  v = threadIdx.x < kThreads / 32 ? warp_sums[lane] : acc_t(0);
-  if (warp == 0)
-    for (int offset = 16; offset > 0; offset >>= 1) v += __shfl_down_sync(0xffffffffu, v, offset);
-  return v;
 }
 
 // Grid: x tiles the P pixels of a row, y walks the N*C rows; both loop when the grid is smaller.
@@ -86,7 +74,7 @@ rows_kernel(Problem pb, const scalar_t* grad_out, scalar_t* out, const acc_t* in
     }
   }
   if constexpr (kMode == kReduce || kMode == kReduceAndGrad || kMode == kWeightSum) {
-    sum = block_sum(sum);
+    sum = pyface::cuda::block_reduce<kThreads>(sum);
     if (threadIdx.x == 0) partials[blockIdx.y * gridDim.x + blockIdx.x] = sum;
   }
 }
@@ -99,7 +87,7 @@ finalize_kernel(const acc_t* partials, int64_t count, const acc_t* inv_d_dev, ac
                 scalar_t* loss, acc_t* inv_total) {
   acc_t sum = 0;
   for (int64_t i = threadIdx.x; i < count; i += kThreads) sum += partials[i];
-  sum = block_sum(sum);
+  sum = pyface::cuda::block_reduce<kThreads>(sum);
   if (threadIdx.x != 0) return;
   if (inv_total != nullptr) {
     *inv_total = sum > acc_t(0) ? acc_t(1) / sum : acc_t(0);

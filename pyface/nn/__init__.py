@@ -1,4 +1,5 @@
 """Modules built on pyface.ops."""
+from pyface.nn.attention import GlobalLocalAttention
 from pyface.nn.losses import (
     CELEBAMASK_HQ_CLASSES,
     DynamicPixelWiseLoss,
@@ -6,4 +7,10 @@ from pyface.nn.losses import (
     StyleAwarePhotometricLoss,
 )
 
-__all__ = ["CELEBAMASK_HQ_CLASSES", "DynamicPixelWiseLoss", "LowerFaceL1Loss", "StyleAwarePhotometricLoss"]
+__all__ = [
+    "CELEBAMASK_HQ_CLASSES",
+    "DynamicPixelWiseLoss",
+    "GlobalLocalAttention",
+    "LowerFaceL1Loss",
+    "StyleAwarePhotometricLoss",
+]

@@ -1,0 +1,173 @@
+// Host side of GLAMOR-Net's Global-Local Attention. The first layer of the score net is
+// split at column Df: the face half is one (N, Df) x (Df, Hd) product for the batch, the
+// cell half one batched product over the cells, so the (N, P, Df + Dc) concatenation is
+// never built. The score-net kernels, the softmax and the pooling run on the projection.
+// Argument errors a user can make are reported in Python
+// (pyface/ops/global_local_attention.py); the checks here guard the op.
+#include "global_local_attention/global_local_attention.h"
+
+#include <ATen/ops/addmm.h>
+#include <ATen/ops/cat.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/matmul.h>
+#include <ATen/ops/mm.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+
+#include "softmax_pool/softmax_pool_ops.h"
+#include "tensor_kind.h"
+
+namespace pyface::gla {
+namespace {
+
+constexpr const char* kOp = "global_local_attention";
+
+struct Layer1 {
+  int64_t N, Df, Dc, Hd, P;
+  at::Tensor w1_face, w1_cell;  // column blocks of w1: (Hd, Df) and (Hd, Dc)
+};
+
+Layer1 split_layer1(const at::Tensor& face, const at::Tensor& cells, const at::Tensor& w1) {
+  TORCH_CHECK_VALUE(face.dim() == 2 && cells.dim() == 3 && face.size(0) == cells.size(0),
+                    kOp, ": face (N, Df) and context (N, Dc, P) must agree");
+  TORCH_CHECK_VALUE(w1.dim() == 2 && w1.size(1) == face.size(1) + cells.size(1), kOp, ": w1 must be (Hd, Df + Dc)");
+  Layer1 l{face.size(0), face.size(1), cells.size(1), w1.size(0), cells.size(2), {}, {}};
+  l.w1_face = w1.narrow(1, 0, l.Df);
+  l.w1_cell = w1.narrow(1, l.Df, l.Dc);
+  return l;
+}
+
+ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tensor& face_term, const at::Tensor& w2,
+                   const at::Tensor& hidden_scale, const at::Tensor& hidden_shift) {
+  const bool bn = hidden_scale.defined();
+  return ScoreNet{scalar_kind(projection, kOp, "face"), l.N, l.Hd, l.P, projection.const_data_ptr(),
+                  face_term.const_data_ptr(), w2.const_data_ptr(), bn ? hidden_scale.const_data_ptr() : nullptr,
+                  bn ? hidden_shift.const_data_ptr() : nullptr};
+}
+
+at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
+  return t.has_value() ? t->contiguous() : at::Tensor();
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
+    const at::Tensor& face, const at::Tensor& context, const at::Tensor& w1, const at::Tensor& b1,
+    const at::Tensor& w2, const at::Tensor& b2, const std::optional<at::Tensor>& hidden_scale,
+    const std::optional<at::Tensor>& hidden_shift) {
+  (void)b2;  // a shift of every score of a sample: the softmax, hence every output, ignores it
+  TORCH_CHECK_VALUE(hidden_scale.has_value() == hidden_shift.has_value(), kOp,
+                    ": hidden_scale and hidden_shift go together");
+  const spool::PreparedValues cells = spool::prepare_values(context, kOp);
+  const Layer1 l = split_layer1(face, cells.tensor, w1);
+  const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());              // (N, Hd)
+  const at::Tensor projection = at::matmul(l.w1_cell, cells.tensor).contiguous();  // (N, Hd, P)
+  const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
+                   shift = contiguous_or_undefined(hidden_shift);
+  at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
+  if (scores.numel() > 0) {
+    const ScoreNet net = score_net(l, projection, face_term, w2c, scale, shift);
+    if (face.is_cpu()) {
+      scores_cpu(net, scores.data_ptr());
+    } else {
+#ifdef PYFACE_WITH_CUDA
+      scores_cuda(net, scores.data_ptr(), face.get_device());
+#else
+      TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+    }
+  }
+  at::Tensor attention = spool::softmax(scores);
+  at::Tensor pooled = spool::pool(cells, attention);
+  return {pooled, attention, projection, face_term};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention, const at::Tensor& face,
+    const at::Tensor& context, const at::Tensor& w1, const at::Tensor& w2, const std::optional<at::Tensor>& hidden_scale,
+    const std::optional<at::Tensor>& hidden_shift, const at::Tensor& attention, const at::Tensor& projection,
+    const at::Tensor& face_term) {
+  const spool::PreparedValues cells = spool::prepare_values(context, kOp);
+  const Layer1 l = split_layer1(face, cells.tensor, w1);
+  TORCH_CHECK_VALUE(projection.is_contiguous() && projection.dim() == 3 && projection.size(0) == l.N &&
+                        projection.size(1) == l.Hd && projection.size(2) == l.P,
+                    kOp, ": projection must be the (N, Hd, P) the forward returned");
+  const bool bn = hidden_scale.has_value();
+  const auto options = face.options();
+  const auto acc_options = options.dtype(accumulate_type(face.scalar_type()));
+
+  // the pooling half: d/d context from the pooled sum, and d/d score
+  auto [grad_scores, grad_cells] = spool::pool_backward(cells, attention, grad_pooled, grad_attention, true);
+
+  // the score net: d/d projection (hidden-major) and per-sample sums for the small parameters
+  at::Tensor grad_projection = at::empty({l.Hd, l.N, l.P}, options);
+  at::Tensor grad_face_term = at::empty({l.N, l.Hd}, acc_options), grad_w2 = at::empty({l.N, l.Hd}, acc_options);
+  at::Tensor grad_scale = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
+  at::Tensor grad_shift = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
+  if (grad_projection.numel() > 0) {
+    const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
+                     shift = contiguous_or_undefined(hidden_shift), face_term_c = face_term.contiguous();
+    const ScoreNet net = score_net(l, projection, face_term_c, w2c, scale, shift);
+    const ScoreNetGrads grads{grad_projection.data_ptr(), grad_face_term.data_ptr(), grad_w2.data_ptr(),
+                              bn ? grad_scale.data_ptr() : nullptr, bn ? grad_shift.data_ptr() : nullptr};
+    if (face.is_cpu()) {
+      scores_backward_cpu(net, grad_scores.const_data_ptr(), grads);
+    } else {
+#ifdef PYFACE_WITH_CUDA
+      scores_backward_cuda(net, grad_scores.const_data_ptr(), grads, face.get_device());
+#else
+      TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+    }
+  } else {
+    grad_face_term.zero_();
+    grad_w2.zero_();
+    if (bn) {
+      grad_scale.zero_();
+      grad_shift.zero_();
+    }
+  }
+
+  // the first layer, through the same two products as the forward
+  const auto dtype = face.scalar_type();
+  const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
+  const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
+  const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
+  const at::Tensor grad_projection_nhp = grad_projection.permute({1, 0, 2});  // (N, Hd, P) view
+  grad_cells.baddbmm_(l.w1_cell.t().expand({l.N, l.Dc, l.Hd}), grad_projection_nhp);
+  const at::Tensor cell_rows = cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});  // a view when channels-last
+  const at::Tensor grad_w1_cell = at::mm(grad_projection.view({l.Hd, l.N * l.P}), cell_rows);
+  return {grad_face,
+          grad_cells,
+          at::cat({grad_w1_face, grad_w1_cell}, 1),
+          grad_face_term.sum(0).to(dtype),
+          grad_w2.sum(0).to(dtype),
+          bn ? grad_scale.sum(0).to(dtype) : grad_scale,
+          bn ? grad_shift.sum(0).to(dtype) : grad_shift};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pyface, m) {
+  m.def(
+      "global_local_attention_forward(Tensor face, Tensor context, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
+      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor)");
+  m.def(
+      "global_local_attention_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor face, Tensor context, "
+      "Tensor w1, Tensor w2, Tensor? hidden_scale, Tensor? hidden_shift, Tensor attention, Tensor projection, "
+      "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(pyface, CPU, m) {
+  m.impl("global_local_attention_forward", &forward);
+  m.impl("global_local_attention_backward", &backward);
+}
+
+#ifdef PYFACE_WITH_CUDA
+TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
+  m.impl("global_local_attention_forward", &forward);
+  m.impl("global_local_attention_backward", &backward);
+}
+#endif
+
+}  // namespace pyface::gla

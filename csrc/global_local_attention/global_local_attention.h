@@ -1,0 +1,54 @@
+// GLAMOR-Net's Global-Local Attention (SPEC section 2): what the host code hands to the
+// score-net kernels. The two products of the first layer are GEMMs run by the host code
+// (the face half once per sample, the cell half once per cell, never on a concatenation);
+// the kernels do everything between them and the softmax.
+#pragma once
+
+#include <cstdint>
+
+#include "dispatch.h"
+
+namespace pyface::gla {
+
+using pyface::ScalarKind;
+
+// projection (N, Hd, P) contiguous: the cell half of the first layer, W1[:, Df:] @ cell.
+// face_term (N, Hd) contiguous: the face half plus the bias, W1[:, :Df] @ face + b1.
+// w2, hidden_scale, hidden_shift: (Hd,) contiguous; the last two null without the folded
+// BatchNorm. All in the inputs' dtype.
+// Per cell: pre = projection + face_term, hidden = relu(pre), and with the BatchNorm
+// pre2 = hidden_scale * hidden + hidden_shift, hidden = relu(pre2); score = w2 . hidden.
+// (b2 is left out: it shifts every score of a sample equally, which softmax ignores.)
+struct ScoreNet {
+  ScalarKind scalar;
+  int64_t N, Hd, P;
+  const void* projection;
+  const void* face_term;
+  const void* w2;
+  const void* hidden_scale;
+  const void* hidden_shift;
+};
+
+// Outputs of the score-net backward, given d loss / d score (N, P) in the accumulation dtype:
+// grad_projection (Hd, N, P) in the inputs' dtype (hidden-major, so the weight gradient is
+// one GEMM), and per-sample sums over the cells (N, Hd) in the accumulation dtype for
+// face_term, w2, hidden_scale and hidden_shift (the last two null without the BatchNorm).
+struct ScoreNetGrads {
+  void* grad_projection;
+  void* grad_face_term;
+  void* grad_w2;
+  void* grad_hidden_scale;
+  void* grad_hidden_shift;
+};
+
+// scores (N, P) in the accumulation dtype.
+void scores_cpu(const ScoreNet& net, void* scores);
+void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
+
+#ifdef PYFACE_WITH_CUDA
+// CUDA kernels (kernels/cuda/global_local_attention.cu), on the current stream.
+void scores_cuda(const ScoreNet& net, void* scores, int device);
+void scores_backward_cuda(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads, int device);
+#endif
+
+}  // namespace pyface::gla

@@ -1,0 +1,150 @@
+// Host side of spatial softmax attention pooling: the building blocks declared in
+// softmax_pool_ops.h and the registration of the softmax_pool ops. Argument errors a user can
+// make are reported in Python (pyface/ops/softmax_pool.py); the checks here guard the op.
+#include "softmax_pool/softmax_pool_ops.h"
+
+#include <ATen/ops/empty.h>
+#include <ATen/ops/empty_like.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include "tensor_kind.h"
+
+namespace pyface::spool {
+
+PreparedValues prepare_values(const at::Tensor& values, const char* op) {
+  TORCH_CHECK_VALUE(values.dim() == 3, op, ": values must be viewed as (N, C, P)");
+  PreparedValues prepared;
+  // (N, P, C) contiguous read as (N, C, P) is channels-last; take channels-first when both hold
+  const bool channels_last = !values.is_contiguous() && values.transpose(1, 2).is_contiguous();
+  prepared.tensor = channels_last ? values : values.contiguous();
+  prepared.v = Values{scalar_kind(values, op, "values"), prepared.tensor.const_data_ptr(),
+                      values.size(0), values.size(1), values.size(2), channels_last};
+  return prepared;
+}
+
+at::Tensor softmax(const at::Tensor& scores) {
+  TORCH_CHECK_VALUE(scores.dim() == 2, "softmax_pool: scores must be viewed as (N, P)");
+  const at::Tensor s = scores.contiguous();
+  const ScalarKind kind = scalar_kind(s, "softmax_pool", "scores");
+  at::Tensor attention = at::empty(s.sizes(), s.options().dtype(accumulate_type(s.scalar_type())));
+  if (s.numel() == 0) return attention;
+  if (s.is_cpu()) {
+    softmax_cpu(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1));
+  } else {
+#ifdef PYFACE_WITH_CUDA
+    softmax_cuda(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1), s.get_device());
+#else
+    TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+  }
+  return attention;
+}
+
+namespace {
+
+void check_attention(const PreparedValues& values, const at::Tensor& attention) {
+  const Values& v = values.v;
+  TORCH_CHECK_VALUE(attention.dim() == 2 && attention.size(0) == v.N && attention.size(1) == v.P,
+                    "softmax_pool: attention must be (N, P) of the values");
+  TORCH_CHECK_TYPE(attention.scalar_type() == accumulate_type(values.tensor.scalar_type()) && attention.is_contiguous(),
+                   "softmax_pool: attention must be contiguous in the accumulation dtype");
+}
+
+}  // namespace
+
+at::Tensor pool(const PreparedValues& values, const at::Tensor& attention) {
+  check_attention(values, attention);
+  const Values& v = values.v;
+  if (v.N * v.C == 0 || v.P == 0) return at::zeros({v.N, v.C}, values.tensor.options());
+  at::Tensor pooled = at::empty({v.N, v.C}, values.tensor.options());
+  if (values.tensor.is_cpu()) {
+    pool_cpu(v, attention.const_data_ptr(), pooled.data_ptr());
+  } else {
+#ifdef PYFACE_WITH_CUDA
+    pool_cuda(v, attention.const_data_ptr(), pooled.data_ptr(), values.tensor.get_device());
+#else
+    TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+  }
+  return pooled;
+}
+
+std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, const at::Tensor& attention,
+                                                 const at::Tensor& grad_pooled,
+                                                 const std::optional<at::Tensor>& grad_attention, bool values_grad) {
+  check_attention(values, attention);
+  const Values& v = values.v;
+  TORCH_CHECK_VALUE(grad_pooled.dim() == 2 && grad_pooled.size(0) == v.N && grad_pooled.size(1) == v.C,
+                    "softmax_pool: grad_pooled must be (N, C)");
+  const at::Tensor gp = grad_pooled.to(values.tensor.scalar_type()).contiguous();
+  at::Tensor ga;
+  if (grad_attention.has_value()) {
+    TORCH_CHECK_VALUE(grad_attention->sizes() == attention.sizes(), "softmax_pool: grad_attention must be (N, P)");
+    ga = grad_attention->to(attention.scalar_type()).contiguous();
+  }
+  at::Tensor grad_scores = at::empty(attention.sizes(), attention.options());
+  at::Tensor grad_values = values_grad ? at::empty_like(values.tensor) : at::Tensor();
+  if (v.N * v.C * v.P == 0) {  // nothing to read: every gradient is zero
+    grad_scores.zero_();
+    if (values_grad) grad_values.zero_();
+    return {grad_scores, grad_values};
+  }
+  const void* ga_ptr = ga.defined() ? ga.const_data_ptr() : nullptr;
+  void* gv_ptr = values_grad ? grad_values.data_ptr() : nullptr;
+  if (values.tensor.is_cpu()) {
+    pool_backward_cpu(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr);
+  } else {
+#ifdef PYFACE_WITH_CUDA
+    at::Tensor scratch = at::empty({pool_backward_cuda_scratch_bytes(v)}, values.tensor.options().dtype(at::kByte));
+    pool_backward_cuda(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr,
+                       scratch.data_ptr(), values.tensor.get_device());
+#else
+    TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+  }
+  return {grad_scores, grad_values};
+}
+
+namespace {
+
+std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& scores, const at::Tensor& values) {
+  TORCH_CHECK_VALUE(scores.dim() == 2 && values.dim() == 3 && scores.size(0) == values.size(0) &&
+                        scores.size(1) == values.size(2),
+                    "softmax_pool: scores (N, P) and values (N, C, P) must agree");
+  TORCH_CHECK_TYPE(scores.scalar_type() == values.scalar_type(), "softmax_pool: scores and values must share a dtype");
+  const PreparedValues prepared = prepare_values(values, "softmax_pool");
+  at::Tensor attention = softmax(scores);
+  return {pool(prepared, attention), attention};
+}
+
+std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention,
+                                            const at::Tensor& values, const at::Tensor& attention, bool values_grad) {
+  const PreparedValues prepared = prepare_values(values, "softmax_pool");
+  auto [grad_scores, grad_values] = pool_backward(prepared, attention, grad_pooled, grad_attention, values_grad);
+  if (!values_grad) grad_values = at::empty({0}, values.options());
+  return {grad_scores, grad_values};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pyface, m) {
+  m.def("softmax_pool_forward(Tensor scores, Tensor values) -> (Tensor, Tensor)");
+  m.def(
+      "softmax_pool_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor values, Tensor attention, "
+      "bool values_grad) -> (Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(pyface, CPU, m) {
+  m.impl("softmax_pool_forward", &forward);
+  m.impl("softmax_pool_backward", &backward);
+}
+
+#ifdef PYFACE_WITH_CUDA
+TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
+  m.impl("softmax_pool_forward", &forward);
+  m.impl("softmax_pool_backward", &backward);
+}
+#endif
+
+}  // namespace pyface::spool
