@@ -25,8 +25,8 @@ def test_bench(benchmark, case, impl, mode):
     fn = implementations(case.op, DEVICE)[impl]
     inputs = case.inputs(DEVICE, torch.float32, quick=QUICK)
     check(case, fn, inputs, torch.float32)  # never time a wrong answer
-    step = backward_step(fn, inputs, case.grad_inputs) if mode == "forward+backward" else forward_step(fn, inputs)
-    benchmark.extra_info.update(shape=list(inputs["input"].shape), device=str(DEVICE))
+    step = backward_step(case, fn, inputs) if mode == "forward+backward" else forward_step(case, fn, inputs)
+    benchmark.extra_info.update(shape=list(inputs[case.main_input].shape), device=str(DEVICE))
     if DEVICE.type == "cuda":
         benchmark(lambda: (step(), torch.cuda.synchronize()))
     else:

@@ -1,6 +1,6 @@
 // Host side of GLAMOR-Net's Global-Local Attention. The first layer of the score net is
 // split at column Df: the face half is one (N, Df) x (Df, Hd) product for the batch, the
-// cell half one batched product over the cells, so the (N, P, Df + Dc) concatenation is
+// cell half one product over all N * P cells, so the (N, P, Df + Dc) concatenation is
 // never built. The score-net kernels, the softmax and the pooling run on the projection.
 // Argument errors a user can make are reported in Python
 // (pyface/ops/global_local_attention.py); the checks here guard the op.
@@ -9,7 +9,6 @@
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/matmul.h>
 #include <ATen/ops/mm.h>
 #include <torch/library.h>
 
@@ -47,6 +46,12 @@ ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tens
                   bn ? hidden_shift.const_data_ptr() : nullptr};
 }
 
+// The cells as the rows of an (N * P, Dc) matrix, for the GEMMs over all cells at once: a
+// view of a channels-last context, a transposed copy of a channels-first one.
+at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
+  return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
+}
+
 at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->contiguous() : at::Tensor();
 }
@@ -61,7 +66,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());              // (N, Hd)
-  const at::Tensor projection = at::matmul(l.w1_cell, cells.tensor).contiguous();  // (N, Hd, P)
+  const at::Tensor projection = at::mm(cell_rows(cells, l), l.w1_cell.t()).view({l.N, l.P, l.Hd});
   const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                    shift = contiguous_or_undefined(hidden_shift);
   at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
@@ -90,8 +95,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   TORCH_CHECK_VALUE(projection.is_contiguous() && projection.dim() == 3 && projection.size(0) == l.N &&
-                        projection.size(1) == l.Hd && projection.size(2) == l.P,
-                    kOp, ": projection must be the (N, Hd, P) the forward returned");
+                        projection.size(1) == l.P && projection.size(2) == l.Hd,
+                    kOp, ": projection must be the (N, P, Hd) the forward returned");
   const bool bn = hidden_scale.has_value();
   const auto options = face.options();
   const auto acc_options = options.dtype(accumulate_type(face.scalar_type()));
@@ -99,8 +104,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // the pooling half: d/d context from the pooled sum, and d/d score
   auto [grad_scores, grad_cells] = spool::pool_backward(cells, attention, grad_pooled, grad_attention, true);
 
-  // the score net: d/d projection (hidden-major) and per-sample sums for the small parameters
-  at::Tensor grad_projection = at::empty({l.Hd, l.N, l.P}, options);
+  // the score net: d/d projection (cell-major) and per-sample sums for the small parameters
+  at::Tensor grad_projection = at::empty({l.N * l.P, l.Hd}, options);
   at::Tensor grad_face_term = at::empty({l.N, l.Hd}, acc_options), grad_w2 = at::empty({l.N, l.Hd}, acc_options);
   at::Tensor grad_scale = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
   at::Tensor grad_shift = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
@@ -133,10 +138,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
   const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
   const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
-  const at::Tensor grad_projection_nhp = grad_projection.permute({1, 0, 2});  // (N, Hd, P) view
-  grad_cells.baddbmm_(l.w1_cell.t().expand({l.N, l.Dc, l.Hd}), grad_projection_nhp);
-  const at::Tensor cell_rows = cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});  // a view when channels-last
-  const at::Tensor grad_w1_cell = at::mm(grad_projection.view({l.Hd, l.N * l.P}), cell_rows);
+  const at::Tensor grad_w1_cell = at::mm(grad_projection.t(), cell_rows(cells, l));
+  if (cells.v.channels_last) {  // the pooled-sum part is in place: add the GEMM onto it
+    grad_cells.transpose(1, 2).view({l.N * l.P, l.Dc}).addmm_(grad_projection, l.w1_cell);
+  } else {
+    grad_cells.add_(at::mm(grad_projection, l.w1_cell).view({l.N, l.P, l.Dc}).transpose(1, 2));
+  }
   return {grad_face,
           grad_cells,
           at::cat({grad_w1_face, grad_w1_cell}, 1),

@@ -12,7 +12,8 @@ namespace pyface::gla {
 
 using pyface::ScalarKind;
 
-// projection (N, Hd, P) contiguous: the cell half of the first layer, W1[:, Df:] @ cell.
+// projection (N, P, Hd) contiguous, cell-major: the cell half of the first layer,
+// W1[:, Df:] @ cell, for every cell (one GEMM over the N * P cells).
 // face_term (N, Hd) contiguous: the face half plus the bias, W1[:, :Df] @ face + b1.
 // w2, hidden_scale, hidden_shift: (Hd,) contiguous; the last two null without the folded
 // BatchNorm. All in the inputs' dtype.
@@ -30,9 +31,9 @@ struct ScoreNet {
 };
 
 // Outputs of the score-net backward, given d loss / d score (N, P) in the accumulation dtype:
-// grad_projection (Hd, N, P) in the inputs' dtype (hidden-major, so the weight gradient is
-// one GEMM), and per-sample sums over the cells (N, Hd) in the accumulation dtype for
-// face_term, w2, hidden_scale and hidden_shift (the last two null without the BatchNorm).
+// grad_projection (N, P, Hd) in the inputs' dtype, cell-major like the projection, and
+// per-sample sums over the cells (N, Hd) in the accumulation dtype for face_term, w2,
+// hidden_scale and hidden_shift (the last two null without the BatchNorm).
 struct ScoreNetGrads {
   void* grad_projection;
   void* grad_face_term;

@@ -1,7 +1,6 @@
-// CPU kernels of the Global-Local Attention score net: per sample, the hidden activations
-// of every cell are formed from the two halves of the first layer, scored, and (backward)
-// differentiated in one pass over the projection, hidden unit by hidden unit so the inner
-// loop runs over contiguous cells.
+// CPU kernels of the Global-Local Attention score net: one task per sample walks its cells;
+// for each cell the hidden units are contiguous in the projection, so the inner loops run
+// over them (vectorised), and the backward keeps its per-sample sums in per-unit arrays.
 #include "global_local_attention/global_local_attention.h"
 
 #include <ATen/Parallel.h>
@@ -12,37 +11,45 @@
 namespace pyface::gla {
 namespace {
 
-template <typename acc_t>
-struct Params {  // one hidden unit's parameters, in the accumulation type
-  acc_t face_term, w2, scale, shift;
-};
-
+// A sample's per-unit parameters in the accumulation type: face term, w2, and the folded
+// BatchNorm's scale and shift (1 and 0 without it).
 template <typename scalar_t, typename acc_t>
-Params<acc_t> params_of(const ScoreNet& net, int64_t n, int64_t h) {
-  const auto* face_term = static_cast<const scalar_t*>(net.face_term);
-  const auto* w2 = static_cast<const scalar_t*>(net.w2);
-  const bool bn = net.hidden_scale != nullptr;
-  return {acc_t(face_term[n * net.Hd + h]), acc_t(w2[h]),
-          bn ? acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]) : acc_t(1),
-          bn ? acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]) : acc_t(0)};
-}
+struct Units {
+  std::vector<acc_t> face_term, w2, scale, shift;
+
+  explicit Units(const ScoreNet& net) : face_term(net.Hd), w2(net.Hd), scale(net.Hd, acc_t(1)), shift(net.Hd, acc_t(0)) {
+    for (int64_t h = 0; h < net.Hd; ++h) {
+      w2[h] = acc_t(static_cast<const scalar_t*>(net.w2)[h]);
+      if (net.hidden_scale != nullptr) {
+        scale[h] = acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]);
+        shift[h] = acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]);
+      }
+    }
+  }
+
+  void load_sample(const ScoreNet& net, int64_t n) {
+    const auto* f = static_cast<const scalar_t*>(net.face_term) + n * net.Hd;
+    for (int64_t h = 0; h < net.Hd; ++h) face_term[h] = acc_t(f[h]);
+  }
+};
 
 template <typename scalar_t, typename acc_t, bool kBatchNorm>
 void scores_rows(const ScoreNet& net, acc_t* scores) {
-  const auto* projection = static_cast<const scalar_t*>(net.projection);
   at::parallel_for(0, net.N, 1, [&](int64_t begin, int64_t end) {
+    Units<scalar_t, acc_t> u(net);
+    const acc_t *f = u.face_term.data(), *w2 = u.w2.data(), *scale = u.scale.data(), *shift = u.shift.data();
     for (int64_t n = begin; n < end; ++n) {
-      acc_t* s = scores + n * net.P;
-      std::fill(s, s + net.P, acc_t(0));
-      for (int64_t h = 0; h < net.Hd; ++h) {
-        const auto q = params_of<scalar_t, acc_t>(net, n, h);
-        const scalar_t* row = projection + (n * net.Hd + h) * net.P;
-#pragma omp simd
-        for (int64_t p = 0; p < net.P; ++p) {
-          acc_t hidden = std::max(acc_t(row[p]) + q.face_term, acc_t(0));
-          if constexpr (kBatchNorm) hidden = std::max(q.scale * hidden + q.shift, acc_t(0));
-          s[p] += q.w2 * hidden;
+      u.load_sample(net, n);
+      for (int64_t p = 0; p < net.P; ++p) {
+        const scalar_t* z = static_cast<const scalar_t*>(net.projection) + (n * net.P + p) * net.Hd;
+        acc_t score = 0;
+#pragma omp simd reduction(+ : score)
+        for (int64_t h = 0; h < net.Hd; ++h) {
+          acc_t hidden = std::max(acc_t(z[h]) + f[h], acc_t(0));
+          if constexpr (kBatchNorm) hidden = std::max(scale[h] * hidden + shift[h], acc_t(0));
+          score += w2[h] * hidden;
         }
+        scores[n * net.P + p] = score;
       }
     }
   });
@@ -50,45 +57,47 @@ void scores_rows(const ScoreNet& net, acc_t* scores) {
 
 template <typename scalar_t, typename acc_t, bool kBatchNorm>
 void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const ScoreNetGrads& grads) {
-  const auto* projection = static_cast<const scalar_t*>(net.projection);
-  auto* grad_projection = static_cast<scalar_t*>(grads.grad_projection);
-  auto* grad_face_term = static_cast<acc_t*>(grads.grad_face_term);
-  auto* grad_w2 = static_cast<acc_t*>(grads.grad_w2);
-  auto* grad_scale = static_cast<acc_t*>(grads.grad_hidden_scale);
-  auto* grad_shift = static_cast<acc_t*>(grads.grad_hidden_shift);
-  // tasks are (sample, hidden unit) rows, so a batch of one still spreads over the threads
-  at::parallel_for(0, net.N * net.Hd, 16, [&](int64_t begin, int64_t end) {
-    for (int64_t row_index = begin; row_index < end; ++row_index) {
-      const int64_t n = row_index / net.Hd, h = row_index % net.Hd;
-      const auto q = params_of<scalar_t, acc_t>(net, n, h);
-      const scalar_t* row = projection + row_index * net.P;
-      const acc_t* ds = grad_scores + n * net.P;
-      scalar_t* out = grad_projection + (h * net.N + n) * net.P;
-      acc_t sum_pre = 0, sum_w2 = 0, sum_scale = 0, sum_shift = 0;
-#pragma omp simd reduction(+ : sum_pre, sum_w2, sum_scale, sum_shift)
+  const int64_t Hd = net.Hd;
+  at::parallel_for(0, net.N, 1, [&](int64_t begin, int64_t end) {
+    Units<scalar_t, acc_t> u(net);
+    const acc_t *f = u.face_term.data(), *w2 = u.w2.data(), *scale = u.scale.data(), *shift = u.shift.data();
+    std::vector<acc_t> sums(4 * Hd);
+    acc_t *sum_pre = sums.data(), *sum_w2 = sum_pre + Hd, *sum_scale = sum_w2 + Hd, *sum_shift = sum_scale + Hd;
+    for (int64_t n = begin; n < end; ++n) {
+      u.load_sample(net, n);
+      std::fill(sums.begin(), sums.end(), acc_t(0));
       for (int64_t p = 0; p < net.P; ++p) {
-        const acc_t pre = acc_t(row[p]) + q.face_term;
-        const acc_t hidden1 = std::max(pre, acc_t(0));
-        acc_t grad_hidden1 = ds[p] * q.w2;  // d score / d (last hidden) = w2
-        if constexpr (kBatchNorm) {
-          const acc_t pre2 = q.scale * hidden1 + q.shift;
-          sum_w2 += ds[p] * std::max(pre2, acc_t(0));
-          const acc_t grad_pre2 = pre2 > acc_t(0) ? grad_hidden1 : acc_t(0);
-          sum_scale += grad_pre2 * hidden1;
-          sum_shift += grad_pre2;
-          grad_hidden1 = grad_pre2 * q.scale;
-        } else {
-          sum_w2 += ds[p] * hidden1;
+        const int64_t cell = n * net.P + p;
+        const scalar_t* z = static_cast<const scalar_t*>(net.projection) + cell * Hd;
+        scalar_t* out = static_cast<scalar_t*>(grads.grad_projection) + cell * Hd;
+        const acc_t ds = grad_scores[cell];
+        // branch-free (masks as 0/1 factors), so the loop vectorises: the signs are random
+#pragma omp simd
+        for (int64_t h = 0; h < Hd; ++h) {
+          const acc_t pre = acc_t(z[h]) + f[h];
+          const acc_t hidden1 = std::max(pre, acc_t(0));
+          acc_t grad_hidden1 = ds * w2[h];  // d score / d (last hidden) = w2
+          if constexpr (kBatchNorm) {
+            const acc_t pre2 = scale[h] * hidden1 + shift[h];
+            sum_w2[h] += ds * std::max(pre2, acc_t(0));
+            const acc_t grad_pre2 = grad_hidden1 * acc_t(pre2 > acc_t(0));
+            sum_scale[h] += grad_pre2 * hidden1;
+            sum_shift[h] += grad_pre2;
+            grad_hidden1 = grad_pre2 * scale[h];
+          } else {
+            sum_w2[h] += ds * hidden1;
+          }
+          const acc_t grad_pre = grad_hidden1 * acc_t(pre > acc_t(0));
+          out[h] = scalar_t(grad_pre);
+          sum_pre[h] += grad_pre;
         }
-        const acc_t grad_pre = pre > acc_t(0) ? grad_hidden1 : acc_t(0);
-        out[p] = scalar_t(grad_pre);
-        sum_pre += grad_pre;
       }
-      grad_face_term[row_index] = sum_pre;
-      grad_w2[row_index] = sum_w2;
+      const int64_t row = n * Hd;
+      std::copy(sum_pre, sum_pre + Hd, static_cast<acc_t*>(grads.grad_face_term) + row);
+      std::copy(sum_w2, sum_w2 + Hd, static_cast<acc_t*>(grads.grad_w2) + row);
       if constexpr (kBatchNorm) {
-        grad_scale[row_index] = sum_scale;
-        grad_shift[row_index] = sum_shift;
+        std::copy(sum_scale, sum_scale + Hd, static_cast<acc_t*>(grads.grad_hidden_scale) + row);
+        std::copy(sum_shift, sum_shift + Hd, static_cast<acc_t*>(grads.grad_hidden_shift) + row);
       }
     }
   });

@@ -55,8 +55,22 @@ void pool_rows(const Values& v, const acc_t* attention, scalar_t* pooled) {
 #pragma omp simd
           for (int64_t j = 0; j < width; ++j) sums[j] += ap * acc_t(row[j]);
         }
-      } else {  // rows of P positions per channel: one dot product per channel
-        for (int64_t j = 0; j < width; ++j) {
+      } else {  // rows of P positions per channel: dot products, four rows per pass over a
+        int64_t j = 0;
+        for (; j + 4 <= width; j += 4) {
+          const scalar_t* row = sample + (c0 + j) * v.P;
+          const scalar_t *r1 = row + v.P, *r2 = r1 + v.P, *r3 = r2 + v.P;
+          acc_t d0 = 0, d1 = 0, d2 = 0, d3 = 0;
+#pragma omp simd reduction(+ : d0, d1, d2, d3)
+          for (int64_t p = 0; p < v.P; ++p) {
+            d0 += a[p] * acc_t(row[p]);
+            d1 += a[p] * acc_t(r1[p]);
+            d2 += a[p] * acc_t(r2[p]);
+            d3 += a[p] * acc_t(r3[p]);
+          }
+          sums[j] = d0, sums[j + 1] = d1, sums[j + 2] = d2, sums[j + 3] = d3;
+        }
+        for (; j < width; ++j) {
           const scalar_t* row = sample + (c0 + j) * v.P;
           acc_t dot = 0;
 #pragma omp simd reduction(+ : dot)
@@ -75,7 +89,7 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
                         const acc_t* grad_attention, acc_t* grad_scores, scalar_t* grad_values) {
   const auto* values = static_cast<const scalar_t*>(v.data);
   at::parallel_for(0, v.N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> gp(v.C);
+    std::vector<acc_t> gp(v.C), block_sum(v.P);
     for (int64_t n = begin; n < end; ++n) {
       const acc_t* a = attention + n * v.P;
       acc_t* g = grad_scores + n * v.P;  // holds d loss / d attention until the last step
@@ -97,17 +111,24 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
           }
         }
       } else {
+        // sums over blocks of channels, then over the blocks: the score gradient subtracts
+        // nearly equal numbers, so the rounding of a long running sum would show
         std::fill(g, g + v.P, acc_t(0));
-        for (int64_t c = 0; c < v.C; ++c) {
-          const scalar_t* row = sample + c * v.P;
-          const acc_t gc = gp[c];
+        for (int64_t c0 = 0; c0 < v.C; c0 += kChannelBlock) {
+          std::fill(block_sum.begin(), block_sum.end(), acc_t(0));
+          for (int64_t c = c0; c < std::min(v.C, c0 + kChannelBlock); ++c) {
+            const scalar_t* row = sample + c * v.P;
+            const acc_t gc = gp[c];
+            acc_t* partial = block_sum.data();
 #pragma omp simd
-          for (int64_t p = 0; p < v.P; ++p) g[p] += gc * acc_t(row[p]);
-          if (grad_sample != nullptr) {
-            scalar_t* out = grad_sample + c * v.P;
+            for (int64_t p = 0; p < v.P; ++p) partial[p] += gc * acc_t(row[p]);
+            if (grad_sample != nullptr) {
+              scalar_t* out = grad_sample + c * v.P;
 #pragma omp simd
-            for (int64_t p = 0; p < v.P; ++p) out[p] = scalar_t(gc * a[p]);
+              for (int64_t p = 0; p < v.P; ++p) out[p] = scalar_t(gc * a[p]);
+            }
           }
+          for (int64_t p = 0; p < v.P; ++p) g[p] += block_sum[p];
         }
       }
       if (grad_attention != nullptr)

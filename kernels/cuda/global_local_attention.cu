@@ -1,7 +1,8 @@
-// CUDA kernels of the Global-Local Attention score net. Forward: a thread per cell walks
-// the hidden units (reads of the projection are coalesced over cells). Backward: a warp
-// per (sample, hidden unit) row of cells writes d/d projection and reduces the row's
-// per-sample sums in registers, so no atomics and a fixed summation order.
+// CUDA kernels of the Global-Local Attention score net on the cell-major projection
+// (N, P, Hd). Forward: a warp per cell, lanes over the hidden units, one warp sum per score.
+// Backward: a block per (sample, 32 hidden units); its warps split the cells, each lane
+// keeps the sums of its unit in registers, and the warps' sums are added in a fixed order
+// (no atomics). Writes of d/d projection are 32 consecutive units per warp.
 #include "global_local_attention/global_local_attention.h"
 
 #include <c10/cuda/CUDAException.h>
@@ -19,74 +20,81 @@ using pyface::cuda::warp_reduce;
 
 constexpr int kThreads = 256;
 constexpr int kWarps = kThreads / 32;
-constexpr int kCellThreads = 128;  // forward: cells per block
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
 template <typename scalar_t, typename acc_t, bool kBatchNorm>
-__global__ void __launch_bounds__(kCellThreads)
-scores_kernel(const scalar_t* projection, const scalar_t* face_term, const scalar_t* w2, const scalar_t* scale,
-              const scalar_t* shift, acc_t* scores, int64_t Hd, int64_t P, int64_t p_blocks) {
-  const int64_t n = blockIdx.x / p_blocks;
-  const int64_t p = (blockIdx.x % p_blocks) * kCellThreads + threadIdx.x;
-  if (p >= P) return;
+__global__ void __launch_bounds__(kThreads) scores_kernel(ScoreNet net, acc_t* scores) {
+  const int64_t cell = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);  // n * P + p
+  if (cell >= net.N * net.P) return;  // the whole warp leaves; nothing below synchronises the block
+  const int lane = threadIdx.x & 31;
+  const int64_t n = cell / net.P;
+  const auto* z = static_cast<const scalar_t*>(net.projection) + cell * net.Hd;
+  const auto* f = static_cast<const scalar_t*>(net.face_term) + n * net.Hd;
+  const auto* w2 = static_cast<const scalar_t*>(net.w2);
   acc_t score = 0;
-  for (int64_t h = 0; h < Hd; ++h) {
-    acc_t hidden = max(acc_t(projection[(n * Hd + h) * P + p]) + acc_t(face_term[n * Hd + h]), acc_t(0));
-    if constexpr (kBatchNorm) hidden = max(acc_t(scale[h]) * hidden + acc_t(shift[h]), acc_t(0));
+  for (int64_t h = lane; h < net.Hd; h += 32) {
+    acc_t hidden = max(acc_t(z[h]) + acc_t(f[h]), acc_t(0));
+    if constexpr (kBatchNorm)
+      hidden = max(acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]) * hidden +
+                       acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]),
+                   acc_t(0));
     score += acc_t(w2[h]) * hidden;
   }
-  scores[n * P + p] = score;
+  score = warp_reduce(score);
+  if (lane == 0) scores[cell] = score;
 }
 
 template <typename scalar_t, typename acc_t, bool kBatchNorm>
 __global__ void __launch_bounds__(kThreads)
-scores_backward_kernel(ScoreNet net, const acc_t* grad_scores, ScoreNetGrads grads) {
-  const int64_t row = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);  // n * Hd + h
-  if (row >= net.N * net.Hd) return;
-  const int lane = threadIdx.x & 31;
-  const int64_t n = row / net.Hd, h = row % net.Hd, P = net.P;
-  const acc_t face_term = acc_t(static_cast<const scalar_t*>(net.face_term)[row]);
-  const acc_t w2 = acc_t(static_cast<const scalar_t*>(net.w2)[h]);
-  acc_t scale = 1, shift = 0;
-  if constexpr (kBatchNorm) {
-    scale = acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]);
-    shift = acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]);
+scores_backward_kernel(ScoreNet net, const acc_t* grad_scores, ScoreNetGrads grads, int64_t h_blocks) {
+  constexpr int kSums = 4;  // face term, w2, scale, shift
+  __shared__ acc_t warp_sums[kSums][kWarps][32];
+  const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+  const int64_t n = blockIdx.x / h_blocks;
+  const int64_t h = (blockIdx.x % h_blocks) * 32 + lane;
+  const bool active = h < net.Hd;
+  acc_t face_term = 0, w2 = 0, scale = 1, shift = 0;
+  if (active) {
+    face_term = acc_t(static_cast<const scalar_t*>(net.face_term)[n * net.Hd + h]);
+    w2 = acc_t(static_cast<const scalar_t*>(net.w2)[h]);
+    if constexpr (kBatchNorm) {
+      scale = acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]);
+      shift = acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]);
+    }
   }
-  const scalar_t* z = static_cast<const scalar_t*>(net.projection) + row * P;
-  const acc_t* ds = grad_scores + n * P;
-  scalar_t* out = static_cast<scalar_t*>(grads.grad_projection) + (h * net.N + n) * P;  // hidden-major
-  acc_t sum_pre = 0, sum_w2 = 0, sum_scale = 0, sum_shift = 0;
-  for (int64_t p = lane; p < P; p += 32) {
-    const acc_t pre = acc_t(z[p]) + face_term;
+  acc_t sums[kSums] = {0, 0, 0, 0};  // d/d face term, w2, scale, shift of unit h
+  for (int64_t p = warp; active && p < net.P; p += kWarps) {
+    const int64_t at = (n * net.P + p) * net.Hd + h;
+    const acc_t ds = grad_scores[n * net.P + p];
+    const acc_t pre = acc_t(static_cast<const scalar_t*>(net.projection)[at]) + face_term;
     const acc_t hidden1 = max(pre, acc_t(0));
-    acc_t grad_hidden1 = ds[p] * w2;
+    acc_t grad_hidden1 = ds * w2;
     if constexpr (kBatchNorm) {
       const acc_t pre2 = scale * hidden1 + shift;
-      sum_w2 += ds[p] * max(pre2, acc_t(0));
+      sums[1] += ds * max(pre2, acc_t(0));
       const acc_t grad_pre2 = pre2 > acc_t(0) ? grad_hidden1 : acc_t(0);
-      sum_scale += grad_pre2 * hidden1;
-      sum_shift += grad_pre2;
+      sums[2] += grad_pre2 * hidden1;
+      sums[3] += grad_pre2;
       grad_hidden1 = grad_pre2 * scale;
     } else {
-      sum_w2 += ds[p] * hidden1;
+      sums[1] += ds * hidden1;
     }
     const acc_t grad_pre = pre > acc_t(0) ? grad_hidden1 : acc_t(0);
-    out[p] = scalar_t(grad_pre);
-    sum_pre += grad_pre;
+    static_cast<scalar_t*>(grads.grad_projection)[at] = scalar_t(grad_pre);
+    sums[0] += grad_pre;
   }
-  sum_pre = warp_reduce(sum_pre);
-  sum_w2 = warp_reduce(sum_w2);
+  for (int k = 0; k < kSums; ++k) warp_sums[k][warp][lane] = sums[k];
+  __syncthreads();
+  if (warp != 0 || !active) return;
+  for (int k = 0; k < kSums; ++k)
+    for (int w = 1; w < kWarps; ++w) sums[k] += warp_sums[k][w][lane];
+  const int64_t row = n * net.Hd + h;
+  static_cast<acc_t*>(grads.grad_face_term)[row] = sums[0];
+  static_cast<acc_t*>(grads.grad_w2)[row] = sums[1];
   if constexpr (kBatchNorm) {
-    sum_scale = warp_reduce(sum_scale);
-    sum_shift = warp_reduce(sum_shift);
-  }
-  if (lane != 0) return;
-  static_cast<acc_t*>(grads.grad_face_term)[row] = sum_pre;
-  static_cast<acc_t*>(grads.grad_w2)[row] = sum_w2;
-  if constexpr (kBatchNorm) {
-    static_cast<acc_t*>(grads.grad_hidden_scale)[row] = sum_scale;
-    static_cast<acc_t*>(grads.grad_hidden_shift)[row] = sum_shift;
+    static_cast<acc_t*>(grads.grad_hidden_scale)[row] = sums[2];
+    static_cast<acc_t*>(grads.grad_hidden_shift)[row] = sums[3];
   }
 }
 
@@ -95,22 +103,15 @@ scores_backward_kernel(ScoreNet net, const acc_t* grad_scores, ScoreNetGrads gra
 void scores_cuda(const ScoreNet& net, void* scores, int device) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t p_blocks = ceil_div(net.P, kCellThreads);
+  const int64_t blocks = ceil_div(net.N * net.P, kWarps);
   dispatch_scalar(net.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
-    const auto* z = static_cast<const scalar_t*>(net.projection);
-    const auto* f = static_cast<const scalar_t*>(net.face_term);
-    const auto* w2 = static_cast<const scalar_t*>(net.w2);
-    const auto* scale = static_cast<const scalar_t*>(net.hidden_scale);
-    const auto* shift = static_cast<const scalar_t*>(net.hidden_shift);
     auto* out = static_cast<acc_t*>(scores);
-    if (scale != nullptr)
-      scores_kernel<scalar_t, acc_t, true><<<net.N * p_blocks, kCellThreads, 0, stream>>>(z, f, w2, scale, shift, out,
-                                                                                         net.Hd, net.P, p_blocks);
+    if (net.hidden_scale != nullptr)
+      scores_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, stream>>>(net, out);
     else
-      scores_kernel<scalar_t, acc_t, false><<<net.N * p_blocks, kCellThreads, 0, stream>>>(z, f, w2, scale, shift, out,
-                                                                                          net.Hd, net.P, p_blocks);
+      scores_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, stream>>>(net, out);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }
@@ -118,15 +119,15 @@ void scores_cuda(const ScoreNet& net, void* scores, int device) {
 void scores_backward_cuda(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads, int device) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t blocks = ceil_div(net.N * net.Hd, kWarps);
+  const int64_t h_blocks = ceil_div(net.Hd, 32);
   dispatch_scalar(net.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     const auto* ds = static_cast<const acc_t*>(grad_scores);
     if (net.hidden_scale != nullptr)
-      scores_backward_kernel<scalar_t, acc_t, true><<<blocks, kThreads, 0, stream>>>(net, ds, grads);
+      scores_backward_kernel<scalar_t, acc_t, true><<<net.N * h_blocks, kThreads, 0, stream>>>(net, ds, grads, h_blocks);
     else
-      scores_backward_kernel<scalar_t, acc_t, false><<<blocks, kThreads, 0, stream>>>(net, ds, grads);
+      scores_backward_kernel<scalar_t, acc_t, false><<<net.N * h_blocks, kThreads, 0, stream>>>(net, ds, grads, h_blocks);
     C10_CUDA_KERNEL_LAUNCH_CHECK();
   });
 }

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -29,8 +29,13 @@ class Case:
     min_bytes: Callable[[dict, bool], int]  # (inputs, with_backward) -> bytes moved at the least
     note: str = ""
     tags: tuple[str, ...] = field(default=())
+    positional: tuple[str, ...] = ("input", "target")  # inputs passed by position, in order
+    main_input: str = "input"  # the input whose shape is `shape`
+    cpu_batch: Optional[int] = None  # the batch of a full CPU run, when not set by the element budget
 
     def batch_for(self, device: torch.device, quick: bool) -> int:
+        if device.type == "cpu" and not quick and self.cpu_batch is not None:
+            return self.cpu_batch
         budget = QUICK_ELEMENT_BUDGET if quick else (CPU_ELEMENT_BUDGET if device.type == "cpu" else None)
         if budget is None:
             return self.shape[0]
@@ -93,9 +98,94 @@ CASES: list[Case] = [
     _l1_case("large", (32, 3, 512, 512), with_weight=False, with_labels=True),
 ]
 
+# --- spatial softmax attention pooling (SPEC section 2) ---------------------------------------
+
+
+def _random_normal(generator, device, dtype, *size, scale=1.0):
+    return (torch.randn(*size, generator=generator) * scale).to(device=device, dtype=dtype)
+
+
+def _softmax_pool_inputs(shape, device, dtype):
+    generator = torch.Generator().manual_seed(0)
+    n, _, *spatial = shape
+    return {
+        "scores": _random_normal(generator, device, dtype, n, *spatial, scale=2.0),
+        "values": _random_normal(generator, device, dtype, *shape),
+    }
+
+
+def _softmax_pool_bytes(inputs: dict, with_backward: bool) -> int:
+    values = _nbytes(inputs["values"])
+    return values * (2 if with_backward else 1)  # read the values; backward reads them again and writes their gradient
+
+
+def _gla_inputs(face_dim: int, hidden: int):
+    def make(shape, device, dtype):
+        generator = torch.Generator().manual_seed(0)
+        n, context_dim, *_ = shape
+        inputs_dim = face_dim + context_dim
+        return {
+            "face": _random_normal(generator, device, dtype, n, face_dim),
+            "context": _random_normal(generator, device, dtype, *shape).relu(),  # a ReLU feature map
+            "w1": _random_normal(generator, device, dtype, hidden, inputs_dim, scale=inputs_dim ** -0.5),
+            "b1": _random_normal(generator, device, dtype, hidden, scale=0.1),
+            "w2": _random_normal(generator, device, dtype, hidden, scale=hidden ** -0.5),
+            "b2": _random_normal(generator, device, dtype, 1),
+            # GLAMOR-Net's BatchNorm, folded as in eval mode
+            "hidden_scale": (torch.rand(hidden, generator=generator) + 0.5).to(device=device, dtype=dtype),
+            "hidden_shift": _random_normal(generator, device, dtype, hidden, scale=0.1),
+        }
+
+    return make
+
+
+def _gla_bytes(inputs: dict, with_backward: bool) -> int:
+    context = _nbytes(inputs["context"])
+    return context * (3 if with_backward else 1)  # read it; backward reads it again and writes its gradient
+
+
+GLA_GRAD_INPUTS = ("face", "context", "w1", "b1", "w2", "hidden_scale", "hidden_shift")
+
+
+def _gla_case(name, n, face_dim, context_dim, side, hidden, cpu_batch=None, tags=()):
+    return Case(
+        op="global_local_attention",
+        name=name,
+        shape=(n, context_dim, side, side),
+        make=_gla_inputs(face_dim, hidden),
+        grad_inputs=GLA_GRAD_INPUTS,
+        min_bytes=_gla_bytes,
+        note=f"face ({n}, {face_dim}), hidden {hidden}, folded BatchNorm",
+        tags=tags,
+        positional=("face", "context", "w1", "b1", "w2", "b2"),
+        main_input="context",
+        cpu_batch=cpu_batch,
+    )
+
+
+CASES += [
+    # the CPU run takes batch 64, the size the issue measured eager and torch.compile at
+    _gla_case("GLAMOR-Net", 256, 256, 256, 7, 128, cpu_batch=64, tags=("quick",)),
+    _gla_case("scaled", 64, 512, 2048, 14, 512),
+    Case(
+        op="softmax_pool",
+        name="CLIP-size",
+        shape=(256, 2048, 7, 7),
+        make=_softmax_pool_inputs,
+        grad_inputs=("scores", "values"),
+        min_bytes=_softmax_pool_bytes,
+        note="scores (N, 7, 7)",
+        tags=("quick",),
+        positional=("scores", "values"),
+        main_input="values",
+    ),
+]
+
 # The op each case's name refers to: pyface's public op and the eager reference.
 OPS = {
     "weighted_l1_loss": (pyface.ops.weighted_l1_loss, pyface.reference.weighted_l1_loss),
+    "global_local_attention": (pyface.ops.global_local_attention, pyface.reference.global_local_attention),
+    "softmax_pool": (pyface.ops.softmax_pool, pyface.reference.softmax_pool),
 }
 
 

@@ -15,6 +15,10 @@ from pyface.bench.cases import OPS, Case
 from pyface.bench.memory import peak_bytes
 
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 2e-2}
+# Where a case is so ill-conditioned that eager PyTorch in the dtype misses TOLERANCE (GLA's
+# score gradient subtracts nearly equal sums over thousands of channels), an implementation
+# passes within this factor of the eager error.
+EAGER_ERROR_FACTOR = 8
 
 
 @dataclass
@@ -97,9 +101,19 @@ def _fresh(inputs: dict, grad_inputs: tuple[str, ...], dtype: Optional[torch.dty
     return out
 
 
-def _call(fn: Callable, inputs: dict):
-    args = {k: v for k, v in inputs.items() if k not in ("input", "target")}
-    return fn(inputs["input"], inputs["target"], **args)
+def _call(case: Case, fn: Callable, inputs: dict):
+    args = [inputs[name] for name in case.positional]
+    return fn(*args, **{k: v for k, v in inputs.items() if k not in case.positional})
+
+
+def _upstream(out: torch.Tensor) -> torch.Tensor:
+    """A fixed random gradient for a non-scalar output (the same for every implementation)."""
+    generator = torch.Generator().manual_seed(0)
+    return (torch.rand(out.shape, generator=generator, dtype=torch.float64) + 0.5).to(out.device, out.dtype)
+
+
+def _backward(out: torch.Tensor, upstream: Optional[torch.Tensor] = None) -> None:
+    out.backward(None if out.dim() == 0 else (upstream if upstream is not None else _upstream(out)))
 
 
 def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
@@ -109,48 +123,64 @@ def _rel_error(got: torch.Tensor, want: torch.Tensor) -> float:
     return ((got - want).norm() / want.norm().clamp_min(1e-30)).item()
 
 
-def check(case: Case, fn: Callable, inputs: dict, dtype: torch.dtype) -> float:
-    """Largest relative error of fn's output and input gradients against the reference in
-    float64; raises AssertionError past the dtype's tolerance."""
-    _, reference = OPS[case.op]
-    truth_inputs = _fresh(inputs, case.grad_inputs, torch.float64)
-    truth = _call(reference, truth_inputs)
-    truth.backward()
+def _worst_error(case: Case, fn: Callable, inputs: dict, truth_inputs: dict, truth: torch.Tensor) -> float:
     trial_inputs = _fresh(inputs, case.grad_inputs)
-    out = _call(fn, trial_inputs)
-    out.backward()
+    out = _call(case, fn, trial_inputs)
+    _backward(out)
     errors = [_rel_error(out, truth)]
     errors += [_rel_error(trial_inputs[name].grad, truth_inputs[name].grad) for name in case.grad_inputs]
-    worst = max(errors)
-    if not worst <= TOLERANCE[dtype]:
-        raise AssertionError(f"{case.op}/{case.name} {dtype}: relative error {worst:.2e} over {TOLERANCE[dtype]:.0e}")
+    return max(errors)
+
+
+def check(case: Case, fn: Callable, inputs: dict, dtype: torch.dtype) -> float:
+    """Largest relative error of fn's output and input gradients against the reference in
+    float64; raises AssertionError past the dtype's tolerance or, for an ill-conditioned
+    case where the eager reference in this dtype is itself less accurate than that, past
+    EAGER_ERROR_FACTOR times the eager error."""
+    _, reference = OPS[case.op]
+    truth_inputs = _fresh(inputs, case.grad_inputs, torch.float64)
+    truth = _call(case, reference, truth_inputs)
+    _backward(truth)
+    worst = _worst_error(case, fn, inputs, truth_inputs, truth)
+    if worst <= TOLERANCE[dtype]:
+        return worst
+    allowed = EAGER_ERROR_FACTOR * _worst_error(case, reference, inputs, truth_inputs, truth)
+    if not worst <= allowed:
+        raise AssertionError(
+            f"{case.op}/{case.name} {dtype}: relative error {worst:.2e} over both {TOLERANCE[dtype]:.0e} "
+            f"and {EAGER_ERROR_FACTOR}x the eager reference's own error ({allowed:.2e})"
+        )
     return worst
 
 
-def forward_step(fn: Callable, inputs: dict) -> Callable[[], object]:
+def forward_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object]:
     plain = _fresh(inputs, ())
 
     def step():
         with torch.no_grad():
-            return _call(fn, plain)
+            return _call(case, fn, plain)
 
     return step
 
 
-def backward_step(fn: Callable, inputs: dict, grad_inputs: tuple[str, ...]) -> Callable[[], object]:
-    leaves = _fresh(inputs, grad_inputs)
+def backward_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object]:
+    leaves = _fresh(inputs, case.grad_inputs)
+    upstream = []  # made once, outside the timed calls after the first
 
     def step():
-        for name in grad_inputs:
+        for name in case.grad_inputs:
             leaves[name].grad = None
-        _call(fn, leaves).backward()
+        out = _call(case, fn, leaves)
+        if not upstream:
+            upstream.append(_upstream(out))
+        _backward(out, upstream[0])
 
     return step
 
 
 def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, copy_gbps: float, progress=None) -> list[Row]:
     inputs = case.inputs(device, dtype, quick)
-    shape = tuple(inputs["input"].shape)
+    shape = tuple(inputs[case.main_input].shape)
     rows: list[Row] = []
     impls = implementations(case.op, device)  # one torch.compile wrapper serves both modes
     for mode in ("forward", "forward+backward"):
@@ -158,7 +188,7 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, 
         nbytes = case.min_bytes(inputs, with_backward)
         for impl, fn in impls.items():
             error = check(case, fn, inputs, dtype)
-            step = backward_step(fn, inputs, case.grad_inputs) if with_backward else forward_step(fn, inputs)
+            step = backward_step(case, fn, inputs) if with_backward else forward_step(case, fn, inputs)
             times = time_ms(step, device, quick)
             q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
             median = statistics.median(times)

@@ -3,8 +3,8 @@ registrations (fake implementation and autograd) and the choice of backend.
 
 No backend builds the (N, P, Df + Dc) concatenation the reference builds: the first layer
 of the score net is split at column Df into a face product (once per sample) and a cell
-product (one batched GEMM), and fused kernels do the activations, the score, the softmax
-and the pooling. The forward keeps the cell projection (N, Hd, P) and the face term
+product (one GEMM over all N * P cells), and fused kernels do the activations, the score, the softmax
+and the pooling. The forward keeps the cell projection (N, P, Hd) and the face term
 (N, Hd) for the backward; b2 shifts every score of a sample equally, so no output
 depends on it and its gradient is exactly zero."""
 from __future__ import annotations
@@ -88,7 +88,7 @@ def _forward_fake(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift):
     N, Dc, P = context.shape
     Hd = w1.shape[0]
     attention = face.new_empty((N, P), dtype=accumulation_dtype(face.dtype))
-    return face.new_empty((N, Dc)), attention, face.new_empty((N, Hd, P)), face.new_empty((N, Hd))
+    return face.new_empty((N, Dc)), attention, face.new_empty((N, P, Hd)), face.new_empty((N, Hd))
 
 
 def _backward_fake(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift, attention,

@@ -1,7 +1,7 @@
 """Triton kernels of the Global-Local Attention score net, and the op's forward and backward
-around them. As in the C++ backend, the first layer is two products (the face half once per
-sample, the cell half per cell, never a concatenation), run by torch; the kernels do the
-activations and the score, and their backward."""
+around them. As in the C++ backend, the first layer is two products run by torch (the face
+half once per sample, the cell half one GEMM over all cells, never a concatenation) and the
+kernels do the activations and the score on the cell-major projection, and their backward."""
 from __future__ import annotations
 
 import torch
@@ -17,6 +17,7 @@ BLOCK_P = 64
 @triton.jit
 def _scores_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, shift_ptr, scores_ptr, Hd, P,
                    BATCHNORM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr):
+    """Scores of BLOCK_P cells of one sample from the cell-major projection (N, P, Hd)."""
     p_blocks = tl.cdiv(P, BLOCK_P)
     n = tl.program_id(0) // p_blocks
     p = (tl.program_id(0) % p_blocks) * BLOCK_P + tl.arange(0, BLOCK_P)
@@ -25,23 +26,25 @@ def _scores_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, shift_ptr, 
     for start in range(0, Hd, BLOCK_H):
         h = start + tl.arange(0, BLOCK_H)
         in_h = h < Hd
-        z = tl.load(projection_ptr + (n.to(tl.int64) * Hd + h[:, None]) * P + p[None, :],
-                    mask=in_h[:, None] & (p[None, :] < P), other=0.0).to(ACC)
+        z = tl.load(projection_ptr + (n.to(tl.int64) * P + p[:, None]) * Hd + h[None, :],
+                    mask=(p[:, None] < P) & in_h[None, :], other=0.0).to(ACC)
         f = tl.load(face_term_ptr + n * Hd + h, mask=in_h, other=0.0).to(ACC)
-        hidden = tl.maximum(z + f[:, None], 0.0)
+        hidden = tl.maximum(z + f[None, :], 0.0)
         if BATCHNORM:
             scale = tl.load(scale_ptr + h, mask=in_h, other=0.0).to(ACC)
             shift = tl.load(shift_ptr + h, mask=in_h, other=0.0).to(ACC)
-            hidden = tl.maximum(scale[:, None] * hidden + shift[:, None], 0.0)
-        w2 = tl.load(w2_ptr + h, mask=in_h, other=0.0).to(ACC)  # 0 past Hd: those rows add nothing
-        score += tl.sum(w2[:, None] * hidden, axis=0)
+            hidden = tl.maximum(scale[None, :] * hidden + shift[None, :], 0.0)
+        w2 = tl.load(w2_ptr + h, mask=in_h, other=0.0).to(ACC)  # 0 past Hd: those units add nothing
+        score += tl.sum(hidden * w2[None, :], axis=1)
     tl.store(scores_ptr + n * P + p, score, mask=p < P)
 
 
 @triton.jit
 def _scores_backward_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, shift_ptr, grad_scores_ptr,
                             grad_projection_ptr, grad_face_term_ptr, grad_w2_ptr, grad_scale_ptr, grad_shift_ptr,
-                            N, Hd, P, BATCHNORM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr):
+                            Hd, P, BATCHNORM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr):
+    """d/d projection for BLOCK_H units of one sample over all its cells, and the sample's
+    sums over the cells for the face term, w2, scale and shift of those units."""
     h_blocks = tl.cdiv(Hd, BLOCK_H)
     n = tl.program_id(0) // h_blocks
     h = (tl.program_id(0) % h_blocks) * BLOCK_H + tl.arange(0, BLOCK_H)
@@ -58,26 +61,25 @@ def _scores_backward_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, sh
     sum_shift = tl.zeros([BLOCK_H], ACC)
     for start in range(0, P, BLOCK_P):
         p = start + tl.arange(0, BLOCK_P)
-        mask = in_h[:, None] & (p[None, :] < P)
-        z = tl.load(projection_ptr + (n.to(tl.int64) * Hd + h[:, None]) * P + p[None, :], mask=mask, other=0.0)
-        ds = tl.load(grad_scores_ptr + n * P + p, mask=p < P, other=0.0)  # 0 past P: nothing flows from there
-        pre = z.to(ACC) + f[:, None]
+        mask = (p[:, None] < P) & in_h[None, :]
+        at = (n.to(tl.int64) * P + p[:, None]) * Hd + h[None, :]
+        z = tl.load(projection_ptr + at, mask=mask, other=0.0)
+        ds = tl.load(grad_scores_ptr + n * P + p, mask=p < P, other=0.0)[:, None]  # 0 past P: nothing flows
+        pre = z.to(ACC) + f[None, :]
         hidden1 = tl.maximum(pre, 0.0)
-        grad_hidden1 = ds[None, :] * w2[:, None]
+        grad_hidden1 = ds * w2[None, :]
         if BATCHNORM:
-            pre2 = scale[:, None] * hidden1 + shift[:, None]
-            sum_w2 += tl.sum(ds[None, :] * tl.maximum(pre2, 0.0), axis=1)
+            pre2 = scale[None, :] * hidden1 + shift[None, :]
+            sum_w2 += tl.sum(ds * tl.maximum(pre2, 0.0), axis=0)
             grad_pre2 = tl.where(pre2 > 0, grad_hidden1, 0.0)
-            sum_scale += tl.sum(grad_pre2 * hidden1, axis=1)
-            sum_shift += tl.sum(grad_pre2, axis=1)
-            grad_hidden1 = grad_pre2 * scale[:, None]
+            sum_scale += tl.sum(grad_pre2 * hidden1, axis=0)
+            sum_shift += tl.sum(grad_pre2, axis=0)
+            grad_hidden1 = grad_pre2 * scale[None, :]
         else:
-            sum_w2 += tl.sum(ds[None, :] * hidden1, axis=1)
+            sum_w2 += tl.sum(ds * hidden1, axis=0)
         grad_pre = tl.where(pre > 0, grad_hidden1, 0.0)
-        sum_pre += tl.sum(grad_pre, axis=1)
-        # hidden-major (Hd, N, P), so the weight gradient is a single product
-        tl.store(grad_projection_ptr + (h[:, None].to(tl.int64) * N + n) * P + p[None, :],
-                 grad_pre.to(grad_projection_ptr.dtype.element_ty), mask=mask)
+        sum_pre += tl.sum(grad_pre, axis=0)
+        tl.store(grad_projection_ptr + at, grad_pre.to(grad_projection_ptr.dtype.element_ty), mask=mask)
     at = n * Hd + h
     tl.store(grad_face_term_ptr + at, sum_pre, mask=in_h)
     tl.store(grad_w2_ptr + at, sum_w2, mask=in_h)
@@ -91,14 +93,20 @@ def _first_layer(face, w1):
     return w1[:, :face_dim], w1[:, face_dim:]
 
 
+def _cell_rows(cells):
+    """The cells as rows of an (N * P, Dc) matrix: a view when channels-last, else a copy."""
+    N, Dc, P = cells.shape
+    return cells.transpose(1, 2).reshape(N * P, Dc)
+
+
 def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
     """cells: the context as (N, Dc, P), channels-first or channels-last dense.
-    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, Hd, P), face_term (N, Hd)."""
+    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd)."""
     N, _, P = cells.shape
+    Hd = w1.shape[0]
     w1_face, w1_cell = _first_layer(face, w1)
     face_term = torch.addmm(b1, face, w1_face.t())
-    projection = torch.matmul(w1_cell, cells).contiguous()
-    Hd = projection.shape[1]
+    projection = (_cell_rows(cells) @ w1_cell.t()).view(N, P, Hd)
     scores = torch.empty((N, P), device=face.device, dtype=pooling._acc(face.dtype))
     if scores.numel():
         batchnorm = hidden_scale is not None
@@ -115,25 +123,27 @@ def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hid
              face_term):
     """-> grads of face, context (cells' layout), w1, b1, w2, hidden_scale, hidden_shift (empty without them)."""
     N, Dc, P = cells.shape
-    Hd = projection.shape[1]
+    Hd = projection.shape[2]
     acc = attention.dtype
     batchnorm = hidden_scale is not None
     grad_scores, grad_cells = pooling.pool_backward(cells, attention, grad_pooled, grad_attention, True)
 
-    grad_projection = face.new_empty((Hd, N, P))
+    grad_projection = face.new_empty((N * P, Hd))
     sums = {name: torch.zeros((N, Hd), device=face.device, dtype=acc) for name in ("face_term", "w2", "scale", "shift")}
     if grad_projection.numel():
         _scores_backward_kernel[(N * triton.cdiv(Hd, BLOCK_H),)](
             projection, face_term.contiguous(), w2.contiguous(),
             hidden_scale.contiguous() if batchnorm else w2, hidden_shift.contiguous() if batchnorm else w2,
             grad_scores, grad_projection, sums["face_term"], sums["w2"], sums["scale"], sums["shift"],
-            N, Hd, P, BATCHNORM=batchnorm, BLOCK_H=BLOCK_H, BLOCK_P=BLOCK_P,
+            Hd, P, BATCHNORM=batchnorm, BLOCK_H=BLOCK_H, BLOCK_P=BLOCK_P,
         )
     grad_face_term = sums["face_term"].to(face.dtype)
     w1_face, w1_cell = _first_layer(face, w1)
-    grad_cells.baddbmm_(w1_cell.t().expand(N, Dc, Hd), grad_projection.permute(1, 0, 2))
-    cell_rows = cells.transpose(1, 2).reshape(N * P, Dc)  # a view when channels-last
-    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.view(Hd, N * P) @ cell_rows], dim=1)
+    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.t() @ _cell_rows(cells)], dim=1)
+    if grad_cells.transpose(1, 2).is_contiguous():  # channels-last: add the GEMM in place
+        grad_cells.transpose(1, 2).view(N * P, Dc).addmm_(grad_projection, w1_cell)
+    else:
+        grad_cells += (grad_projection @ w1_cell).view(N, P, Dc).transpose(1, 2)
     total = {name: t.sum(0).to(face.dtype) for name, t in sums.items()}
     return (
         grad_face_term @ w1_face,
