@@ -2,6 +2,8 @@
 // (each op's file registers its own); this file only tells Python what was built.
 #include <pybind11/pybind11.h>
 
+#include "cpu_isa.h"
+
 namespace py = pybind11;
 
 PYBIND11_MODULE(_C, m) {
@@ -14,5 +16,6 @@ PYBIND11_MODULE(_C, m) {
   py::dict info;
   info["cuda"] = with_cuda;
   info["torch_version"] = PYFACE_TORCH_VERSION;
+  info["cpu_isa"] = pyface::cpu_uses_avx2() ? "avx2" : "baseline";  // the CPU kernels in use
   m.attr("build_info") = info;
 }

@@ -16,6 +16,7 @@
 #include <tuple>
 
 #include "softmax_pool/softmax_pool_ops.h"
+#include "cpu_isa.h"
 #include "tensor_kind.h"
 
 namespace pyface::gla {
@@ -73,7 +74,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   if (scores.numel() > 0) {
     const ScoreNet net = score_net(l, projection, face_term, w2c, scale, shift);
     if (face.is_cpu()) {
-      scores_cpu(net, scores.data_ptr());
+      PYFACE_CPU_CALL(scores_cpu)(net, scores.data_ptr());
     } else {
 #ifdef PYFACE_WITH_CUDA
       scores_cuda(net, scores.data_ptr(), face.get_device());
@@ -116,7 +117,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const ScoreNetGrads grads{grad_projection.data_ptr(), grad_face_term.data_ptr(), grad_w2.data_ptr(),
                               bn ? grad_scale.data_ptr() : nullptr, bn ? grad_shift.data_ptr() : nullptr};
     if (face.is_cpu()) {
-      scores_backward_cpu(net, grad_scores.const_data_ptr(), grads);
+      PYFACE_CPU_CALL(scores_backward_cpu)(net, grad_scores.const_data_ptr(), grads);
     } else {
 #ifdef PYFACE_WITH_CUDA
       scores_backward_cuda(net, grad_scores.const_data_ptr(), grads, face.get_device());

@@ -42,9 +42,17 @@ struct ScoreNetGrads {
   void* grad_hidden_shift;
 };
 
-// scores (N, P) in the accumulation dtype.
-void scores_cpu(const ScoreNet& net, void* scores);
-void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
+// CPU kernels (global_local_attention_cpu.cpp), one copy per instruction set (cpu_isa.h);
+// scores (N, P) are in the accumulation dtype.
+#define PYFACE_GLA_CPU_KERNELS                          \
+  void scores_cpu(const ScoreNet& net, void* scores); \
+  void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
+namespace baseline {
+PYFACE_GLA_CPU_KERNELS
+}
+namespace avx2 {
+PYFACE_GLA_CPU_KERNELS
+}
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/global_local_attention.cu), on the current stream.

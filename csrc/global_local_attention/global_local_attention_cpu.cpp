@@ -3,12 +3,14 @@
 // over them (vectorised), and the backward keeps its per-sample sums in per-unit arrays.
 #include "global_local_attention/global_local_attention.h"
 
+#include "cpu_isa.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
 #include <vector>
 
-namespace pyface::gla {
+namespace pyface::gla::PYFACE_CPU_NS {
 namespace {
 
 // A sample's per-unit parameters in the accumulation type: face term, w2, and the folded
@@ -128,4 +130,4 @@ void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const Sco
   });
 }
 
-}  // namespace pyface::gla
+}  // namespace pyface::gla::PYFACE_CPU_NS

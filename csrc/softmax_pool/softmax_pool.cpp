@@ -8,6 +8,7 @@
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
+#include "cpu_isa.h"
 #include "tensor_kind.h"
 
 namespace pyface::spool {
@@ -30,7 +31,7 @@ at::Tensor softmax(const at::Tensor& scores) {
   at::Tensor attention = at::empty(s.sizes(), s.options().dtype(accumulate_type(s.scalar_type())));
   if (s.numel() == 0) return attention;
   if (s.is_cpu()) {
-    softmax_cpu(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1));
+    PYFACE_CPU_CALL(softmax_cpu)(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1));
   } else {
 #ifdef PYFACE_WITH_CUDA
     softmax_cuda(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1), s.get_device());
@@ -59,7 +60,7 @@ at::Tensor pool(const PreparedValues& values, const at::Tensor& attention) {
   if (v.N * v.C == 0 || v.P == 0) return at::zeros({v.N, v.C}, values.tensor.options());
   at::Tensor pooled = at::empty({v.N, v.C}, values.tensor.options());
   if (values.tensor.is_cpu()) {
-    pool_cpu(v, attention.const_data_ptr(), pooled.data_ptr());
+    PYFACE_CPU_CALL(pool_cpu)(v, attention.const_data_ptr(), pooled.data_ptr());
   } else {
 #ifdef PYFACE_WITH_CUDA
     pool_cuda(v, attention.const_data_ptr(), pooled.data_ptr(), values.tensor.get_device());
@@ -93,7 +94,7 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, c
   const void* ga_ptr = ga.defined() ? ga.const_data_ptr() : nullptr;
   void* gv_ptr = values_grad ? grad_values.data_ptr() : nullptr;
   if (values.tensor.is_cpu()) {
-    pool_backward_cpu(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr);
+    PYFACE_CPU_CALL(pool_backward_cpu)(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr);
   } else {
 #ifdef PYFACE_WITH_CUDA
     at::Tensor scratch = at::empty({pool_backward_cuda_scratch_bytes(v)}, values.tensor.options().dtype(at::kByte));

@@ -24,15 +24,23 @@ struct Values {
 // "acc" below names it. Attention, score gradients and the incoming attention gradient are
 // (N, P) contiguous in acc.
 
-// attention = softmax over p of scores (N, P) contiguous, whose dtype is `scores_kind`.
-void softmax_cpu(ScalarKind scores_kind, const void* scores, void* attention, int64_t N, int64_t P);
-// pooled (N, C) contiguous in the values' dtype = sum_p attention[n, p] * values[n, :, p].
-void pool_cpu(const Values& v, const void* attention, void* pooled);
-// g[n, p] = grad_attention[n, p] (if given) + sum_c grad_pooled[n, c] * values[n, c, p];
-// grad_scores = a * (g - sum_p a * g)  (acc);  grad_values[n, c, p] = grad_pooled[n, c] * a[n, p]
-// in the values' dtype and layout, written only when grad_values is not null.
-void pool_backward_cpu(const Values& v, const void* attention, const void* grad_pooled,
-                       const void* grad_attention, void* grad_scores, void* grad_values);
+// CPU kernels (softmax_pool_cpu.cpp), one copy per instruction set (cpu_isa.h):
+//   softmax_cpu: attention = softmax over p of scores (N, P) contiguous of dtype `scores_kind`.
+//   pool_cpu: pooled (N, C) contiguous in the values' dtype = sum_p attention[n, p] * values[n, :, p].
+//   pool_backward_cpu: g[n, p] = grad_attention[n, p] (if given) + sum_c grad_pooled[n, c] * values[n, c, p];
+//     grad_scores = a * (g - sum_p a * g) (acc); grad_values[n, c, p] = grad_pooled[n, c] * a[n, p]
+//     in the values' dtype and layout, written only when grad_values is not null.
+#define PYFACE_SOFTMAX_POOL_CPU_KERNELS                                                                 \
+  void softmax_cpu(ScalarKind scores_kind, const void* scores, void* attention, int64_t N, int64_t P); \
+  void pool_cpu(const Values& v, const void* attention, void* pooled);                                 \
+  void pool_backward_cpu(const Values& v, const void* attention, const void* grad_pooled,               \
+                         const void* grad_attention, void* grad_scores, void* grad_values);
+namespace baseline {
+PYFACE_SOFTMAX_POOL_CPU_KERNELS
+}
+namespace avx2 {
+PYFACE_SOFTMAX_POOL_CPU_KERNELS
+}
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/softmax_pool.cu), the same contracts on the current stream.

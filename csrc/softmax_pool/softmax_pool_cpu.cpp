@@ -3,6 +3,8 @@
 // values gradient and the score gradient.
 #include "softmax_pool/softmax_pool.h"
 
+#include "cpu_isa.h"
+
 #include <ATen/Parallel.h>
 
 #include <algorithm>
@@ -10,7 +12,7 @@
 #include <limits>
 #include <vector>
 
-namespace pyface::spool {
+namespace pyface::spool::PYFACE_CPU_NS {
 namespace {
 
 // Channels per pooling work item: enough work per task, and the task count still grows with C.
@@ -170,4 +172,4 @@ void pool_backward_cpu(const Values& v, const void* attention, const void* grad_
   });
 }
 
-}  // namespace pyface::spool
+}  // namespace pyface::spool::PYFACE_CPU_NS

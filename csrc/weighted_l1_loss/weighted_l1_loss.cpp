@@ -4,6 +4,7 @@
 // are reported in Python (pyface/ops/weighted_l1_loss.py); the checks here guard the op.
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
+#include "cpu_isa.h"
 #include "tensor_kind.h"
 
 #include <ATen/core/Tensor.h>
@@ -129,7 +130,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Te
     // nothing to read; an empty sum or weighted mean is 0, an empty mean 0/0 as in torch's l1_loss
     if (reduction != kNone) loss.fill_(reduction == kMean && !weight_normalize ? NAN : 0.0);
   } else if (input.is_cpu()) {
-    forward_cpu(p.pb, reduction, weight_normalize, out);
+    PYFACE_CPU_CALL(forward_cpu)(p.pb, reduction, weight_normalize, out);
   } else {
 #ifdef PYFACE_WITH_CUDA
     check_label_range(p);
@@ -152,7 +153,7 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input, cons
   if (input.numel() == 0) {
     // nothing to compute
   } else if (input.is_cpu()) {
-    backward_cpu(p.pb, go.const_data_ptr(), grad.data_ptr());
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, go.const_data_ptr(), grad.data_ptr());
   } else {
 #ifdef PYFACE_WITH_CUDA
     check_label_range(p);

@@ -44,11 +44,19 @@ struct Outputs {
 
 namespace pyface::wl1 {
 
-// CPU kernels (weighted_l1_loss_cpu.cpp). They check the labels as they read them and
-// throw c10::ValueError for one outside [0, num_classes).
-void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out);
-// reduction "none" backward: grad_input = grad_output * w * sign(x - t), all (N, C, P).
-void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input);
+// CPU kernels (weighted_l1_loss_cpu.cpp), one copy per instruction set (cpu_isa.h). They
+// check the labels as they read them and throw c10::ValueError for one outside
+// [0, num_classes). backward_cpu is the reduction "none" backward:
+// grad_input = grad_output * w * sign(x - t), all (N, C, P).
+#define PYFACE_WL1_CPU_KERNELS                                                                          \
+  void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out); \
+  void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input);
+namespace baseline {
+PYFACE_WL1_CPU_KERNELS
+}
+namespace avx2 {
+PYFACE_WL1_CPU_KERNELS
+}
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/weighted_l1_loss.cu). Labels must be range-checked by the caller.

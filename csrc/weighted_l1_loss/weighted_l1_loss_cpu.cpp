@@ -2,6 +2,8 @@
 // that writes the loss map, or the loss and the input gradient together.
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
+#include "cpu_isa.h"
+
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
 #include <c10/util/Exception.h>
@@ -12,7 +14,7 @@
 #include <type_traits>
 #include <vector>
 
-namespace pyface::wl1 {
+namespace pyface::wl1::PYFACE_CPU_NS {
 namespace {
 
 // Pixels per work item; a tile is (one sample, kChunk pixels, every channel), so the
@@ -230,4 +232,4 @@ void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input) 
   });
 }
 
-}  // namespace pyface::wl1
+}  // namespace pyface::wl1::PYFACE_CPU_NS
