@@ -78,3 +78,17 @@ def outputs_and_grads(fn, tensors, **kwargs):
 
 def in_float64(tensors):
     return {k: None if t is None else (t.double() if t.is_floating_point() else t) for k, t in tensors.items()}
+
+
+def check_against_reference(op, reference, tensors, backend, dtype, **kwargs):
+    """op on `backend` against the reference in float64: every output (dtype kept) and the
+    gradient of every float input."""
+    got, got_grads = outputs_and_grads(op, tensors, backend=backend, **kwargs)
+    want, want_grads = outputs_and_grads(reference, in_float64(tensors), **kwargs)
+    assert [o.dtype for o in got] == [dtype] * len(want)
+    for g, w in zip(got, want):
+        assert_close_to_largest(g, w, dtype)
+    assert got_grads.keys() == want_grads.keys()
+    for name in want_grads:
+        assert got_grads[name].dtype == dtype
+        assert_close_to_largest(got_grads[name], want_grads[name], dtype)

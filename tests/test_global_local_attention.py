@@ -7,6 +7,7 @@ import torch
 import pyface
 from pyface.ops import global_local_attention
 from pyface.reference import global_local_attention as reference
+import helpers
 from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
@@ -34,15 +35,7 @@ def make(spatial=(7, 7), n=3, face_dim=6, context_dim=37, hidden=40, batchnorm=T
 
 
 def check_against_reference(tensors, backend, dtype):
-    got, got_grads = outputs_and_grads(global_local_attention, tensors, return_attention=True, backend=backend)
-    want, want_grads = outputs_and_grads(reference, in_float64(tensors), return_attention=True)
-    assert [o.dtype for o in got] == [dtype, dtype]
-    for g, w in zip(got, want):
-        assert_close_to_largest(g, w, dtype)
-    assert got_grads.keys() == want_grads.keys()
-    for name in want_grads:
-        assert got_grads[name].dtype == dtype
-        assert_close_to_largest(got_grads[name], want_grads[name], dtype)
+    helpers.check_against_reference(global_local_attention, reference, tensors, backend, dtype, return_attention=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -84,10 +77,7 @@ def test_non_contiguous_inputs(backend, layout):
         tensors["face"] = torch.cat([tensors["face"]] * 3, dim=1)[:, 1::3]
     elif layout == "transposed_w1":
         tensors["w1"] = tensors["w1"].t().contiguous().t()
-    got, got_grads = outputs_and_grads(global_local_attention, tensors, return_attention=True, backend=backend)
-    want, want_grads = outputs_and_grads(reference, in_float64(tensors), return_attention=True)
-    for g, w in zip(got + list(got_grads.values()), want + list(want_grads.values())):
-        assert_close_to_largest(g, w, torch.float32)
+    check_against_reference(tensors, backend, torch.float32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -122,10 +112,10 @@ def test_opcheck(backend, batchnorm):
     t = make((3, 5), n=2, context_dim=7, hidden=9, batchnorm=batchnorm, device=device)
     args = [t["face"], t["context"].flatten(2), t["w1"], t["b1"], t["w2"], t["b2"], t.get("hidden_scale"), t.get("hidden_shift")]
     torch.library.opcheck(forward, tuple(a if a is None else a.clone().requires_grad_() for a in args))
-    pooled, attention, projection, face_term = forward(*args)
+    pooled, attention, projection, face_term, cell_rows = forward(*args)
     for grad_attention in (None, torch.rand_like(attention)):
         torch.library.opcheck(backward, (torch.rand_like(pooled), grad_attention, args[0], args[1], args[2], args[4],
-                                         args[6], args[7], attention, projection, face_term))
+                                         args[6], args[7], attention, projection, face_term, cell_rows))
 
 
 def test_gradcheck():

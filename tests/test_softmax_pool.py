@@ -6,6 +6,7 @@ import torch
 import pyface
 from pyface.ops import softmax_pool
 from pyface.reference import softmax_pool as reference
+import helpers
 from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
@@ -19,15 +20,7 @@ def make(spatial=(7, 7), n=3, c=37, dtype=torch.float32, device="cpu", keep_dim=
 
 
 def check_against_reference(tensors, backend, dtype):
-    got, got_grads = outputs_and_grads(softmax_pool, tensors, return_attention=True, backend=backend)
-    want, want_grads = outputs_and_grads(reference, in_float64(tensors), return_attention=True)
-    assert [o.dtype for o in got] == [dtype, dtype]
-    for g, w in zip(got, want):
-        assert_close_to_largest(g, w, dtype)
-    assert got_grads.keys() == want_grads.keys()
-    for name in want_grads:
-        assert got_grads[name].dtype == dtype
-        assert_close_to_largest(got_grads[name], want_grads[name], dtype)
+    helpers.check_against_reference(softmax_pool, reference, tensors, backend, dtype, return_attention=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -48,16 +48,23 @@ ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tens
 }
 
 // The cells as the rows of an (N * P, Dc) matrix, for the GEMMs over all cells at once: a
-// view of a channels-last context, a transposed copy of a channels-first one.
+// view of a channels-last context, a transposed copy of a channels-first one. The forward
+// hands its copy to the backward (reading the context once less); an empty tensor stands
+// for the view, which an op may not return.
 at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
   return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
+}
+
+at::Tensor copy_or_empty(const at::Tensor& rows, const spool::PreparedValues& cells) {
+  const bool is_view = cells.tensor.transpose(1, 2).is_contiguous();  // channels-last, or P or Dc is 1
+  return is_view ? at::empty({0}, rows.options()) : rows;
 }
 
 at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->contiguous() : at::Tensor();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
     const at::Tensor& face, const at::Tensor& context, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, const std::optional<at::Tensor>& hidden_scale,
     const std::optional<at::Tensor>& hidden_shift) {
@@ -67,7 +74,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());              // (N, Hd)
-  const at::Tensor projection = at::mm(cell_rows(cells, l), l.w1_cell.t()).view({l.N, l.P, l.Hd});
+  const at::Tensor rows = cell_rows(cells, l);
+  const at::Tensor projection = at::mm(rows, l.w1_cell.t()).view({l.N, l.P, l.Hd});
   const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                    shift = contiguous_or_undefined(hidden_shift);
   at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
@@ -85,14 +93,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   }
   at::Tensor attention = spool::softmax(scores);
   at::Tensor pooled = spool::pool(cells, attention);
-  return {pooled, attention, projection, face_term};
+  return {pooled, attention, projection, face_term, copy_or_empty(rows, cells)};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention, const at::Tensor& face,
     const at::Tensor& context, const at::Tensor& w1, const at::Tensor& w2, const std::optional<at::Tensor>& hidden_scale,
     const std::optional<at::Tensor>& hidden_shift, const at::Tensor& attention, const at::Tensor& projection,
-    const at::Tensor& face_term) {
+    const at::Tensor& face_term, const at::Tensor& rows_copy) {
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   TORCH_CHECK_VALUE(projection.is_contiguous() && projection.dim() == 3 && projection.size(0) == l.N &&
@@ -139,7 +147,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
   const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
   const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
-  const at::Tensor grad_w1_cell = at::mm(grad_projection.t(), cell_rows(cells, l));
+  const at::Tensor rows = rows_copy.numel() > 0 ? rows_copy : cell_rows(cells, l);
+  const at::Tensor grad_w1_cell = at::mm(grad_projection.t(), rows);
   if (cells.v.channels_last) {  // the pooled-sum part is in place: add the GEMM onto it
     grad_cells.transpose(1, 2).view({l.N * l.P, l.Dc}).addmm_(grad_projection, l.w1_cell);
   } else {
@@ -159,11 +168,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 TORCH_LIBRARY_FRAGMENT(pyface, m) {
   m.def(
       "global_local_attention_forward(Tensor face, Tensor context, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
-      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "global_local_attention_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor face, Tensor context, "
       "Tensor w1, Tensor w2, Tensor? hidden_scale, Tensor? hidden_shift, Tensor attention, Tensor projection, "
-      "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor face_term, Tensor cell_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(pyface, CPU, m) {

@@ -4,9 +4,10 @@ registrations (fake implementation and autograd) and the choice of backend.
 No backend builds the (N, P, Df + Dc) concatenation the reference builds: the first layer
 of the score net is split at column Df into a face product (once per sample) and a cell
 product (one GEMM over all N * P cells), and fused kernels do the activations, the score, the softmax
-and the pooling. The forward keeps the cell projection (N, P, Hd) and the face term
-(N, Hd) for the backward; b2 shifts every score of a sample equally, so no output
-depends on it and its gradient is exactly zero."""
+and the pooling. The forward keeps the cell projection (N, P, Hd), the face term (N, Hd)
+and, for a channels-first context, its copy as rows (N * P, Dc) for the backward. b2
+shifts every score of a sample equally, so no output depends on it and its gradient is
+exactly zero."""
 from __future__ import annotations
 
 from typing import Optional
@@ -14,7 +15,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pyface import _backends, _extension
+from pyface import _backends
+from pyface.ops._registration import register_custom_ops
 from pyface.ops.softmax_pool import accumulation_dtype, as_kernel_layout
 from pyface.reference.global_local_attention import OP, check_args
 from pyface.reference.global_local_attention import global_local_attention as reference_global_local_attention
@@ -50,7 +52,7 @@ def global_local_attention(
         )
     forward = _triton_forward if chosen == "triton" else torch.ops.pyface.global_local_attention_forward
     cells = as_kernel_layout(context.flatten(2))
-    pooled, attention, _, _ = forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift)
+    pooled, attention, *_ = forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift)
     if return_attention:
         return pooled, attention.to(face.dtype).view(context.shape[0], *context.shape[2:])
     return pooled
@@ -63,7 +65,7 @@ def global_local_attention(
 def _triton_forward(
     face: Tensor, context: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
     hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor],
-) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels
 
     return kernels.forward(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift)
@@ -73,12 +75,12 @@ def _triton_forward(
 def _triton_backward(
     grad_pooled: Tensor, grad_attention: Optional[Tensor], face: Tensor, context: Tensor, w1: Tensor, w2: Tensor,
     hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor], attention: Tensor, projection: Tensor,
-    face_term: Tensor,
+    face_term: Tensor, cell_rows: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels
 
     return kernels.backward(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift,
-                            attention, projection, face_term)
+                            attention, projection, face_term, cell_rows)
 
 
 # --- what every backend's ops share: shapes for tracing, and the backward -------------------
@@ -88,11 +90,13 @@ def _forward_fake(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift):
     N, Dc, P = context.shape
     Hd = w1.shape[0]
     attention = face.new_empty((N, P), dtype=accumulation_dtype(face.dtype))
-    return face.new_empty((N, Dc)), attention, face.new_empty((N, P, Hd)), face.new_empty((N, Hd))
+    rows_are_a_view = context.transpose(1, 2).is_contiguous()
+    rows_copy = face.new_empty((0,) if rows_are_a_view else (N * P, Dc))
+    return face.new_empty((N, Dc)), attention, face.new_empty((N, P, Hd)), face.new_empty((N, Hd)), rows_copy
 
 
 def _backward_fake(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift, attention,
-                   projection, face_term):
+                   projection, face_term, cell_rows):
     Hd = w1.shape[0]
     folded = face.new_empty((Hd,) if hidden_scale is not None else (0,))
     return (face.new_empty(face.shape), torch.empty_like(context), w1.new_empty(w1.shape), face.new_empty((Hd,)),
@@ -102,18 +106,24 @@ def _backward_fake(grad_pooled, grad_attention, face, context, w1, w2, hidden_sc
 def _make_setup_context(backward_op):
     def setup_context(ctx, inputs, output):
         face, context, w1, b1, w2, b2, hidden_scale, hidden_shift = inputs
-        _, attention, projection, face_term = output
-        ctx.mark_non_differentiable(projection, face_term)
+        _, attention, projection, face_term, cell_rows = output
+        ctx.mark_non_differentiable(projection, face_term, cell_rows)
+        ctx.set_materialize_grads(False)  # no zero gradients for the outputs kept for backward
         ctx.backward_op, ctx.b2_like = backward_op, (b2.shape, b2.dtype, b2.device)
-        ctx.save_for_backward(face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term)
+        ctx.save_for_backward(face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term,
+                              cell_rows)
 
     return setup_context
 
 
-def _backward(ctx, grad_pooled, grad_attention, _projection, _face_term):
-    face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term = ctx.saved_tensors
+def _backward(ctx, grad_pooled, grad_attention, _projection, _face_term, _cell_rows):
+    face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term, cell_rows = ctx.saved_tensors
+    if grad_pooled is None and grad_attention is None:  # neither output took part in the loss
+        return (None,) * 8
+    if grad_pooled is None:
+        grad_pooled = face.new_zeros((face.shape[0], context.shape[1]))
     grads = ctx.backward_op(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift,
-                            attention, projection, face_term)
+                            attention, projection, face_term, cell_rows)
     grad_face, grad_context, grad_w1, grad_b1, grad_w2, grad_scale, grad_shift = grads
     needs = ctx.needs_input_grad
     b2_shape, b2_dtype, b2_device = ctx.b2_like
@@ -130,18 +140,11 @@ def _backward(ctx, grad_pooled, grad_attention, _projection, _face_term):
     )
 
 
-def _register(forward_name: str, backward_name: str, backward_op) -> None:
-    torch.library.register_fake(forward_name)(_forward_fake)
-    torch.library.register_fake(backward_name)(_backward_fake)
-    torch.library.register_autograd(forward_name, _backward, setup_context=_make_setup_context(backward_op))
-
-
-_register(
-    "pyface::global_local_attention_forward_triton", "pyface::global_local_attention_backward_triton", _triton_backward
+register_custom_ops(
+    "global_local_attention",
+    forward_fake=_forward_fake,
+    backward_fake=_backward_fake,
+    backward=_backward,
+    make_setup_context=_make_setup_context,
+    triton_backward=_triton_backward,
 )
-if _extension.loaded():
-    _register(
-        "pyface::global_local_attention_forward",
-        "pyface::global_local_attention_backward",
-        torch.ops.pyface.global_local_attention_backward,
-    )

@@ -12,7 +12,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pyface import _backends, _extension
+from pyface import _backends
+from pyface.ops._registration import register_custom_ops
 from pyface.reference.softmax_pool import OP, check_args
 from pyface.reference.softmax_pool import softmax_pool as reference_softmax_pool
 
@@ -84,6 +85,7 @@ def _make_setup_context(backward_op):
         scores, values = inputs
         _, attention = output
         ctx.backward_op, ctx.scores_dtype = backward_op, scores.dtype
+        ctx.set_materialize_grads(False)  # an unused attention output costs no zero gradient
         ctx.save_for_backward(values, attention)
 
     return setup_context
@@ -91,17 +93,20 @@ def _make_setup_context(backward_op):
 
 def _backward(ctx, grad_pooled, grad_attention):
     values, attention = ctx.saved_tensors
+    if grad_pooled is None and grad_attention is None:
+        return None, None
+    if grad_pooled is None:
+        grad_pooled = values.new_zeros(values.shape[:2])
     needs_scores, needs_values = ctx.needs_input_grad
     grad_scores, grad_values = ctx.backward_op(grad_pooled, grad_attention, values, attention, needs_values)
     return grad_scores.to(ctx.scores_dtype) if needs_scores else None, grad_values if needs_values else None
 
 
-def _register(forward_name: str, backward_name: str, backward_op) -> None:
-    torch.library.register_fake(forward_name)(_forward_fake)
-    torch.library.register_fake(backward_name)(_backward_fake)
-    torch.library.register_autograd(forward_name, _backward, setup_context=_make_setup_context(backward_op))
-
-
-_register("pyface::softmax_pool_forward_triton", "pyface::softmax_pool_backward_triton", _triton_backward)
-if _extension.loaded():
-    _register("pyface::softmax_pool_forward", "pyface::softmax_pool_backward", torch.ops.pyface.softmax_pool_backward)
+register_custom_ops(
+    "softmax_pool",
+    forward_fake=_forward_fake,
+    backward_fake=_backward_fake,
+    backward=_backward,
+    make_setup_context=_make_setup_context,
+    triton_backward=_triton_backward,
+)

@@ -13,7 +13,8 @@ from typing import Optional
 import torch
 from torch import Tensor
 
-from pyface import _backends, _checks, _extension
+from pyface import _backends, _checks
+from pyface.ops._registration import register_custom_ops
 from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight
 from pyface.reference.weighted_l1_loss import weighted_l1_loss as reference_weighted_l1_loss
 
@@ -198,18 +199,11 @@ def _weight_gradients(ctx, grad_loss, input, target, weight, labels, class_weigh
     return grad_weight, grad_class_weights
 
 
-def _register(forward_name: str, backward_name: str, backward_op) -> None:
-    torch.library.register_fake(forward_name)(_forward_fake)
-    torch.library.register_fake(backward_name)(_backward_fake)
-    torch.library.register_autograd(forward_name, _backward, setup_context=_make_setup_context(backward_op))
-
-
-_register(
-    "pyface::weighted_l1_loss_forward_triton", "pyface::weighted_l1_loss_backward_triton", _triton_backward
+register_custom_ops(
+    "weighted_l1_loss",
+    forward_fake=_forward_fake,
+    backward_fake=_backward_fake,
+    backward=_backward,
+    make_setup_context=_make_setup_context,
+    triton_backward=_triton_backward,
 )
-if _extension.loaded():
-    _register(
-        "pyface::weighted_l1_loss_forward",
-        "pyface::weighted_l1_loss_backward",
-        torch.ops.pyface.weighted_l1_loss_backward,
-    )

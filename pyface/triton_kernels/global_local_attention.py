@@ -94,19 +94,26 @@ def _first_layer(face, w1):
 
 
 def _cell_rows(cells):
-    """The cells as rows of an (N * P, Dc) matrix: a view when channels-last, else a copy."""
+    """The cells as rows of an (N * P, Dc) matrix: a view when channels-last, else a copy
+    (which the forward hands to the backward; an empty tensor stands for the view)."""
     N, Dc, P = cells.shape
     return cells.transpose(1, 2).reshape(N * P, Dc)
 
 
+def _is_channels_last(cells):
+    return not cells.is_contiguous() and cells.transpose(1, 2).is_contiguous()
+
+
 def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
     """cells: the context as (N, Dc, P), channels-first or channels-last dense.
-    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd)."""
+    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd),
+    and the copy of the cells as rows (empty when they are a view)."""
     N, _, P = cells.shape
     Hd = w1.shape[0]
     w1_face, w1_cell = _first_layer(face, w1)
     face_term = torch.addmm(b1, face, w1_face.t())
-    projection = (_cell_rows(cells) @ w1_cell.t()).view(N, P, Hd)
+    rows = _cell_rows(cells)
+    projection = (rows @ w1_cell.t()).view(N, P, Hd)
     scores = torch.empty((N, P), device=face.device, dtype=pooling._acc(face.dtype))
     if scores.numel():
         batchnorm = hidden_scale is not None
@@ -116,11 +123,12 @@ def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
             scores, Hd, P, BATCHNORM=batchnorm, BLOCK_H=BLOCK_H, BLOCK_P=BLOCK_P,
         )
     attention = pooling.softmax(scores)
-    return pooling.pool(cells, attention), attention, projection, face_term
+    rows_copy = face.new_empty((0,)) if cells.transpose(1, 2).is_contiguous() else rows  # not a view
+    return pooling.pool(cells, attention), attention, projection, face_term, rows_copy
 
 
 def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hidden_shift, attention, projection,
-             face_term):
+             face_term, rows_copy):
     """-> grads of face, context (cells' layout), w1, b1, w2, hidden_scale, hidden_shift (empty without them)."""
     N, Dc, P = cells.shape
     Hd = projection.shape[2]
@@ -139,8 +147,9 @@ def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hid
         )
     grad_face_term = sums["face_term"].to(face.dtype)
     w1_face, w1_cell = _first_layer(face, w1)
-    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.t() @ _cell_rows(cells)], dim=1)
-    if grad_cells.transpose(1, 2).is_contiguous():  # channels-last: add the GEMM in place
+    rows = rows_copy if rows_copy.numel() else _cell_rows(cells)
+    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.t() @ rows], dim=1)
+    if _is_channels_last(cells):  # add the GEMM in place
         grad_cells.transpose(1, 2).view(N * P, Dc).addmm_(grad_projection, w1_cell)
     else:
         grad_cells += (grad_projection @ w1_cell).view(N, P, Dc).transpose(1, 2)

@@ -1,0 +1,23 @@
+"""What every op module registers for its custom ops: the fake implementations and the
+autograd of the Triton ops (defined in Python) and, when the extension is loaded, of the
+C++/CUDA ops. Each op names its pair `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+
+from pyface import _extension
+
+
+def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Callable, backward: Callable,
+                        make_setup_context: Callable, triton_backward: Callable) -> None:
+    """make_setup_context(backward_op) gives the setup_context that stores which backward op
+    the autograd backward calls (the Triton or the compiled one)."""
+    pairs = [(f"pyface::{op}_forward_triton", f"pyface::{op}_backward_triton", triton_backward)]
+    if _extension.loaded():
+        pairs.append((f"pyface::{op}_forward", f"pyface::{op}_backward", getattr(torch.ops.pyface, f"{op}_backward")))
+    for forward_name, backward_name, backward_op in pairs:
+        torch.library.register_fake(forward_name)(forward_fake)
+        torch.library.register_fake(backward_name)(backward_fake)
+        torch.library.register_autograd(forward_name, backward, setup_context=make_setup_context(backward_op))
