@@ -181,11 +181,46 @@ CASES += [
     ),
 ]
 
+# --- keypoint heatmaps (SPEC section 3) ---------------------------------------------------
+
+
+def _heatmap_inputs(shape, device, dtype):
+    generator = torch.Generator().manual_seed(0)
+    n, slots, *spatial = shape
+
+    def keypoints():  # some outside [-1, 1], as keypoint detectors give them
+        return ((torch.rand(n, slots - 1, len(spatial), generator=generator) * 2 - 1) * 1.1).to(device, dtype)
+
+    return {"kp_driving": keypoints(), "kp_source": keypoints(), "spatial_size": tuple(spatial)}
+
+
+def _heatmap_bytes(inputs: dict, with_backward: bool) -> int:
+    n, k, _ = inputs["kp_driving"].shape
+    maps = n * (k + 1) * math.prod(inputs["spatial_size"]) * inputs["kp_driving"].element_size()
+    return maps * (2 if with_backward else 1)  # write the maps; backward reads their gradient
+
+
+CASES += [
+    Case(
+        op="keypoint_heatmaps",
+        name="face-vid2vid",
+        shape=(8, 16, 16, 64, 64),  # the maps: (N, K+1, D, H, W), K = 15
+        make=_heatmap_inputs,
+        grad_inputs=("kp_driving", "kp_source"),
+        min_bytes=_heatmap_bytes,
+        note="kp (N, 15, 3), maps (N, 16, 16, 64, 64)",
+        tags=("quick",),
+        positional=("kp_driving", "kp_source", "spatial_size"),
+        main_input="kp_driving",
+    ),
+]
+
 # The op each case's name refers to: pyface's public op and the eager reference.
 OPS = {
     "weighted_l1_loss": (pyface.ops.weighted_l1_loss, pyface.reference.weighted_l1_loss),
     "global_local_attention": (pyface.ops.global_local_attention, pyface.reference.global_local_attention),
     "softmax_pool": (pyface.ops.softmax_pool, pyface.reference.softmax_pool),
+    "keypoint_heatmaps": (pyface.ops.keypoint_heatmaps, pyface.reference.keypoint_heatmaps),
 }
 
 
