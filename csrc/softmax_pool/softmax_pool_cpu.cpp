@@ -26,12 +26,12 @@ void softmax_rows(const scalar_t* scores, acc_t* attention, int64_t N, int64_t P
       acc_t* a = attention + n * P;
       acc_t high = -std::numeric_limits<acc_t>::infinity();
       for (int64_t p = 0; p < P; ++p) high = std::max(high, acc_t(s[p]));
-      acc_t total = 0;
+      double total = 0;  // a running float sum over P terms would be off by ~sqrt(P) ulps
       for (int64_t p = 0; p < P; ++p) {
         a[p] = std::exp(acc_t(s[p]) - high);
         total += a[p];
       }
-      const acc_t inv_total = acc_t(1) / total;
+      const acc_t inv_total = acc_t(1.0 / total);
 #pragma omp simd
       for (int64_t p = 0; p < P; ++p) a[p] *= inv_total;
     }
@@ -86,24 +86,27 @@ void pool_rows(const Values& v, const acc_t* attention, scalar_t* pooled) {
 }
 
 // One task per sample: the score gradient needs a sum over every channel of the sample.
+// d loss / d attention, g, is accumulated in double: the score gradient a * (g - sum a g)
+// subtracts numbers that agree in most of their leading digits (g sums over all channels),
+// and a float g would lose much of the difference to rounding.
 template <typename scalar_t, typename acc_t>
 void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t* grad_pooled,
                         const acc_t* grad_attention, acc_t* grad_scores, scalar_t* grad_values) {
   const auto* values = static_cast<const scalar_t*>(v.data);
   at::parallel_for(0, v.N, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> gp(v.C), block_sum(v.P);
+    std::vector<acc_t> gp(v.C);
+    std::vector<double> g(v.P);
     for (int64_t n = begin; n < end; ++n) {
       const acc_t* a = attention + n * v.P;
-      acc_t* g = grad_scores + n * v.P;  // holds d loss / d attention until the last step
       const scalar_t* sample = values + n * v.C * v.P;
       scalar_t* grad_sample = grad_values == nullptr ? nullptr : grad_values + n * v.C * v.P;
       for (int64_t c = 0; c < v.C; ++c) gp[c] = acc_t(grad_pooled[n * v.C + c]);
       if (v.channels_last) {
         for (int64_t p = 0; p < v.P; ++p) {
           const scalar_t* row = sample + p * v.C;
-          acc_t dot = 0;
+          double dot = 0;
 #pragma omp simd reduction(+ : dot)
-          for (int64_t c = 0; c < v.C; ++c) dot += gp[c] * acc_t(row[c]);
+          for (int64_t c = 0; c < v.C; ++c) dot += double(gp[c]) * double(row[c]);
           g[p] = dot;
           if (grad_sample != nullptr) {
             scalar_t* out = grad_sample + p * v.C;
@@ -113,32 +116,26 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
           }
         }
       } else {
-        // sums over blocks of channels, then over the blocks: the score gradient subtracts
-        // nearly equal numbers, so the rounding of a long running sum would show
-        std::fill(g, g + v.P, acc_t(0));
-        for (int64_t c0 = 0; c0 < v.C; c0 += kChannelBlock) {
-          std::fill(block_sum.begin(), block_sum.end(), acc_t(0));
-          for (int64_t c = c0; c < std::min(v.C, c0 + kChannelBlock); ++c) {
-            const scalar_t* row = sample + c * v.P;
-            const acc_t gc = gp[c];
-            acc_t* partial = block_sum.data();
+        std::fill(g.begin(), g.end(), 0.0);
+        double* sums = g.data();
+        for (int64_t c = 0; c < v.C; ++c) {
+          const scalar_t* row = sample + c * v.P;
+          const acc_t gc = gp[c];
 #pragma omp simd
-            for (int64_t p = 0; p < v.P; ++p) partial[p] += gc * acc_t(row[p]);
-            if (grad_sample != nullptr) {
-              scalar_t* out = grad_sample + c * v.P;
+          for (int64_t p = 0; p < v.P; ++p) sums[p] += double(gc) * double(row[p]);
+          if (grad_sample != nullptr) {
+            scalar_t* out = grad_sample + c * v.P;
 #pragma omp simd
-              for (int64_t p = 0; p < v.P; ++p) out[p] = scalar_t(gc * a[p]);
-            }
+            for (int64_t p = 0; p < v.P; ++p) out[p] = scalar_t(gc * a[p]);
           }
-          for (int64_t p = 0; p < v.P; ++p) g[p] += block_sum[p];
         }
       }
       if (grad_attention != nullptr)
         for (int64_t p = 0; p < v.P; ++p) g[p] += grad_attention[n * v.P + p];
       // softmax backward: d score_p = a_p * (g_p - sum_q a_q g_q)
-      acc_t mean_g = 0;
-      for (int64_t p = 0; p < v.P; ++p) mean_g += a[p] * g[p];
-      for (int64_t p = 0; p < v.P; ++p) g[p] = a[p] * (g[p] - mean_g);
+      double mean_g = 0;
+      for (int64_t p = 0; p < v.P; ++p) mean_g += double(a[p]) * g[p];
+      for (int64_t p = 0; p < v.P; ++p) grad_scores[n * v.P + p] = acc_t(double(a[p]) * (g[p] - mean_g));
     }
   });
 }

@@ -117,22 +117,29 @@ pool_backward_channels_last_kernel(const scalar_t* values, const acc_t* attentio
 }
 
 // One block per sample: g = grad_attention + the partials (fixed order), then the softmax
-// backward grad_scores = a * (g - sum a * g).
+// backward grad_scores = a * (g - sum a * g). g and the sum are formed in double: they agree
+// in most of their leading digits, and in float much of the difference would be rounding.
+template <typename acc_t>
+__device__ __forceinline__ double attention_gradient(const acc_t* partial, const acc_t* grad_attention, int64_t n,
+                                                     int64_t p, int64_t c_chunks, int64_t P) {
+  double g = grad_attention != nullptr ? double(grad_attention[n * P + p]) : 0.0;
+  for (int64_t k = 0; k < c_chunks; ++k) g += double(partial[(n * c_chunks + k) * P + p]);
+  return g;
+}
+
 template <typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 softmax_backward_kernel(const acc_t* attention, const acc_t* partial, const acc_t* grad_attention,
                         acc_t* grad_scores, int64_t c_chunks, int64_t P) {
   const int64_t n = blockIdx.x;
-  acc_t local = 0;
+  double local = 0;
+  for (int64_t p = threadIdx.x; p < P; p += kThreads)
+    local += double(attention[n * P + p]) * attention_gradient(partial, grad_attention, n, p, c_chunks, P);
+  const double mean_g = block_reduce<kThreads>(local);
   for (int64_t p = threadIdx.x; p < P; p += kThreads) {
-    acc_t g = grad_attention != nullptr ? grad_attention[n * P + p] : acc_t(0);
-    for (int64_t k = 0; k < c_chunks; ++k) g += partial[(n * c_chunks + k) * P + p];
-    grad_scores[n * P + p] = g;
-    local += attention[n * P + p] * g;
+    const double g = attention_gradient(partial, grad_attention, n, p, c_chunks, P);
+    grad_scores[n * P + p] = acc_t(double(attention[n * P + p]) * (g - mean_g));
   }
-  const acc_t mean_g = block_reduce<kThreads>(local);
-  for (int64_t p = threadIdx.x; p < P; p += kThreads)  // each thread rereads only what it wrote
-    grad_scores[n * P + p] = attention[n * P + p] * (grad_scores[n * P + p] - mean_g);
 }
 
 int64_t backward_chunks(const Values& v) { return v.channels_last ? 1 : ceil_div(v.C, kRowsPerChunk); }

@@ -117,7 +117,11 @@ def pool_backward(values, attention, grad_pooled, grad_attention, values_grad: b
         values, attention, grad_pooled, partial, partial if grad_values is None else grad_values, C, P,
         *_strides(values), VALUES_GRAD=values_grad, BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
     )
-    g = partial.sum(dim=1)  # d loss / d attention; the small (N, P) rest runs in torch
+    # d loss / d attention and the softmax backward, small (N, P) work, in torch and in float64:
+    # g and sum(a * g) agree in most of their leading digits, and in float32 much of their
+    # difference would be rounding
+    g = partial.double().sum(dim=1)
     if grad_attention is not None:
-        g = g + grad_attention
-    return attention * (g - (attention * g).sum(dim=1, keepdim=True)), grad_values
+        g = g + grad_attention.double()
+    a = attention.double()
+    return (a * (g - (a * g).sum(dim=1, keepdim=True))).to(attention.dtype), grad_values
