@@ -43,16 +43,22 @@ def _why_unavailable(backend: str, device_type: str) -> str | None:
     return f"unknown backend {backend!r}; expected one of {BACKENDS}"
 
 
-def resolve(op: str, device: torch.device, backend: str | None) -> str:
-    """The backend that runs `op` on tensors of `device`; raises for one that cannot."""
+def resolve(op: str, device: torch.device, backend: str | None, missing: dict[str, str] | None = None) -> str:
+    """The backend that runs `op` on tensors of `device`; raises for one that cannot.
+    `missing` names the backends this op does not have yet, each with the reason."""
+    missing = missing or {}
+
+    def why_not(candidate: str) -> str | None:
+        return missing.get(candidate) or _why_unavailable(candidate, device.type)
+
     if backend is None:
         for candidate in _PREFERRED.get(device.type, ("reference",)):
-            if _why_unavailable(candidate, device.type) is None:
+            if why_not(candidate) is None:
                 return candidate
         return "reference"
     if backend not in BACKENDS:
         raise ValueError(f"{op}: backend must be one of {BACKENDS} or None, got {backend!r}")
-    reason = _why_unavailable(backend, device.type)
+    reason = why_not(backend)
     if reason is not None:
         raise RuntimeError(f"{op}: backend {backend!r} is not available: {reason}")
     return backend

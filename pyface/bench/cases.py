@@ -32,6 +32,9 @@ class Case:
     positional: tuple[str, ...] = ("input", "target")  # inputs passed by position, in order
     main_input: str = "input"  # the input whose shape is `shape`
     cpu_batch: Optional[int] = None  # the batch of a full CPU run, when not set by the element budget
+    # The correctness check's relative error bound, when the dtype's default does not fit the
+    # op (see the warping cases).
+    tolerance: Optional[float] = None
 
     def batch_for(self, device: torch.device, quick: bool) -> int:
         if device.type == "cpu" and not quick and self.cpu_batch is not None:
@@ -215,12 +218,76 @@ CASES += [
     ),
 ]
 
+# --- keypoint-driven warping (SPEC section 3) ----------------------------------------------
+
+
+def _warp_inputs(keypoints: int, with_jacobian: bool):
+    def make(shape, device, dtype):
+        generator = torch.Generator().manual_seed(0)
+        n, _, *spatial = shape
+        dims = len(spatial)
+
+        def uniform(*size, scale=1.0):
+            return ((torch.rand(*size, generator=generator) * 2 - 1) * scale).to(device, dtype)
+
+        inputs = {
+            "feature": torch.randn(*shape, generator=generator).to(device, dtype),
+            "kp_source": uniform(n, keypoints, dims, scale=0.9),
+            "kp_driving": uniform(n, keypoints, dims, scale=0.9),
+            "mask": torch.randn(n, keypoints + 1, *spatial, generator=generator).to(device, dtype),  # logits
+            "mask_logits": True,
+        }
+        if with_jacobian:
+            inputs["jacobian"] = (torch.eye(dims) + uniform(n, keypoints, dims, dims, scale=0.2).cpu()).to(device, dtype)
+        return inputs
+
+    return make
+
+
+def _warp_bytes(inputs: dict, with_backward: bool) -> int:
+    feature, mask = _nbytes(inputs["feature"]), _nbytes(inputs["mask"])  # the output has the feature's size here
+    forward = feature + mask + feature  # read feature and mask, write the output
+    backward = feature + feature + feature + mask  # read d/d output and the feature, write d/d feature and d/d mask
+    return forward + (backward if with_backward else 0)
+
+
+def _warp_case(name, shape, keypoints, with_jacobian, cpu_batch=None, tags=()):
+    grads = ("feature", "kp_source", "kp_driving", "mask") + (("jacobian",) if with_jacobian else ())
+    return Case(
+        op="keypoint_warp",
+        name=name,
+        shape=shape,
+        make=_warp_inputs(keypoints, with_jacobian),
+        grad_inputs=grads,
+        min_bytes=_warp_bytes,
+        note=f"K = {keypoints}, mask logits" + (", jacobians" if with_jacobian else ""),
+        tags=tags,
+        positional=("feature", "kp_source", "kp_driving", "mask"),
+        main_input="feature",
+        cpu_batch=cpu_batch,
+        # Bilinear sampling is not differentiable across cell boundaries: a sample within
+        # float32 rounding of one can land on the other side than in float64 and change its
+        # gradient by O(1). One such point among 65K moves the keypoint and mask gradients
+        # by ~5e-3 relative, for eager PyTorch as much as for pyface. The tests check these
+        # gradients tightly on small grids and in float64.
+        tolerance=2e-2,
+    )
+
+
+CASES += [
+    _warp_case("FOMM vox-256", (16, 256, 64, 64), 10, with_jacobian=True),
+    # the CPU run takes batch 1, the size the issue measured eager and torch.compile at
+    _warp_case("face-vid2vid", (8, 32, 16, 64, 64), 15, with_jacobian=False, cpu_batch=1, tags=("quick",)),
+    _warp_case("LivePortrait", (8, 32, 16, 64, 64), 21, with_jacobian=False, cpu_batch=2),
+]
+
 # The op each case's name refers to: pyface's public op and the eager reference.
 OPS = {
     "weighted_l1_loss": (pyface.ops.weighted_l1_loss, pyface.reference.weighted_l1_loss),
     "global_local_attention": (pyface.ops.global_local_attention, pyface.reference.global_local_attention),
     "softmax_pool": (pyface.ops.softmax_pool, pyface.reference.softmax_pool),
     "keypoint_heatmaps": (pyface.ops.keypoint_heatmaps, pyface.reference.keypoint_heatmaps),
+    "keypoint_warp": (pyface.ops.keypoint_warp, pyface.reference.keypoint_warp),
 }
 
 

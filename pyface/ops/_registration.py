@@ -3,7 +3,7 @@ autograd of the Triton ops (defined in Python) and, when the extension is loaded
 C++/CUDA ops. Each op names its pair `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
 from __future__ import annotations
 
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 
@@ -11,10 +11,13 @@ from pyface import _extension
 
 
 def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Callable, backward: Callable,
-                        make_setup_context: Callable, triton_backward: Callable) -> None:
+                        make_setup_context: Callable, triton_backward: Optional[Callable]) -> None:
     """make_setup_context(backward_op) gives the setup_context that stores which backward op
-    the autograd backward calls (the Triton or the compiled one)."""
-    pairs = [(f"pyface::{op}_forward_triton", f"pyface::{op}_backward_triton", triton_backward)]
+    the autograd backward calls (the Triton or the compiled one); triton_backward is None
+    for an op without Triton kernels."""
+    pairs = []
+    if triton_backward is not None:
+        pairs.append((f"pyface::{op}_forward_triton", f"pyface::{op}_backward_triton", triton_backward))
     if _extension.loaded():
         pairs.append((f"pyface::{op}_forward", f"pyface::{op}_backward", getattr(torch.ops.pyface, f"{op}_backward")))
     for forward_name, backward_name, backward_op in pairs:

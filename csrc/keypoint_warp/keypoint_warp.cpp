@@ -1,0 +1,158 @@
+// Host side of keypoint-driven warping and the registration of its ops. Argument errors a
+// user can make are reported in Python (pyface/ops/keypoint_warp.py); the checks here guard
+// the op. Only the CPU kernels exist so far; the CUDA backend is not built for this op.
+#include "keypoint_warp/keypoint_warp.h"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "cpu_isa.h"
+#include "tensor_kind.h"
+
+namespace pyface::kpw {
+namespace {
+
+constexpr const char* kOp = "keypoint_warp";
+
+struct Prepared {
+  at::Tensor feature, kp_source, kp_driving, mask, jacobian;
+  Problem pb{};
+};
+
+Prepared prepare(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
+                 const at::Tensor& mask, const std::optional<at::Tensor>& jacobian, bool mask_logits,
+                 bool align_corners, int64_t padding) {
+  const int64_t dims = feature.dim() - 2;
+  TORCH_CHECK_VALUE(dims == 2 || dims == 3, kOp, ": feature must be (N, C, H, W) or (N, C, D, H, W)");
+  TORCH_CHECK_VALUE(kp_source.dim() == 3 && kp_source.size(0) == feature.size(0) && kp_source.size(2) == dims &&
+                        kp_driving.sizes() == kp_source.sizes(),
+                    kOp, ": kp_source and kp_driving must be (N, K, d)");
+  const int64_t K = kp_source.size(1);
+  TORCH_CHECK_VALUE(mask.dim() == dims + 2 && mask.size(0) == feature.size(0) && mask.size(1) == K + 1, kOp,
+                    ": mask must be (N, K+1, *S_out)");
+  TORCH_CHECK_VALUE(!jacobian.has_value() || (jacobian->dim() == 4 && jacobian->size(0) == feature.size(0) &&
+                                              jacobian->size(1) == K && jacobian->size(2) == dims &&
+                                              jacobian->size(3) == dims),
+                    kOp, ": jacobian must be (N, K, d, d)");
+  TORCH_CHECK_VALUE(padding == kZeros || padding == kBorder, kOp, ": bad padding code ", padding);
+  for (const at::Tensor* t : {&kp_source, &kp_driving, &mask})
+    TORCH_CHECK_TYPE(t->scalar_type() == feature.scalar_type(), kOp, ": all float inputs must share feature's dtype");
+  Prepared p;
+  p.feature = feature.contiguous();
+  p.kp_source = kp_source.contiguous();
+  p.kp_driving = kp_driving.contiguous();
+  p.mask = mask.contiguous();
+  if (jacobian.has_value()) {
+    TORCH_CHECK_TYPE(jacobian->scalar_type() == feature.scalar_type(), kOp, ": jacobian must have feature's dtype");
+    p.jacobian = jacobian->contiguous();
+  }
+  const bool volume = dims == 3;
+  p.pb = Problem{scalar_kind(feature, kOp, "feature"),
+                 feature.size(0),
+                 feature.size(1),
+                 K,
+                 dims,
+                 volume ? feature.size(2) : 1,
+                 feature.size(dims),
+                 feature.size(dims + 1),
+                 volume ? mask.size(2) : 1,
+                 mask.size(dims),
+                 mask.size(dims + 1),
+                 p.feature.const_data_ptr(),
+                 p.kp_source.const_data_ptr(),
+                 p.kp_driving.const_data_ptr(),
+                 p.mask.const_data_ptr(),
+                 p.jacobian.defined() ? p.jacobian.const_data_ptr() : nullptr,
+                 mask_logits,
+                 align_corners,
+                 padding};
+  return p;
+}
+
+std::vector<int64_t> deformation_shape(const at::Tensor& mask, int64_t dims) {
+  std::vector<int64_t> shape{mask.size(0)};
+  for (int64_t d = 2; d < mask.dim(); ++d) shape.push_back(mask.size(d));
+  shape.push_back(dims);
+  return shape;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature, const at::Tensor& kp_source,
+                                           const at::Tensor& kp_driving, const at::Tensor& mask,
+                                           const std::optional<at::Tensor>& jacobian, bool mask_logits,
+                                           bool align_corners, int64_t padding) {
+  TORCH_CHECK(feature.is_cpu(), kOp, ": the compiled backend runs on CPU tensors only so far");
+  const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
+  std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
+  for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
+  at::Tensor output = at::empty(out_shape, feature.options());
+  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
+  at::Tensor deformation = at::empty(deformation_shape(mask, p.pb.dims), acc_options);
+  at::Tensor motion_weights = at::empty(mask.sizes(), acc_options);
+  if (deformation.numel() > 0) {
+    PYFACE_CPU_CALL(forward_cpu)(p.pb, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr());
+  }
+  return {output, deformation, motion_weights};
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_output, const std::optional<at::Tensor>& grad_deformation, const at::Tensor& feature,
+    const at::Tensor& kp_source, const at::Tensor& kp_driving, const at::Tensor& mask,
+    const std::optional<at::Tensor>& jacobian, const at::Tensor& deformation, const at::Tensor& motion_weights,
+    bool mask_logits, bool align_corners, int64_t padding, bool feature_grad) {
+  TORCH_CHECK(feature.is_cpu(), kOp, ": the compiled backend runs on CPU tensors only so far");
+  const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
+  const auto acc = accumulate_type(feature.scalar_type());
+  TORCH_CHECK_VALUE(deformation.scalar_type() == acc && deformation.is_contiguous() &&
+                        deformation.sizes() == at::IntArrayRef(deformation_shape(mask, p.pb.dims)),
+                    kOp, ": deformation must be the one the forward returned");
+  TORCH_CHECK_VALUE(motion_weights.scalar_type() == acc && motion_weights.is_contiguous() &&
+                        motion_weights.sizes() == mask.sizes(),
+                    kOp, ": motion_weights must be the ones the forward returned");
+  const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
+  at::Tensor gd;
+  if (grad_deformation.has_value()) gd = grad_deformation->to(acc).contiguous();
+  at::Tensor grad_feature = feature_grad ? at::empty(feature.sizes(), feature.options()) : at::empty({0}, feature.options());
+  at::Tensor grad_source = at::empty(kp_source.sizes(), feature.options());
+  at::Tensor grad_driving = at::empty(kp_source.sizes(), feature.options());
+  at::Tensor grad_mask = at::empty(mask.sizes(), feature.options());
+  at::Tensor grad_jacobian = jacobian.has_value() ? at::empty(jacobian->sizes(), feature.options())
+                                                  : at::empty({0}, feature.options());
+  if (deformation.numel() == 0 || feature.numel() == 0) {  // nothing is sampled: every gradient is zero
+    for (at::Tensor* t : {&grad_feature, &grad_source, &grad_driving, &grad_mask, &grad_jacobian}) t->zero_();
+    return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
+  }
+  const Grads grads{go.const_data_ptr(),
+                    gd.defined() ? gd.const_data_ptr() : nullptr,
+                    feature_grad ? grad_feature.data_ptr() : nullptr,
+                    grad_source.data_ptr(),
+                    grad_driving.data_ptr(),
+                    grad_mask.data_ptr(),
+                    jacobian.has_value() ? grad_jacobian.data_ptr() : nullptr};
+  PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
+  return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pyface, m) {
+  m.def(
+      "keypoint_warp_forward(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor mask, Tensor? jacobian, "
+      "bool mask_logits, bool align_corners, int padding) -> (Tensor, Tensor, Tensor)");
+  m.def(
+      "keypoint_warp_backward(Tensor grad_output, Tensor? grad_deformation, Tensor feature, Tensor kp_source, "
+      "Tensor kp_driving, Tensor mask, Tensor? jacobian, Tensor deformation, Tensor motion_weights, bool mask_logits, "
+      "bool align_corners, "
+      "int padding, bool feature_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(pyface, CPU, m) {
+  m.impl("keypoint_warp_forward", &forward);
+  m.impl("keypoint_warp_backward", &backward);
+}
+
+}  // namespace pyface::kpw

@@ -1,0 +1,59 @@
+// Keypoint-driven feature warping (SPEC section 3): what the host code hands to each kernel.
+#pragma once
+
+#include <cstdint>
+
+#include "dispatch.h"
+
+namespace pyface::kpw {
+
+using pyface::ScalarKind;
+
+// padding codes shared with pyface/ops/keypoint_warp.py
+enum Padding : int64_t { kZeros = 0, kBorder = 1 };
+
+// feature (N, C, D_in, H_in, W_in) contiguous, D_in = 1 in 2-D; kp_source, kp_driving
+// (N, K, dims); mask (N, K+1, S_out) with S_out = D_out * H_out * W_out; jacobian
+// (N, K, dims, dims) or null. All contiguous, in one float dtype. The deformation
+// (N, S_out, dims), ordered (x, y[, z]), is kept in the accumulation dtype.
+struct Problem {
+  ScalarKind scalar;
+  int64_t N, C, K, dims;
+  int64_t D_in, H_in, W_in, D_out, H_out, W_out;
+  const void* feature;
+  const void* kp_source;
+  const void* kp_driving;
+  const void* mask;
+  const void* jacobian;
+  bool mask_logits, align_corners;
+  int64_t padding;
+};
+
+// Backward inputs and outputs. grad_deformation (N, S_out, dims) is in the accumulation
+// dtype or null; the gradients have their inputs' shapes and dtype; grad_feature and
+// grad_jacobian are null when not wanted.
+struct Grads {
+  const void* grad_output;
+  const void* grad_deformation;
+  void* grad_feature;
+  void* grad_kp_source;
+  void* grad_kp_driving;
+  void* grad_mask;
+  void* grad_jacobian;
+};
+
+// CPU kernels (keypoint_warp_cpu.cpp), one copy per instruction set (cpu_isa.h): forward
+// writes output (N, C, S_out), the deformation and the motion weights (N, K+1, S_out) (the
+// mask, or its softmax), both in the accumulation dtype; backward reads those two back.
+// d/d feature is a scatter: each task owns a block of channels, so it is deterministic.
+#define PYFACE_KPW_CPU_KERNELS                                                                  \
+  void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights); \
+  void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads);
+namespace baseline {
+PYFACE_KPW_CPU_KERNELS
+}
+namespace avx2 {
+PYFACE_KPW_CPU_KERNELS
+}
+
+}  // namespace pyface::kpw

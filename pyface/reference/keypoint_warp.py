@@ -1,0 +1,68 @@
+"""Keypoint-driven feature warping in plain PyTorch, written the way the FOMM family writes
+it: per-keypoint sparse motions on an expanded identity grid, a mask-weighted sum of them,
+and grid_sample (SPEC section 3)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from pyface import _checks
+from pyface.reference.keypoint_heatmaps import make_coordinate_grid
+
+OP = "keypoint_warp"
+PADDING_MODES = ("zeros", "border")
+
+
+def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> None:
+    """Everything about the arguments that can be checked without reading tensor data."""
+    named = {"feature": feature, "kp_source": kp_source, "kp_driving": kp_driving, "mask": mask, "jacobian": jacobian}
+    for name, value in named.items():
+        if value is not None:
+            _checks.floating(OP, name, value)
+            if value.dtype != feature.dtype:
+                raise TypeError(f"{OP}: {name} must have feature's dtype {feature.dtype}, got {value.dtype}")
+    if feature.dim() not in (4, 5):
+        raise ValueError(f"{OP}: feature must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(feature.shape)}")
+    n, dims = feature.shape[0], feature.dim() - 2
+    if kp_source.dim() != 3 or kp_source.shape[0] != n or kp_source.shape[2] != dims:
+        raise ValueError(
+            f"{OP}: kp_source must be (N, K, {dims}) for a {dims}-D feature of batch {n}, got shape {tuple(kp_source.shape)}"
+        )
+    if kp_driving.shape != kp_source.shape:
+        raise ValueError(
+            f"{OP}: kp_driving shape {tuple(kp_driving.shape)} must equal kp_source shape {tuple(kp_source.shape)}"
+        )
+    k = kp_source.shape[1]
+    if mask.dim() != dims + 2 or mask.shape[0] != n or mask.shape[1] != k + 1:
+        raise ValueError(
+            f"{OP}: mask must be (N, K+1, *S_out) = ({n}, {k + 1}, {dims} sizes), got shape {tuple(mask.shape)}"
+        )
+    if jacobian is not None and tuple(jacobian.shape) != (n, k, dims, dims):
+        raise ValueError(f"{OP}: jacobian must be (N, K, d, d) = {(n, k, dims, dims)}, got shape {tuple(jacobian.shape)}")
+    _checks.one_of(OP, "padding_mode", padding_mode, PADDING_MODES)
+    _checks.same_device(OP, **named)
+
+
+def keypoint_warp(
+    feature, kp_source, kp_driving, mask, jacobian=None, *, mask_logits=False, align_corners=False,
+    padding_mode="zeros", return_deformation=False, backend=None,
+):
+    """deformation(z) = sum_k m_k(z) T_k(z), T_0(z) = z, T_k(z) = kp_source_k + J_k (z - kp_driving_k),
+    m = mask (or softmax over dim 1 of it with mask_logits); output = grid_sample(feature,
+    deformation), bilinear in 2-D, trilinear in 3-D. Returns the output (N, C, *S_out), or
+    (output, deformation (N, *S_out, d)). `backend` is ignored (signature parity)."""
+    check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
+    n, k, d = kp_source.shape
+    spatial = tuple(mask.shape[2:])
+    ones = [1] * d
+    identity = make_coordinate_grid(spatial, feature.dtype, feature.device).view(1, 1, *spatial, d)
+    coordinate_grid = identity - kp_driving.view(n, k, *ones, d)
+    if jacobian is not None:
+        coordinate_grid = torch.matmul(jacobian.view(n, k, *ones, d, d), coordinate_grid.unsqueeze(-1)).squeeze(-1)
+    driving_to_source = coordinate_grid + kp_source.view(n, k, *ones, d)
+    identity_grid = identity.repeat(n, 1, *ones, 1)
+    sparse_motions = torch.cat([identity_grid, driving_to_source], dim=1)  # (N, K+1, *S, d)
+    weights = torch.softmax(mask, dim=1) if mask_logits else mask
+    deformation = (sparse_motions * weights.unsqueeze(-1)).sum(dim=1)  # (N, *S, d)
+    output = F.grid_sample(feature, deformation, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
+    return (output, deformation) if return_deformation else output

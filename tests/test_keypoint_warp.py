@@ -1,0 +1,177 @@
+"""pyface.ops.keypoint_warp against the reference. Only the C++ CPU backend exists so far;
+the CUDA and Triton backends are absent and say so."""
+import itertools
+
+import pytest
+import torch
+
+import pyface
+import helpers
+from pyface.ops import keypoint_warp
+from pyface.reference import keypoint_warp as reference
+
+pytestmark = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")
+
+SIZES = {2: ((5, 6), (7, 8)), 3: ((4, 5, 6), (3, 7, 8))}  # (input, output) spatial sizes, D != H != W
+
+
+def make(dims=2, n=2, c=3, k=4, sizes=None, jacobian=True, logits=True, spread=1.2, dtype=torch.float32, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    size_in, size_out = sizes or SIZES[dims]
+    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
+    tensors = {
+        "feature": torch.randn(n, c, *size_in, generator=g, dtype=torch.float64),
+        "kp_source": (rand(n, k, dims) * 2 - 1) * spread,
+        "kp_driving": (rand(n, k, dims) * 2 - 1) * spread,
+        "mask": torch.randn(n, k + 1, *size_out, generator=g, dtype=torch.float64) if logits else rand(n, k + 1, *size_out),
+        "jacobian": torch.eye(dims, dtype=torch.float64) + 0.3 * torch.randn(n, k, dims, dims, generator=g, dtype=torch.float64)
+        if jacobian else None,
+    }
+    return {name: None if t is None else t.to(dtype) for name, t in tensors.items()}
+
+
+def check(tensors, dtype=torch.float32, **options):
+    helpers.check_against_reference(keypoint_warp, reference, tensors, "cpu", dtype, return_deformation=True, **options)
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("jacobian,logits", [(False, False), (True, True), (True, False)])
+@pytest.mark.parametrize("align_corners,padding_mode", list(itertools.product([False, True], ["zeros", "border"])))
+def test_matches_reference(dims, jacobian, logits, align_corners, padding_mode):
+    tensors = make(dims, jacobian=jacobian, logits=logits)
+    helpers.poison_allocator((2, 3, *SIZES[dims][1]), torch.float32, "cpu")
+    check(tensors, mask_logits=logits, align_corners=align_corners, padding_mode=padding_mode)
+
+
+@pytest.mark.parametrize("k", [1, 21])
+def test_keypoint_counts(k):
+    check(make(3, k=k), mask_logits=True)
+
+
+def test_keypoints_far_outside_the_grid():
+    check(make(2, spread=3.0), mask_logits=True, padding_mode="zeros")
+    check(make(2, spread=3.0), mask_logits=True, padding_mode="border")
+
+
+def test_output_larger_than_input():  # a 64x64 deformation driving a 128x128 output, scaled down
+    check(make(2, sizes=((4, 4), (9, 11))), mask_logits=True)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
+def test_dtypes(dtype):
+    check(make(3, dtype=dtype), dtype=dtype, mask_logits=True)
+
+
+def test_non_contiguous_inputs():
+    tensors = make(2)
+    tensors["feature"] = tensors["feature"].to(memory_format=torch.channels_last)
+    tensors["mask"] = tensors["mask"].transpose(2, 3).contiguous().transpose(2, 3)
+    tensors["kp_source"] = tensors["kp_source"].transpose(0, 1).contiguous().transpose(0, 1)
+    check(tensors, mask_logits=True)
+
+
+def test_returns_output_alone_by_default():
+    tensors = make(2)
+    assert keypoint_warp(**tensors, mask_logits=True).shape == (2, 3, 7, 8)
+
+
+def test_gradient_of_the_deformation_alone():
+    tensors = make(2)
+
+    def deformation_only(fn):
+        return lambda **kw: fn(**kw, mask_logits=True, return_deformation=True)[1]
+
+    _, got = helpers.outputs_and_grads(deformation_only(lambda **kw: keypoint_warp(**kw, backend="cpu")), tensors)
+    _, want = helpers.outputs_and_grads(deformation_only(reference), helpers.in_float64(tensors))
+    for name in ("kp_source", "kp_driving", "mask", "jacobian"):
+        helpers.assert_close_to_largest(got[name], want[name], torch.float32)
+    assert got["feature"] is None or not got["feature"].any()
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_gradcheck(dims):
+    tensors = make(dims, n=1, c=2, k=2, sizes=((3, 4), (3, 3)) if dims == 2 else ((2, 3, 4), (2, 2, 3)), dtype=torch.float64)
+    names = list(tensors)
+    leaves = tuple(tensors[name].requires_grad_() for name in names)
+
+    def fn(*args):
+        return keypoint_warp(**dict(zip(names, args)), mask_logits=True, padding_mode="border",
+                             return_deformation=True, backend="cpu")
+
+    assert torch.autograd.gradcheck(fn, leaves)
+
+
+@pytest.mark.parametrize("jacobian", [False, True])
+def test_opcheck(jacobian):
+    t = make(2, jacobian=jacobian)
+    args = (t["feature"], t["kp_source"], t["kp_driving"], t["mask"], t["jacobian"], True, False, 0)
+    torch.library.opcheck(torch.ops.pyface.keypoint_warp_forward.default,
+                          tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args))
+    output, deformation, motion_weights = torch.ops.pyface.keypoint_warp_forward(*args)
+    for grad_deformation in (None, torch.rand_like(deformation)):
+        torch.library.opcheck(torch.ops.pyface.keypoint_warp_backward.default,
+                              (torch.rand_like(output), grad_deformation, *args[:5], deformation, motion_weights,
+                               True, False, 0, True))
+
+
+@pytest.mark.parametrize("backend", ["cpu", "reference"])
+def test_torch_compile_fullgraph(backend):
+    t = make(3)
+    compiled = torch.compile(lambda **kw: keypoint_warp(**kw, mask_logits=True, backend=backend), fullgraph=True)
+    helpers.assert_close_to_largest(compiled(**t), reference(**t, mask_logits=True), torch.float32)
+
+
+@pytest.mark.parametrize("backend", ["cuda", "triton"])
+def test_missing_backends_say_so(backend):
+    with pytest.raises(RuntimeError, match=f"keypoint_warp has no {'CUDA' if backend == 'cuda' else 'Triton'} kernel yet"):
+        keypoint_warp(**make(2), backend=backend)
+
+
+# --- bad input: each raises a clear error naming the argument --------------------------------
+
+
+def test_mask_channels():
+    t = make(2)
+    with pytest.raises(ValueError, match="mask must be \\(N, K\\+1"):
+        keypoint_warp(**dict(t, mask=t["mask"][:, 1:]))
+
+
+def test_keypoint_dims_differ_from_feature_dims():
+    t = make(2)
+    with pytest.raises(ValueError, match="kp_source must be \\(N, K, 2\\)"):
+        keypoint_warp(**dict(t, kp_source=torch.zeros(2, 4, 3), kp_driving=torch.zeros(2, 4, 3)))
+
+
+def test_keypoint_shape_mismatch():
+    t = make(2)
+    with pytest.raises(ValueError, match="kp_driving shape"):
+        keypoint_warp(**dict(t, kp_driving=t["kp_driving"][:, :3]))
+
+
+def test_jacobian_shape():
+    t = make(2)
+    with pytest.raises(ValueError, match="jacobian must be \\(N, K, d, d\\)"):
+        keypoint_warp(**dict(t, jacobian=t["jacobian"][..., :1]))
+
+
+def test_unknown_padding_mode():
+    with pytest.raises(ValueError, match="padding_mode must be one of"):
+        keypoint_warp(**make(2), padding_mode="reflection")
+
+
+def test_batch_mismatch():
+    t = make(2)
+    with pytest.raises(ValueError, match="kp_source must be"):
+        keypoint_warp(**dict(t, feature=t["feature"][:1]))
+
+
+def test_integer_feature():
+    t = make(2)
+    with pytest.raises(TypeError, match="feature must be float"):
+        keypoint_warp(**dict(t, feature=t["feature"].long()))
+
+
+def test_mixed_devices():
+    t = make(2)
+    with pytest.raises(ValueError, match="all tensors must be on one device"):
+        keypoint_warp(**dict(t, mask=t["mask"].to("meta")))
