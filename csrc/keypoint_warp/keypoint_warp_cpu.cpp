@@ -4,7 +4,8 @@
 // positions); the stencils of a block are built once and reused over the channels. The
 // backward sums d/d deformation over the channels, differentiates the motions, reduces the
 // keypoint and jacobian gradients per task in a fixed order, and scatters d/d feature with
-// tasks that own blocks of channels (deterministic, no atomics).
+// tasks that own blocks of channels (deterministic, no atomics). The number of spatial
+// dims is a template parameter, so the per-axis and per-corner loops unroll.
 #include "keypoint_warp/keypoint_warp.h"
 
 #include "cpu_isa.h"
@@ -15,6 +16,7 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 #include <vector>
 
 namespace pyface::kpw::PYFACE_CPU_NS {
@@ -92,33 +94,33 @@ void block_weights(const Problem& pb, int64_t n, int64_t s0, int64_t len, acc_t*
 }
 
 // T_k(z) = kp_source_k + J_k (z - kp_driving_k) for keypoint k (0-based), and z - kp_driving_k.
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void keypoint_motion(const Problem& pb, int64_t n, int64_t k, const acc_t z[3], acc_t motion[3], acc_t rel[3]) {
-  const int64_t at = (n * pb.K + k) * pb.dims;
+  const int64_t at = (n * pb.K + k) * DIMS;
   const auto* source = static_cast<const scalar_t*>(pb.kp_source) + at;
   const auto* driving = static_cast<const scalar_t*>(pb.kp_driving) + at;
-  for (int64_t a = 0; a < pb.dims; ++a) rel[a] = z[a] - acc_t(driving[a]);
+  for (int64_t a = 0; a < DIMS; ++a) rel[a] = z[a] - acc_t(driving[a]);
   const auto* jac = static_cast<const scalar_t*>(pb.jacobian);
-  for (int64_t a = 0; a < pb.dims; ++a) {
+  for (int64_t a = 0; a < DIMS; ++a) {
     acc_t moved = rel[a];
     if (jac != nullptr) {
-      const scalar_t* row = jac + (at + a) * pb.dims;  // J_k[a, :]
+      const scalar_t* row = jac + (at + a) * DIMS;  // J_k[a, :]
       moved = 0;
-      for (int64_t b = 0; b < pb.dims; ++b) moved += acc_t(row[b]) * rel[b];
+      for (int64_t b = 0; b < DIMS; ++b) moved += acc_t(row[b]) * rel[b];
     }
     motion[a] = acc_t(source[a]) + moved;
   }
 }
 
 // The deformation at (n, s) from its motion weights m_k = weights[k * stride].
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void deformation_at(const Problem& pb, int64_t n, int64_t s, const acc_t* weights, int64_t stride, acc_t def[3]) {
   acc_t z[3], motion[3], rel[3];
   identity_point(pb, s, z);
-  for (int64_t a = 0; a < pb.dims; ++a) def[a] = weights[0] * z[a];
+  for (int64_t a = 0; a < DIMS; ++a) def[a] = weights[0] * z[a];
   for (int64_t k = 0; k < pb.K; ++k) {
-    keypoint_motion<scalar_t, acc_t>(pb, n, k, z, motion, rel);
-    for (int64_t a = 0; a < pb.dims; ++a) def[a] += weights[(k + 1) * stride] * motion[a];
+    keypoint_motion<DIMS, scalar_t, acc_t>(pb, n, k, z, motion, rel);
+    for (int64_t a = 0; a < DIMS; ++a) def[a] += weights[(k + 1) * stride] * motion[a];
   }
 }
 
@@ -148,32 +150,31 @@ acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb, acc_t* fac
 
 // The 2^dims corners a sample reads: flat offsets in the input plane, weights, d weight /
 // d source coordinate per axis, and whether the corner lies inside (outside ones read 0).
-template <typename acc_t>
+template <int DIMS, typename acc_t>
 struct Stencil {
   int64_t offset[8];
   acc_t weight[8];
   acc_t dweight[8][3];
   bool inside[8];
   acc_t factor[3];
-  int corners;
+  static constexpr int corners = 1 << DIMS;
 
   void build(const Problem& pb, const acc_t def[3]) {
     const int64_t sizes[3] = {pb.W_in, pb.H_in, pb.D_in};
     int64_t base[3] = {0, 0, 0};
     acc_t frac[3] = {0, 0, 0};
     factor[2] = 0;
-    for (int64_t a = 0; a < pb.dims; ++a) {
+    for (int64_t a = 0; a < DIMS; ++a) {
       const acc_t x = source_coordinate(def[a], sizes[a], pb, &factor[a]);
       const acc_t floored = std::floor(x);
       base[a] = static_cast<int64_t>(floored);
       frac[a] = x - floored;
     }
-    corners = 1 << pb.dims;
     for (int o = 0; o < corners; ++o) {
       int64_t idx[3] = {0, 0, 0};
       acc_t w[3] = {1, 1, 1}, sign[3] = {0, 0, 0};
       bool in = true;
-      for (int64_t a = 0; a < pb.dims; ++a) {
+      for (int64_t a = 0; a < DIMS; ++a) {
         const int bit = (o >> a) & 1;
         idx[a] = base[a] + bit;
         w[a] = bit ? frac[a] : 1 - frac[a];
@@ -190,12 +191,12 @@ struct Stencil {
   }
 };
 
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
   const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Stencil<acc_t>> stencils(kBlock);
+    std::vector<Stencil<DIMS, acc_t>> stencils(kBlock);
     std::vector<acc_t> weights((pb.K + 1) * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
@@ -205,15 +206,15 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
                   motion_weights + (n * (pb.K + 1) + k) * S + s0);
       for (int64_t j = 0; j < len; ++j) {
         acc_t d3[3] = {0, 0, 0};
-        deformation_at<scalar_t, acc_t>(pb, n, s0 + j, weights.data() + j, kBlock, d3);
-        std::copy(d3, d3 + pb.dims, deformation + (n * S + s0 + j) * pb.dims);
+        deformation_at<DIMS, scalar_t, acc_t>(pb, n, s0 + j, weights.data() + j, kBlock, d3);
+        std::copy(d3, d3 + DIMS, deformation + (n * S + s0 + j) * DIMS);
         stencils[j].build(pb, d3);
       }
       for (int64_t c = 0; c < pb.C; ++c) {
         const scalar_t* plane = feature + (n * pb.C + c) * in_size(pb);
         scalar_t* out = output + (n * pb.C + c) * S + s0;
         for (int64_t j = 0; j < len; ++j) {
-          const Stencil<acc_t>& st = stencils[j];
+          const Stencil<DIMS, acc_t>& st = stencils[j];
           acc_t sum = 0;
           for (int o = 0; o < st.corners; ++o)
             if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
@@ -227,10 +228,10 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
 // Per task: d/d kp_source (K, dims), d/d kp_driving (K, dims), d/d jacobian (K, dims, dims).
 int64_t partial_width(const Problem& pb) { return pb.K * (2 * pb.dims + pb.dims * pb.dims); }
 
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
                            std::vector<acc_t>& partials) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, dims = pb.dims;
+  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, dims = DIMS;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   const auto* grad_deformation = static_cast<const acc_t*>(grads.grad_deformation);
@@ -238,7 +239,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
   const auto* jac = static_cast<const scalar_t*>(pb.jacobian);
   const int64_t width = partial_width(pb);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Stencil<acc_t>> stencils(kBlock);
+    std::vector<Stencil<DIMS, acc_t>> stencils(kBlock);
     std::vector<acc_t> gdef(kBlock * 3), m(pb.K + 1), dm(pb.K + 1);
     const acc_t* sample_weights = nullptr;
     for (int64_t task = begin; task < end; ++task) {
@@ -255,7 +256,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
         const scalar_t* go = grad_output + (n * pb.C + c) * S + s0;
         for (int64_t j = 0; j < len; ++j) {
           const acc_t g = acc_t(go[j]);
-          const Stencil<acc_t>& st = stencils[j];
+          const Stencil<DIMS, acc_t>& st = stencils[j];
           for (int o = 0; o < st.corners; ++o) {
             if (!st.inside[o]) continue;
             const acc_t v = g * acc_t(plane[st.offset[o]]);
@@ -282,7 +283,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
         dm[0] = 0;
         for (int64_t a = 0; a < dims; ++a) dm[0] += g[a] * z[a];
         for (int64_t k = 0; k < pb.K; ++k) {
-          keypoint_motion<scalar_t, acc_t>(pb, n, k, z, motion, rel);
+          keypoint_motion<DIMS, scalar_t, acc_t>(pb, n, k, z, motion, rel);
           const acc_t mk = m[k + 1];
           acc_t dot = 0;
           for (int64_t a = 0; a < dims; ++a) {
@@ -313,7 +314,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
   });
 }
 
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const Grads& grads) {
   const int64_t S = out_size(pb), blocks = (pb.C + kChannelBlock - 1) / kChannelBlock;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
@@ -323,10 +324,10 @@ void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const G
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock, width = std::min(kChannelBlock, pb.C - c0);
       std::fill(sums.begin(), sums.end(), acc_t(0));
-      Stencil<acc_t> st;
+      Stencil<DIMS, acc_t> st;
       for (int64_t s = 0; s < S; ++s) {
         acc_t d3[3] = {0, 0, 0};
-        std::copy(deformation + (n * S + s) * pb.dims, deformation + (n * S + s + 1) * pb.dims, d3);
+        std::copy(deformation + (n * S + s) * DIMS, deformation + (n * S + s + 1) * DIMS, d3);
         st.build(pb, d3);
         for (int64_t j = 0; j < width; ++j) {
           const acc_t g = acc_t(grad_output[(n * pb.C + c0 + j) * S + s]);
@@ -341,11 +342,11 @@ void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const G
   });
 }
 
-template <typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t>
 void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = pb.dims;
+  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = DIMS;
   std::vector<acc_t> partials(pb.N * blocks * width);
-  motion_backward_tasks<scalar_t, acc_t>(pb, deformation, motion_weights, grads, partials);
+  motion_backward_tasks<DIMS, scalar_t, acc_t>(pb, deformation, motion_weights, grads, partials);
   // the tasks' keypoint and jacobian sums, added in task order
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);
   auto* grad_driving = static_cast<scalar_t*>(grads.grad_kp_driving);
@@ -364,7 +365,7 @@ void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* moti
     if (grad_jac != nullptr)
       for (int64_t i = 0; i < kp * dims; ++i) grad_jac[n * kp * dims + i] = scalar_t(total[2 * kp + i]);
   }
-  if (grads.grad_feature != nullptr) feature_backward_tasks<scalar_t, acc_t>(pb, deformation, grads);
+  if (grads.grad_feature != nullptr) feature_backward_tasks<DIMS, scalar_t, acc_t>(pb, deformation, grads);
 }
 
 }  // namespace
@@ -373,8 +374,15 @@ void forward_cpu(const Problem& pb, void* output, void* deformation, void* motio
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
-    forward_tasks<scalar_t, acc_t>(pb, static_cast<scalar_t*>(output), static_cast<acc_t*>(deformation),
-                                   static_cast<acc_t*>(motion_weights));
+    auto run = [&](auto dims) {
+      forward_tasks<decltype(dims)::value, scalar_t, acc_t>(pb, static_cast<scalar_t*>(output),
+                                                            static_cast<acc_t*>(deformation),
+                                                            static_cast<acc_t*>(motion_weights));
+    };
+    if (pb.dims == 3)
+      run(std::integral_constant<int, 3>{});
+    else
+      run(std::integral_constant<int, 2>{});
   });
 }
 
@@ -382,8 +390,14 @@ void backward_cpu(const Problem& pb, const void* deformation, const void* motion
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
-    backward_all<scalar_t, acc_t>(pb, static_cast<const acc_t*>(deformation),
-                                  static_cast<const acc_t*>(motion_weights), grads);
+    auto run = [&](auto dims) {
+      backward_all<decltype(dims)::value, scalar_t, acc_t>(pb, static_cast<const acc_t*>(deformation),
+                                                           static_cast<const acc_t*>(motion_weights), grads);
+    };
+    if (pb.dims == 3)
+      run(std::integral_constant<int, 3>{});
+    else
+      run(std::integral_constant<int, 2>{});
   });
 }
 
