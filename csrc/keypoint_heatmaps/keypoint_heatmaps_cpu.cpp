@@ -4,6 +4,7 @@
 // backward reduces each row of the incoming gradient against the factors the same way.
 #include "keypoint_heatmaps/keypoint_heatmaps.h"
 
+#include "coordinate_grid.h"
 #include "cpu_isa.h"
 
 #include <ATen/Parallel.h>
@@ -14,11 +15,6 @@
 
 namespace pyface::kph::PYFACE_CPU_NS {
 namespace {
-
-template <typename acc_t>
-acc_t grid_coordinate(int64_t i, int64_t size) {  // torch.linspace(-1, 1, size)[i]
-  return size == 1 ? acc_t(-1) : acc_t(-1) + acc_t(2) * acc_t(i) / acc_t(size - 1);
-}
 
 // One keypoint's factors on the three axes: value exp(-(c - kp)^2 / (2 var)) and, for the
 // backward, the value times (c - kp). The z factors are 1 and 0 for 2-D maps.

@@ -1,6 +1,6 @@
 // Host side of keypoint-driven warping and the registration of its ops. Argument errors a
 // user can make are reported in Python (pyface/ops/keypoint_warp.py); the checks here guard
-// the op. Only the CPU kernels exist so far; the CUDA backend is not built for this op.
+// the op. Only CPU kernels exist so far, so only a CPU implementation is registered.
 #include "keypoint_warp/keypoint_warp.h"
 
 #include <ATen/core/Tensor.h>
@@ -85,7 +85,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature
                                            const at::Tensor& kp_driving, const at::Tensor& mask,
                                            const std::optional<at::Tensor>& jacobian, bool mask_logits,
                                            bool align_corners, int64_t padding) {
-  TORCH_CHECK(feature.is_cpu(), kOp, ": the compiled backend runs on CPU tensors only so far");
   const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
   std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
   for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
@@ -104,7 +103,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& kp_source, const at::Tensor& kp_driving, const at::Tensor& mask,
     const std::optional<at::Tensor>& jacobian, const at::Tensor& deformation, const at::Tensor& motion_weights,
     bool mask_logits, bool align_corners, int64_t padding, bool feature_grad) {
-  TORCH_CHECK(feature.is_cpu(), kOp, ": the compiled backend runs on CPU tensors only so far");
   const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
   const auto acc = accumulate_type(feature.scalar_type());
   TORCH_CHECK_VALUE(deformation.scalar_type() == acc && deformation.is_contiguous() &&

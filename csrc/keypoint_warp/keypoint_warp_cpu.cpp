@@ -8,6 +8,7 @@
 // dims is a template parameter, so the per-axis and per-corner loops unroll.
 #include "keypoint_warp/keypoint_warp.h"
 
+#include "coordinate_grid.h"
 #include "cpu_isa.h"
 
 #include <ATen/Parallel.h>
@@ -24,11 +25,6 @@ namespace {
 
 constexpr int64_t kBlock = 256;         // output positions per task
 constexpr int64_t kChannelBlock = 8;    // channels per task of the d/d feature scatter
-
-template <typename acc_t>
-acc_t grid_coordinate(int64_t i, int64_t size) {  // torch.linspace(-1, 1, size)[i]
-  return size == 1 ? acc_t(-1) : acc_t(-1) + acc_t(2) * acc_t(i) / acc_t(size - 1);
-}
 
 int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
 int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }

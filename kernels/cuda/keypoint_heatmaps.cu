@@ -11,6 +11,7 @@
 
 #include <algorithm>
 
+#include "coordinate_grid.h"
 #include "reduce.cuh"
 
 namespace pyface::kph {
@@ -19,11 +20,6 @@ namespace {
 using pyface::cuda::block_reduce;
 
 constexpr int kThreads = 256;
-
-template <typename acc_t>
-__device__ __forceinline__ acc_t grid_coordinate(int64_t i, int64_t size) {  // torch.linspace(-1, 1, size)[i]
-  return size == 1 ? acc_t(-1) : acc_t(-1) + acc_t(2) * acc_t(i) / acc_t(size - 1);
-}
 
 // The grid point of flat index `at` in a (D, H, W) map, as (x, y, z).
 template <typename acc_t>

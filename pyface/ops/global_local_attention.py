@@ -16,8 +16,9 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
-from pyface.ops.softmax_pool import accumulation_dtype, as_kernel_layout
+from pyface.ops.softmax_pool import as_kernel_layout
 from pyface.reference.global_local_attention import OP, check_args
 from pyface.reference.global_local_attention import global_local_attention as reference_global_local_attention
 

@@ -15,8 +15,8 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
-from pyface.ops.softmax_pool import accumulation_dtype
 from pyface.reference.keypoint_warp import OP, check_args
 from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_warp
 

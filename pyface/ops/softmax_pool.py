@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.softmax_pool import OP, check_args
 from pyface.reference.softmax_pool import softmax_pool as reference_softmax_pool
@@ -65,10 +66,6 @@ def _triton_backward(
 
 
 # --- what every backend's ops share: shapes for tracing, and the backward -------------------
-
-
-def accumulation_dtype(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 def _forward_fake(scores, values):

@@ -8,6 +8,7 @@ import torch
 import triton
 import triton.language as tl
 
+from pyface._dtypes import accumulation_dtype
 from pyface.triton_kernels import softmax_pool as pooling
 
 BLOCK_H = 32
@@ -114,7 +115,7 @@ def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
     face_term = torch.addmm(b1, face, w1_face.t())
     rows = _cell_rows(cells)
     projection = (rows @ w1_cell.t()).view(N, P, Hd)
-    scores = torch.empty((N, P), device=face.device, dtype=pooling._acc(face.dtype))
+    scores = torch.empty((N, P), device=face.device, dtype=accumulation_dtype(face.dtype))
     if scores.numel():
         batchnorm = hidden_scale is not None
         _scores_kernel[(N * triton.cdiv(P, BLOCK_P),)](

@@ -7,13 +7,11 @@ import torch
 import triton
 import triton.language as tl
 
+from pyface._dtypes import accumulation_dtype
+
 BLOCK_SOFTMAX = 256
 BLOCK_C = 32
 BLOCK_P = 64
-
-
-def _acc(dtype: torch.dtype) -> torch.dtype:
-    return torch.float64 if dtype == torch.float64 else torch.float32
 
 
 @triton.jit
@@ -85,7 +83,7 @@ def _strides(values: torch.Tensor) -> tuple[int, int]:
 
 def softmax(scores: torch.Tensor) -> torch.Tensor:
     scores = scores.contiguous()
-    attention = torch.empty(scores.shape, device=scores.device, dtype=_acc(scores.dtype))
+    attention = torch.empty(scores.shape, device=scores.device, dtype=accumulation_dtype(scores.dtype))
     if scores.numel():
         _softmax_kernel[(scores.shape[0],)](scores, attention, scores.shape[1], BLOCK=BLOCK_SOFTMAX)
     return attention

@@ -7,6 +7,8 @@ import torch
 import triton
 import triton.language as tl
 
+from pyface._dtypes import accumulation_dtype
+
 BLOCK = 1024
 MAX_GRID_Y = 65535
 # kernel modes
@@ -78,7 +80,7 @@ def _launch(mode, input, target, weight, labels, class_weights, grad_out=None, o
         raise ValueError("weighted_l1_loss: the triton backend takes fewer than 2**31 elements; use backend='cuda'")
     N, C = input.shape[0], input.shape[1]
     P = input[0, 0].numel()
-    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(input.dtype)
     grid = (triton.cdiv(P, BLOCK), min(N * C, MAX_GRID_Y))
     partials = torch.empty(grid[0] * grid[1], device=input.device, dtype=acc)
     w, strides = weight, (0, 0, 0)
@@ -112,7 +114,7 @@ def forward(input, target, weight, labels, class_weights, reduction, weight_norm
         return loss_map, empty
     if input.numel() == 0:  # empty: sum and weighted mean 0, plain mean 0/0 as torch's l1_loss
         return input.new_full((), float("nan") if reduction == 2 and not weight_normalize else 0.0), empty
-    acc = torch.float64 if input.dtype == torch.float64 else torch.float32
+    acc = accumulation_dtype(input.dtype)
     if reduction == 2 and weight_normalize:
         total = _launch(WEIGHT_SUM, input, target, weight, labels, class_weights).sum()
         inv_d = torch.where(total > 0, 1.0 / total, torch.zeros_like(total))  # stays on the device
