@@ -1,4 +1,6 @@
 """What the op tests share: tolerances, fresh random inputs, and output poisoning."""
+import contextlib
+
 import torch
 
 TOLERANCES = {  # (rtol, atol) against a float64 reference
@@ -92,3 +94,14 @@ def check_against_reference(op, reference, tensors, backend, dtype, **kwargs):
     for name in want_grads:
         assert got_grads[name].dtype == dtype
         assert_close_to_largest(got_grads[name], want_grads[name], dtype)
+
+
+@contextlib.contextmanager
+def deterministic_algorithms():
+    """torch.use_deterministic_algorithms(True) for the block, restored after."""
+    before = torch.are_deterministic_algorithms_enabled()
+    torch.use_deterministic_algorithms(True)
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(before)

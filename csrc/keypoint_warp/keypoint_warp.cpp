@@ -1,10 +1,11 @@
 // Host side of keypoint-driven warping and the registration of its ops. Argument errors a
 // user can make are reported in Python (pyface/ops/keypoint_warp.py); the checks here guard
-// the op. Only CPU kernels exist so far, so only a CPU implementation is registered.
+// the op.
 #include "keypoint_warp/keypoint_warp.h"
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -12,6 +13,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "keypoint_warp/fixed_point.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -92,8 +94,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature
   const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
   at::Tensor deformation = at::empty(deformation_shape(mask, p.pb.dims), acc_options);
   at::Tensor motion_weights = at::empty(mask.sizes(), acc_options);
-  if (deformation.numel() > 0) {
+  if (deformation.numel() == 0) return {output, deformation, motion_weights};
+  if (feature.is_cpu()) {
     PYFACE_CPU_CALL(forward_cpu)(p.pb, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr());
+  } else {
+#ifdef PYFACE_WITH_CUDA
+    forward_cuda(p.pb, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr(), feature.get_device());
+#else
+    TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
   }
   return {output, deformation, motion_weights};
 }
@@ -102,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const std::optional<at::Tensor>& grad_deformation, const at::Tensor& feature,
     const at::Tensor& kp_source, const at::Tensor& kp_driving, const at::Tensor& mask,
     const std::optional<at::Tensor>& jacobian, const at::Tensor& deformation, const at::Tensor& motion_weights,
-    bool mask_logits, bool align_corners, int64_t padding, bool feature_grad) {
+    bool mask_logits, bool align_corners, int64_t padding, bool feature_grad, bool deterministic) {
   const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
   const auto acc = accumulate_type(feature.scalar_type());
   TORCH_CHECK_VALUE(deformation.scalar_type() == acc && deformation.is_contiguous() &&
@@ -111,6 +120,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   TORCH_CHECK_VALUE(motion_weights.scalar_type() == acc && motion_weights.is_contiguous() &&
                         motion_weights.sizes() == mask.sizes(),
                     kOp, ": motion_weights must be the ones the forward returned");
+  const auto acc_options = feature.options().dtype(acc);
   const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
   at::Tensor gd;
   if (grad_deformation.has_value()) gd = grad_deformation->to(acc).contiguous();
@@ -131,7 +141,31 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
                     grad_driving.data_ptr(),
                     grad_mask.data_ptr(),
                     jacobian.has_value() ? grad_jacobian.data_ptr() : nullptr};
-  PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
+  if (feature.is_cpu()) {  // always deterministic: tasks own blocks of channels
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
+    return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
+  }
+#ifdef PYFACE_WITH_CUDA
+  const int64_t dims = p.pb.dims, positions = deformation.numel() / (p.pb.N * dims);
+  at::Tensor position_grads = at::empty(deformation.sizes(), acc_options);
+  at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
+  at::Tensor sums, scales;
+  if (feature_grad && deterministic) {
+    scales = fixed_point_scales(go.abs().to(at::kDouble).flatten(2).sum(2));
+    sums = at::zeros(feature.sizes(), feature.options().dtype(at::kLong));
+  } else if (feature_grad) {
+    sums = at::zeros(feature.sizes(), acc_options);
+  }
+  const FeatureScatter scatter{sums.defined() ? sums.data_ptr() : nullptr,
+                               scales.defined() ? scales.const_data_ptr<double>() : nullptr};
+  backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, scatter,
+                position_grads.data_ptr(), partials.data_ptr(), feature.get_device());
+  if (feature_grad)
+    grad_feature = deterministic ? fixed_point_to_gradient(sums, scales, feature.scalar_type())
+                                 : sums.to(feature.scalar_type());
+#else
+  TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
   return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
 }
 
@@ -144,13 +178,19 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
   m.def(
       "keypoint_warp_backward(Tensor grad_output, Tensor? grad_deformation, Tensor feature, Tensor kp_source, "
       "Tensor kp_driving, Tensor mask, Tensor? jacobian, Tensor deformation, Tensor motion_weights, bool mask_logits, "
-      "bool align_corners, "
-      "int padding, bool feature_grad) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(pyface, CPU, m) {
   m.impl("keypoint_warp_forward", &forward);
   m.impl("keypoint_warp_backward", &backward);
 }
+
+#ifdef PYFACE_WITH_CUDA
+TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
+  m.impl("keypoint_warp_forward", &forward);
+  m.impl("keypoint_warp_backward", &backward);
+}
+#endif
 
 }  // namespace pyface::kpw

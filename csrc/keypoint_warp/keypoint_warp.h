@@ -56,4 +56,25 @@ namespace avx2 {
 PYFACE_KPW_CPU_KERNELS
 }
 
+#ifdef PYFACE_WITH_CUDA
+// On the GPU d/d feature is a scatter into `sums` (N, C, S_in), zeroed by the host: atomic
+// adds in the accumulation dtype, or, when `scales` (N * C doubles, powers of two) is given,
+// int64 fixed point (value * scale, rounded), whose integer adds give the same bits in any
+// order: the deterministic mode. The host turns `sums` into the gradient.
+struct FeatureScatter {
+  void* sums;
+  const double* scales;
+};
+
+// The CUDA kernels reduce the keypoint gradients over chunks of about 4096 positions into
+// scratch `partials` (N, K, chunks, dims + dims^2) in the accumulation dtype.
+inline int64_t keypoint_chunks(int64_t positions) { return positions < 4096 ? 1 : (positions + 4095) / 4096; }
+
+// CUDA kernels (kernels/cuda/keypoint_warp.cu), on the current stream. position_grads is
+// scratch (N, S_out, dims) in the accumulation dtype; Grads.grad_feature is unused here.
+void forward_cuda(const Problem& pb, void* output, void* deformation, void* motion_weights, int device);
+void backward_cuda(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads,
+                   const FeatureScatter& scatter, void* position_grads, void* partials, int device);
+#endif
+
 }  // namespace pyface::kpw

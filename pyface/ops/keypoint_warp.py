@@ -21,11 +21,6 @@ from pyface.reference.keypoint_warp import OP, check_args
 from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_warp
 
 _PADDING_CODES = {"zeros": 0, "border": 1}
-# Backends this op does not have yet (backend=None then picks the next one).
-MISSING_BACKENDS = {
-    "cuda": "keypoint_warp has no CUDA kernel yet",
-    "triton": "keypoint_warp has no Triton kernel yet",
-}
 
 
 def keypoint_warp(
@@ -49,16 +44,39 @@ def keypoint_warp(
     (N, C, *S_out) is grid_sample(feature, deformation) (bilinear / trilinear, padding
     "zeros" or "border", align_corners). Returns the output, or (output, deformation)."""
     check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
-    chosen = _backends.resolve(OP, feature.device, backend, MISSING_BACKENDS)
+    chosen = _backends.resolve(OP, feature.device, backend)
     if chosen == "reference":
         return reference_keypoint_warp(
             feature, kp_source, kp_driving, mask, jacobian, mask_logits=mask_logits, align_corners=align_corners,
             padding_mode=padding_mode, return_deformation=return_deformation,
         )
-    output, deformation, _ = torch.ops.pyface.keypoint_warp_forward(
+    forward = _triton_forward if chosen == "triton" else torch.ops.pyface.keypoint_warp_forward
+    output, deformation, _ = forward(
         feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, _PADDING_CODES[padding_mode]
     )
     return (output, deformation.to(feature.dtype)) if return_deformation else output
+
+
+# --- Triton backend as a custom op (the kernels import triton only when first run) ---------
+
+
+@torch.library.custom_op("pyface::keypoint_warp_forward_triton", mutates_args=())
+def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask: Tensor, jacobian: Optional[Tensor],
+                    mask_logits: bool, align_corners: bool, padding: int) -> tuple[Tensor, Tensor, Tensor]:
+    from pyface.triton_kernels import keypoint_warp as kernels
+
+    return kernels.forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding)
+
+
+@torch.library.custom_op("pyface::keypoint_warp_backward_triton", mutates_args=())
+def _triton_backward(grad_output: Tensor, grad_deformation: Optional[Tensor], feature: Tensor, kp_source: Tensor,
+                     kp_driving: Tensor, mask: Tensor, jacobian: Optional[Tensor], deformation: Tensor,
+                     motion_weights: Tensor, mask_logits: bool, align_corners: bool, padding: int, feature_grad: bool,
+                     deterministic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    from pyface.triton_kernels import keypoint_warp as kernels
+
+    return kernels.backward(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
+                            motion_weights, mask_logits, align_corners, padding, feature_grad, deterministic)
 
 
 # --- what every backend's ops share: shapes for tracing, and the backward -------------------
@@ -73,7 +91,7 @@ def _forward_fake(feature, kp_source, kp_driving, mask, jacobian, mask_logits, a
 
 
 def _backward_fake(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
-                   motion_weights, mask_logits, align_corners, padding, feature_grad):
+                   motion_weights, mask_logits, align_corners, padding, feature_grad, deterministic):
     def like(t):
         return t.new_empty(t.shape)
 
@@ -107,7 +125,8 @@ def _backward(ctx, grad_output, grad_deformation, _motion_weights):
         grad_output = feature.new_zeros((feature.shape[0], feature.shape[1], *mask.shape[2:]))
     needs = ctx.needs_input_grad
     grads = ctx.backward_op(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
-                            motion_weights, *ctx.options, needs[0])
+                            motion_weights, *ctx.options, needs[0],
+                             torch.are_deterministic_algorithms_enabled())
     grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian = grads
     return (
         grad_feature if needs[0] else None,
@@ -127,5 +146,5 @@ register_custom_ops(
     backward_fake=_backward_fake,
     backward=_backward,
     make_setup_context=_make_setup_context,
-    triton_backward=None,
+    triton_backward=_triton_backward,
 )

@@ -43,6 +43,19 @@ def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> 
     _checks.same_device(OP, **named)
 
 
+def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device):
+    """(N, K+1, *spatial, d): slot 0 the identity grid, slot k T_k(z) = kp_source_k + J_k (z - kp_driving_k)."""
+    n, k, d = kp_source.shape
+    ones = [1] * d
+    identity = make_coordinate_grid(spatial, dtype, device).view(1, 1, *spatial, d)
+    coordinate_grid = identity - kp_driving.view(n, k, *ones, d)
+    if jacobian is not None:
+        coordinate_grid = torch.matmul(jacobian.view(n, k, *ones, d, d), coordinate_grid.unsqueeze(-1)).squeeze(-1)
+    driving_to_source = coordinate_grid + kp_source.view(n, k, *ones, d)
+    identity_grid = identity.repeat(n, 1, *ones, 1)
+    return torch.cat([identity_grid, driving_to_source], dim=1)
+
+
 def keypoint_warp(
     feature, kp_source, kp_driving, mask, jacobian=None, *, mask_logits=False, align_corners=False,
     padding_mode="zeros", return_deformation=False, backend=None,
@@ -52,17 +65,9 @@ def keypoint_warp(
     deformation), bilinear in 2-D, trilinear in 3-D. Returns the output (N, C, *S_out), or
     (output, deformation (N, *S_out, d)). `backend` is ignored (signature parity)."""
     check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
-    n, k, d = kp_source.shape
     spatial = tuple(mask.shape[2:])
-    ones = [1] * d
-    identity = make_coordinate_grid(spatial, feature.dtype, feature.device).view(1, 1, *spatial, d)
-    coordinate_grid = identity - kp_driving.view(n, k, *ones, d)
-    if jacobian is not None:
-        coordinate_grid = torch.matmul(jacobian.view(n, k, *ones, d, d), coordinate_grid.unsqueeze(-1)).squeeze(-1)
-    driving_to_source = coordinate_grid + kp_source.view(n, k, *ones, d)
-    identity_grid = identity.repeat(n, 1, *ones, 1)
-    sparse_motions = torch.cat([identity_grid, driving_to_source], dim=1)  # (N, K+1, *S, d)
+    sparse = sparse_motions(kp_source, kp_driving, jacobian, spatial, feature.dtype, feature.device)  # (N, K+1, *S, d)
     weights = torch.softmax(mask, dim=1) if mask_logits else mask
-    deformation = (sparse_motions * weights.unsqueeze(-1)).sum(dim=1)  # (N, *S, d)
+    deformation = (sparse * weights.unsqueeze(-1)).sum(dim=1)  # (N, *S, d)
     output = F.grid_sample(feature, deformation, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
     return (output, deformation) if return_deformation else output

@@ -1,0 +1,115 @@
+// What the CPU and CUDA kernels of keypoint_warp and sparse_motion_warp share: the identity
+// grid point of an output position, a keypoint's motion T_k, and grid_sample's bilinear /
+// trilinear stencil with its derivatives. Host and device; everything is internal to the
+// translation unit that includes it (each CPU instruction-set copy gets its own).
+#pragma once
+
+#include <c10/macros/Macros.h>
+
+#include <cmath>
+#include <cstdint>
+
+#include "coordinate_grid.h"
+#include "keypoint_warp/keypoint_warp.h"
+
+namespace pyface::kpw {
+namespace {
+
+C10_HOST_DEVICE inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
+C10_HOST_DEVICE inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
+
+template <typename acc_t>
+C10_HOST_DEVICE void identity_point(const Problem& pb, int64_t s, acc_t z[3]) {
+  z[0] = grid_coordinate<acc_t>(s % pb.W_out, pb.W_out);
+  z[1] = grid_coordinate<acc_t>((s / pb.W_out) % pb.H_out, pb.H_out);
+  z[2] = grid_coordinate<acc_t>(s / (pb.W_out * pb.H_out), pb.D_out);
+}
+
+// T_k(z) = kp_source_k + J_k (z - kp_driving_k) for keypoint k (0-based), and z - kp_driving_k.
+template <int DIMS, typename scalar_t, typename acc_t>
+C10_HOST_DEVICE void keypoint_motion(const Problem& pb, int64_t n, int64_t k, const acc_t z[3], acc_t motion[3], acc_t rel[3]) {
+  const int64_t at = (n * pb.K + k) * DIMS;
+  const auto* source = static_cast<const scalar_t*>(pb.kp_source) + at;
+  const auto* driving = static_cast<const scalar_t*>(pb.kp_driving) + at;
+  for (int64_t a = 0; a < DIMS; ++a) rel[a] = z[a] - acc_t(driving[a]);
+  const auto* jac = static_cast<const scalar_t*>(pb.jacobian);
+  for (int64_t a = 0; a < DIMS; ++a) {
+    acc_t moved = rel[a];
+    if (jac != nullptr) {
+      const scalar_t* row = jac + (at + a) * DIMS;  // J_k[a, :]
+      moved = 0;
+      for (int64_t b = 0; b < DIMS; ++b) moved += acc_t(row[b]) * rel[b];
+    }
+    motion[a] = acc_t(source[a]) + moved;
+  }
+}
+
+// grid_sample's source coordinate on one axis and d(source)/d(grid coordinate) (0 where
+// "border" clips), as torch computes them.
+template <typename acc_t>
+C10_HOST_DEVICE acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb, acc_t* factor) {
+  acc_t x;
+  if (pb.align_corners) {
+    x = (coord + 1) / 2 * acc_t(size - 1);
+    *factor = acc_t(size - 1) / 2;
+  } else {
+    x = ((coord + 1) * acc_t(size) - 1) / 2;
+    *factor = acc_t(size) / 2;
+  }
+  if (pb.padding == kBorder) {
+    if (x < 0) {
+      x = 0;
+      *factor = 0;
+    } else if (x > acc_t(size - 1)) {
+      x = acc_t(size - 1);
+      *factor = 0;
+    }
+  }
+  return x;
+}
+
+// The 2^dims corners a sample reads: flat offsets in the input plane, weights, d weight /
+// d source coordinate per axis, and whether the corner lies inside (outside ones read 0).
+template <int DIMS, typename acc_t>
+struct Stencil {
+  int64_t offset[8];
+  acc_t weight[8];
+  acc_t dweight[8][3];
+  bool inside[8];
+  acc_t factor[3];
+  static constexpr int corners = 1 << DIMS;
+
+  C10_HOST_DEVICE void build(const Problem& pb, const acc_t def[3]) {
+    const int64_t sizes[3] = {pb.W_in, pb.H_in, pb.D_in};
+    int64_t base[3] = {0, 0, 0};
+    acc_t frac[3] = {0, 0, 0};
+    factor[2] = 0;
+    for (int64_t a = 0; a < DIMS; ++a) {
+      const acc_t x = source_coordinate(def[a], sizes[a], pb, &factor[a]);
+      const acc_t floored = std::floor(x);
+      base[a] = static_cast<int64_t>(floored);
+      frac[a] = x - floored;
+    }
+    for (int o = 0; o < corners; ++o) {
+      int64_t idx[3] = {0, 0, 0};
+      acc_t w[3] = {1, 1, 1}, sign[3] = {0, 0, 0};
+      bool in = true;
+      for (int64_t a = 0; a < DIMS; ++a) {
+        const int bit = (o >> a) & 1;
+        idx[a] = base[a] + bit;
+        w[a] = bit ? frac[a] : 1 - frac[a];
+        sign[a] = bit ? acc_t(1) : acc_t(-1);
+        in = in && idx[a] >= 0 && idx[a] < sizes[a];
+      }
+      inside[o] = in;
+      offset[o] = in ? (idx[2] * pb.H_in + idx[1]) * pb.W_in + idx[0] : 0;
+      weight[o] = w[0] * w[1] * w[2];
+      dweight[o][0] = sign[0] * w[1] * w[2];
+      dweight[o][1] = sign[1] * w[0] * w[2];
+      dweight[o][2] = sign[2] * w[0] * w[1];
+    }
+  }
+};
+
+}  // namespace
+}  // namespace pyface::kpw

@@ -1,0 +1,163 @@
+// Host side of the dense-motion network's input and the registration of its ops. Argument
+// errors a user can make are reported in Python (pyface/ops/sparse_motion_warp.py); the
+// checks here guard the op.
+#include "sparse_motion_warp/sparse_motion_warp.h"
+
+#include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
+#include <ATen/ops/zeros.h>
+#include <torch/library.h>
+
+#include <optional>
+#include <tuple>
+#include <vector>
+
+#include "cpu_isa.h"
+#include "keypoint_warp/fixed_point.h"
+#include "tensor_kind.h"
+
+namespace pyface::kpw {
+namespace {
+
+constexpr const char* kOp = "sparse_motion_warp";
+
+struct Prepared {
+  at::Tensor feature, kp_source, kp_driving, jacobian;
+  Problem pb{};
+};
+
+Prepared prepare(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
+                 const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
+  const int64_t dims = feature.dim() - 2;
+  TORCH_CHECK_VALUE(dims == 2 || dims == 3, kOp, ": feature must be (N, C, H, W) or (N, C, D, H, W)");
+  TORCH_CHECK_VALUE(kp_source.dim() == 3 && kp_source.size(0) == feature.size(0) && kp_source.size(2) == dims &&
+                        kp_driving.sizes() == kp_source.sizes(),
+                    kOp, ": kp_source and kp_driving must be (N, K, d)");
+  const int64_t K = kp_source.size(1);
+  TORCH_CHECK_VALUE(!jacobian.has_value() || jacobian->sizes() == at::IntArrayRef({feature.size(0), K, dims, dims}),
+                    kOp, ": jacobian must be (N, K, d, d)");
+  TORCH_CHECK_VALUE(padding == kZeros || padding == kBorder, kOp, ": bad padding code ", padding);
+  for (const at::Tensor* t : {&kp_source, &kp_driving})
+    TORCH_CHECK_TYPE(t->scalar_type() == feature.scalar_type(), kOp, ": all float inputs must share feature's dtype");
+  Prepared p;
+  p.feature = feature.contiguous();
+  p.kp_source = kp_source.contiguous();
+  p.kp_driving = kp_driving.contiguous();
+  if (jacobian.has_value()) {
+    TORCH_CHECK_TYPE(jacobian->scalar_type() == feature.scalar_type(), kOp, ": jacobian must have feature's dtype");
+    p.jacobian = jacobian->contiguous();
+  }
+  const int64_t D = dims == 3 ? feature.size(2) : 1, H = feature.size(dims), W = feature.size(dims + 1);
+  p.pb = Problem{scalar_kind(feature, kOp, "feature"),
+                 feature.size(0),
+                 feature.size(1),
+                 K,
+                 dims,
+                 D, H, W,
+                 D, H, W,
+                 p.feature.const_data_ptr(),
+                 p.kp_source.const_data_ptr(),
+                 p.kp_driving.const_data_ptr(),
+                 nullptr,
+                 p.jacobian.defined() ? p.jacobian.const_data_ptr() : nullptr,
+                 false,
+                 align_corners,
+                 padding};
+  return p;
+}
+
+at::Tensor forward(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
+                   const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
+  const Prepared p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
+  std::vector<int64_t> shape{p.pb.N, p.pb.K + 1, p.pb.C};
+  for (int64_t d = 2; d < feature.dim(); ++d) shape.push_back(feature.size(d));
+  at::Tensor output = at::empty(shape, feature.options());
+  if (output.numel() == 0) return output;
+  if (feature.is_cpu()) {
+    PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output.data_ptr());
+  } else {
+#ifdef PYFACE_WITH_CUDA
+    sparse_forward_cuda(p.pb, output.data_ptr(), feature.get_device());
+#else
+    TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+  }
+  return output;
+}
+
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
+    const at::Tensor& grad_output, const at::Tensor& feature, const at::Tensor& kp_source,
+    const at::Tensor& kp_driving, const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding,
+    bool feature_grad, bool deterministic) {
+  const Prepared p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
+  const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
+  TORCH_CHECK_VALUE(go.dim() == feature.dim() + 1 && go.size(0) == p.pb.N && go.size(1) == p.pb.K + 1 &&
+                        go.sizes().slice(2) == feature.sizes().slice(1),
+                    kOp, ": grad_output must be (N, K+1, C, *S)");
+  at::Tensor grad_feature = at::empty(feature_grad ? feature.sizes() : at::IntArrayRef({0}), feature.options());
+  at::Tensor grad_source = at::empty(kp_source.sizes(), feature.options());
+  at::Tensor grad_driving = at::empty(kp_source.sizes(), feature.options());
+  at::Tensor grad_jacobian = at::empty(jacobian.has_value() ? jacobian->sizes() : at::IntArrayRef({0}), feature.options());
+  if (feature.numel() == 0) {  // nothing is sampled: every gradient is zero
+    for (at::Tensor* t : {&grad_feature, &grad_source, &grad_driving, &grad_jacobian}) t->zero_();
+    return {grad_feature, grad_source, grad_driving, grad_jacobian};
+  }
+  const Grads grads{go.const_data_ptr(),
+                    nullptr,
+                    feature_grad ? grad_feature.data_ptr() : nullptr,
+                    grad_source.data_ptr(),
+                    grad_driving.data_ptr(),
+                    nullptr,
+                    jacobian.has_value() ? grad_jacobian.data_ptr() : nullptr};
+  if (feature.is_cpu()) {  // always deterministic: tasks own blocks of channels
+    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads);
+    return {grad_feature, grad_source, grad_driving, grad_jacobian};
+  }
+#ifdef PYFACE_WITH_CUDA
+  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
+  const int64_t dims = p.pb.dims, positions = feature.numel() / (p.pb.N * p.pb.C);
+  at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
+  at::Tensor sums, scales;
+  if (feature_grad && deterministic) {  // every motion's samples reach plane (n, c)
+    scales = fixed_point_scales(go.abs().to(at::kDouble).flatten(3).sum({1, 3}));
+    sums = at::zeros(feature.sizes(), feature.options().dtype(at::kLong));
+  } else if (feature_grad) {
+    sums = at::zeros(feature.sizes(), acc_options);
+  }
+  const FeatureScatter scatter{sums.defined() ? sums.data_ptr() : nullptr,
+                               scales.defined() ? scales.const_data_ptr<double>() : nullptr};
+  sparse_backward_cuda(p.pb, grads, scatter, partials.data_ptr(), feature.get_device());
+  if (feature_grad)
+    grad_feature = deterministic ? fixed_point_to_gradient(sums, scales, feature.scalar_type())
+                                 : sums.to(feature.scalar_type());
+#else
+  TORCH_CHECK(false, "pyface was built without CUDA kernels");
+#endif
+  return {grad_feature, grad_source, grad_driving, grad_jacobian};
+}
+
+}  // namespace
+
+TORCH_LIBRARY_FRAGMENT(pyface, m) {
+  m.def(
+      "sparse_motion_warp_forward(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor? jacobian, "
+      "bool align_corners, int padding) -> Tensor");
+  m.def(
+      "sparse_motion_warp_backward(Tensor grad_output, Tensor feature, Tensor kp_source, Tensor kp_driving, "
+      "Tensor? jacobian, bool align_corners, int padding, bool feature_grad, bool deterministic) "
+      "-> (Tensor, Tensor, Tensor, Tensor)");
+}
+
+TORCH_LIBRARY_IMPL(pyface, CPU, m) {
+  m.impl("sparse_motion_warp_forward", &forward);
+  m.impl("sparse_motion_warp_backward", &backward);
+}
+
+#ifdef PYFACE_WITH_CUDA
+TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
+  m.impl("sparse_motion_warp_forward", &forward);
+  m.impl("sparse_motion_warp_backward", &backward);
+}
+#endif
+
+}  // namespace pyface::kpw

@@ -1,0 +1,243 @@
+"""Triton kernels of keypoint-driven warping. Forward: a program per (sample, block of output
+positions) forms the motion weights (the mask or its softmax) and the deformation from the
+keypoints on the spot and samples every channel there. Backward: the same programs sum
+d/d deformation over the channels, scatter d/d feature (float atomics, or int64 fixed
+point when deterministic), write d/d mask, and leave per-keypoint sums that a short torch
+tail adds in a fixed order."""
+from __future__ import annotations
+
+import torch
+import triton
+import triton.language as tl
+
+from pyface._dtypes import accumulation_dtype
+from pyface.triton_kernels._warp_sampling import (
+    PARTIAL_WIDTH, corner, fixed_point_scales, keypoint_grads, keypoint_motion, stencil,
+)
+from pyface.triton_kernels.keypoint_heatmaps import _grid_point
+
+BLOCK = 128
+
+
+@triton.jit
+def _motion_weight(mask_ptr, slot, S, at, inside, high, inv_total, LOGITS: tl.constexpr):
+    value = tl.load(mask_ptr + slot * S + at, mask=inside, other=0.0).to(tl.float32)
+    if LOGITS:
+        value = tl.exp(value - high) * inv_total
+    return value
+
+
+@triton.jit
+def _forward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, mask_ptr, out_ptr, deformation_ptr, weights_ptr,
+                    C, K, D_in, H_in, W_in, D_out, H_out, W_out,
+                    DIMS: tl.constexpr, HAS_JAC: tl.constexpr, LOGITS: tl.constexpr, ALIGN: tl.constexpr,
+                    BORDER: tl.constexpr, BLOCK: tl.constexpr):
+    n = tl.program_id(1)
+    S = D_out * H_out * W_out
+    at = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
+    inside = at < S
+    x, y, z = _grid_point(at, D_out, H_out, W_out)
+    mask = mask_ptr + n.to(tl.int64) * (K + 1) * S
+    weights = weights_ptr + n.to(tl.int64) * (K + 1) * S
+    high = tl.zeros([BLOCK], tl.float32)
+    inv_total = tl.zeros([BLOCK], tl.float32)
+    if LOGITS:
+        high = tl.load(mask + at, mask=inside, other=0.0).to(tl.float32)
+        for k in range(1, K + 1):
+            high = tl.maximum(high, tl.load(mask + k * S + at, mask=inside, other=0.0).to(tl.float32))
+        total = tl.zeros([BLOCK], tl.float32)
+        for k in range(0, K + 1):
+            total += tl.exp(tl.load(mask + k * S + at, mask=inside, other=0.0).to(tl.float32) - high)
+        inv_total = 1.0 / total
+    m = _motion_weight(mask, 0, S, at, inside, high, inv_total, LOGITS)
+    tl.store(weights + at, m, mask=inside)
+    px = m * x
+    py = m * y
+    pz = m * z
+    for k in range(0, K):
+        m = _motion_weight(mask, k + 1, S, at, inside, high, inv_total, LOGITS)
+        tl.store(weights + (k + 1) * S + at, m, mask=inside)
+        mx, my, mz, _, _, _ = keypoint_motion(source_ptr, driving_ptr, jac_ptr, n * K + k, x, y, z, DIMS, HAS_JAC)
+        px += m * mx
+        py += m * my
+        pz += m * mz
+    deformation = deformation_ptr + (n.to(tl.int64) * S + at) * DIMS
+    tl.store(deformation, px, mask=inside)
+    tl.store(deformation + 1, py, mask=inside)
+    if DIMS == 3:
+        tl.store(deformation + 2, pz, mask=inside)
+    x0, y0, z0, fx, fy, fz, _, _, _ = stencil(px, py, pz, W_in, H_in, D_in, DIMS, ALIGN, BORDER)
+    plane_in = D_in * H_in * W_in
+    for c in range(0, C):
+        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_in
+        value = tl.zeros([BLOCK], tl.float32)
+        for o in tl.static_range(2 ** DIMS):
+            offset, ok, weight, _, _, _ = corner(o, x0, y0, z0, fx, fy, fz, W_in, H_in, D_in, DIMS)
+            value += weight * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
+        tl.store(out_ptr + (n * C + c).to(tl.int64) * S + at, value.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit
+def _scatter(sums_ptr, scales_ptr, plane_index, plane_in, offset, ok, value, DETERMINISTIC: tl.constexpr):
+    where = sums_ptr + plane_index.to(tl.int64) * plane_in + offset
+    if DETERMINISTIC:
+        scale = tl.load(scales_ptr + plane_index)
+        tl.atomic_add(where, tl.floor(value.to(tl.float64) * scale + 0.5).to(tl.int64), mask=ok)
+    else:
+        tl.atomic_add(where, value, mask=ok)
+
+
+@triton.jit
+def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_ptr, weights_ptr, grad_out_ptr,
+                     grad_def_ptr, grad_mask_ptr, sums_ptr, scales_ptr, partials_ptr,
+                     C, K, D_in, H_in, W_in, D_out, H_out, W_out,
+                     DIMS: tl.constexpr, HAS_JAC: tl.constexpr, LOGITS: tl.constexpr, ALIGN: tl.constexpr,
+                     BORDER: tl.constexpr, HAS_GRAD_DEF: tl.constexpr, FEATURE_GRAD: tl.constexpr,
+                     DETERMINISTIC: tl.constexpr, BLOCK: tl.constexpr):
+    n = tl.program_id(1)
+    block = tl.program_id(0)
+    S = D_out * H_out * W_out
+    at = block * BLOCK + tl.arange(0, BLOCK)
+    inside = at < S
+    deformation = deformation_ptr + (n.to(tl.int64) * S + at) * DIMS
+    px = tl.load(deformation, mask=inside, other=0.0)
+    py = tl.load(deformation + 1, mask=inside, other=0.0)
+    if DIMS == 3:
+        pz = tl.load(deformation + 2, mask=inside, other=0.0)
+    else:
+        pz = tl.zeros([BLOCK], tl.float32)
+    x0, y0, z0, fx, fy, fz, factor_x, factor_y, factor_z = stencil(px, py, pz, W_in, H_in, D_in, DIMS, ALIGN, BORDER)
+    plane_in = D_in * H_in * W_in
+    gx = tl.zeros([BLOCK], tl.float32)
+    gy = tl.zeros([BLOCK], tl.float32)
+    gz = tl.zeros([BLOCK], tl.float32)
+    for c in range(0, C):
+        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_in
+        go = tl.load(grad_out_ptr + (n * C + c).to(tl.int64) * S + at, mask=inside, other=0.0).to(tl.float32)
+        for o in tl.static_range(2 ** DIMS):
+            offset, ok, weight, dwx, dwy, dwz = corner(o, x0, y0, z0, fx, fy, fz, W_in, H_in, D_in, DIMS)
+            v = go * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
+            gx += v * dwx
+            gy += v * dwy
+            gz += v * dwz
+            if FEATURE_GRAD:
+                _scatter(sums_ptr, scales_ptr, n * C + c, plane_in, offset, inside & ok, weight * go, DETERMINISTIC)
+    gx *= factor_x
+    gy *= factor_y
+    gz *= factor_z
+    if HAS_GRAD_DEF:
+        grad_def = grad_def_ptr + (n.to(tl.int64) * S + at) * DIMS
+        gx += tl.load(grad_def, mask=inside, other=0.0)
+        gy += tl.load(grad_def + 1, mask=inside, other=0.0)
+        if DIMS == 3:
+            gz += tl.load(grad_def + 2, mask=inside, other=0.0)
+    # d/d m_k = g . T_k(z); through the softmax m_k (d/d m_k - sum_j m_j d/d m_j). Per keypoint
+    # this block's sums of m_k g and m_k g (z - kp_driving_k)^T go to the partials.
+    x, y, z = _grid_point(at, D_out, H_out, W_out)
+    weights = weights_ptr + n.to(tl.int64) * (K + 1) * S
+    grad_mask = grad_mask_ptr + n.to(tl.int64) * (K + 1) * S
+    m0 = tl.load(weights + at, mask=inside, other=0.0)
+    dm0 = gx * x + gy * y + gz * z
+    mean = m0 * dm0
+    partials = partials_ptr + ((n * tl.num_programs(0) + block) * K).to(tl.int64) * 12
+    for k in range(0, K):
+        mk = tl.load(weights + (k + 1) * S + at, mask=inside, other=0.0)
+        mx, my, mz, rx, ry, rz = keypoint_motion(source_ptr, driving_ptr, jac_ptr, n * K + k, x, y, z, DIMS, HAS_JAC)
+        dm = gx * mx + gy * my + gz * mz
+        mean += mk * dm
+        if not LOGITS:
+            tl.store(grad_mask + (k + 1) * S + at, dm.to(grad_mask_ptr.dtype.element_ty), mask=inside)
+        wx = mk * gx
+        wy = mk * gy
+        wz = mk * gz
+        out = partials + k * 12
+        tl.store(out, tl.sum(wx, axis=0))
+        tl.store(out + 1, tl.sum(wy, axis=0))
+        tl.store(out + 2, tl.sum(wz, axis=0))
+        tl.store(out + 3, tl.sum(wx * rx, axis=0))
+        tl.store(out + 4, tl.sum(wx * ry, axis=0))
+        tl.store(out + 5, tl.sum(wx * rz, axis=0))
+        tl.store(out + 6, tl.sum(wy * rx, axis=0))
+        tl.store(out + 7, tl.sum(wy * ry, axis=0))
+        tl.store(out + 8, tl.sum(wy * rz, axis=0))
+        tl.store(out + 9, tl.sum(wz * rx, axis=0))
+        tl.store(out + 10, tl.sum(wz * ry, axis=0))
+        tl.store(out + 11, tl.sum(wz * rz, axis=0))
+    if LOGITS:  # a second pass over the motions, now that the mean is known
+        tl.store(grad_mask + at, (m0 * (dm0 - mean)).to(grad_mask_ptr.dtype.element_ty), mask=inside)
+        for k in range(0, K):
+            mk = tl.load(weights + (k + 1) * S + at, mask=inside, other=0.0)
+            mx, my, mz, _, _, _ = keypoint_motion(source_ptr, driving_ptr, jac_ptr, n * K + k, x, y, z, DIMS, HAS_JAC)
+            dm = gx * mx + gy * my + gz * mz
+            tl.store(grad_mask + (k + 1) * S + at, (mk * (dm - mean)).to(grad_mask_ptr.dtype.element_ty), mask=inside)
+    else:
+        tl.store(grad_mask + at, dm0.to(grad_mask_ptr.dtype.element_ty), mask=inside)
+
+
+def _sizes(feature, mask):
+    dims = feature.dim() - 2
+    size_in = tuple(feature.shape[2:]) if dims == 3 else (1, *feature.shape[2:])
+    size_out = tuple(mask.shape[2:]) if dims == 3 else (1, *mask.shape[2:])
+    return dims, size_in, size_out
+
+
+def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding):
+    n, c = feature.shape[:2]
+    k = kp_source.shape[1]
+    dims, size_in, size_out = _sizes(feature, mask)
+    positions = size_out[0] * size_out[1] * size_out[2]
+    output = feature.new_empty((n, c, *mask.shape[2:]))
+    deformation = feature.new_empty((n, *mask.shape[2:], dims), dtype=accumulation_dtype(feature.dtype))
+    motion_weights = mask.new_empty(mask.shape, dtype=deformation.dtype)
+    if positions == 0 or n == 0:
+        return output, deformation, motion_weights
+    kp_source, kp_driving = kp_source.contiguous(), kp_driving.contiguous()
+    _forward_kernel[(triton.cdiv(positions, BLOCK), n)](
+        feature.contiguous(), kp_source, kp_driving, kp_source if jacobian is None else jacobian.contiguous(),
+        mask.contiguous(), output, deformation, motion_weights, c, k, *size_in, *size_out,
+        DIMS=dims, HAS_JAC=jacobian is not None, LOGITS=mask_logits, ALIGN=align_corners, BORDER=padding == 1,
+        BLOCK=BLOCK,
+    )
+    return output, deformation, motion_weights
+
+
+def backward(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
+             motion_weights, mask_logits, align_corners, padding, feature_grad, deterministic):
+    n, c = feature.shape[:2]
+    k = kp_source.shape[1]
+    dims, size_in, size_out = _sizes(feature, mask)
+    positions = size_out[0] * size_out[1] * size_out[2]
+    grad_mask = mask.new_empty(mask.shape)
+    if positions == 0 or feature.numel() == 0:  # nothing is sampled: every gradient is zero
+        zeros = [torch.zeros_like(t) for t in (feature, kp_source, kp_driving)]
+        jac = torch.zeros_like(jacobian) if jacobian is not None else feature.new_empty((0,))
+        return zeros[0] if feature_grad else feature.new_empty((0,)), zeros[1], zeros[2], grad_mask.zero_(), jac
+    blocks = triton.cdiv(positions, BLOCK)
+    grad_output = grad_output.to(feature.dtype).contiguous()
+    partials = feature.new_empty((n, blocks, k, PARTIAL_WIDTH), dtype=torch.float32)
+    scales = None
+    if feature_grad and deterministic:
+        scales = fixed_point_scales(grad_output.abs().double().flatten(2).sum(2))
+        sums = torch.zeros(feature.shape, dtype=torch.int64, device=feature.device)
+    elif feature_grad:
+        sums = torch.zeros(feature.shape, dtype=torch.float32, device=feature.device)
+    else:
+        sums = partials  # never written
+    kp_source, kp_driving = kp_source.contiguous(), kp_driving.contiguous()
+    _backward_kernel[(blocks, n)](
+        feature.contiguous(), kp_source, kp_driving, kp_source if jacobian is None else jacobian.contiguous(),
+        deformation, motion_weights, grad_output, deformation if grad_deformation is None else
+        grad_deformation.float().contiguous(), grad_mask, sums, partials if scales is None else scales, partials,
+        c, k, *size_in, *size_out,
+        DIMS=dims, HAS_JAC=jacobian is not None, LOGITS=mask_logits, ALIGN=align_corners, BORDER=padding == 1,
+        HAS_GRAD_DEF=grad_deformation is not None, FEATURE_GRAD=feature_grad, DETERMINISTIC=scales is not None,
+        BLOCK=BLOCK,
+    )
+    grad_source, grad_driving, grad_jacobian = keypoint_grads(partials, jacobian, dims, feature.dtype)
+    if not feature_grad:
+        grad_feature = feature.new_empty((0,))
+    elif scales is not None:
+        grad_feature = (sums.double() / scales.view(n, c, *[1] * dims)).to(feature.dtype)
+    else:
+        grad_feature = sums.to(feature.dtype)
+    return grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian
