@@ -19,6 +19,7 @@ def test_case_list_covers_the_spec_shapes():
     assert ("keypoint_heatmaps", (8, 16, 16, 64, 64)) in shapes
     assert ("keypoint_warp", (16, 256, 64, 64)) in shapes
     assert ("keypoint_warp", (8, 32, 16, 64, 64)) in shapes
+    assert ("sparse_motion_warp", (8, 4, 16, 64, 64)) in shapes
     assert select(quick=True)
 
 

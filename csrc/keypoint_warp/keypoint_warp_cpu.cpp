@@ -1,15 +1,16 @@
 // CPU kernels of keypoint-driven warping. Each output position forms its deformation from
 // the K+1 motion weights and keypoints on the spot (no sparse-motion tensor), then samples
 // the feature with grid_sample's bilinear / trilinear stencil. Tasks are (sample, block of
-// positions); the stencils of a block are built once and reused over the channels. The
-// backward sums d/d deformation over the channels, differentiates the motions, reduces the
-// keypoint and jacobian gradients per task in a fixed order, and scatters d/d feature with
-// tasks that own blocks of channels (deterministic, no atomics). The number of spatial
-// dims is a template parameter, so the per-axis and per-corner loops unroll.
+// positions); the block's stencils (stencil_block.h) are built once, vectorised over the
+// positions, and reused over the channels. The backward sums d/d deformation over the
+// channels, differentiates the motions, reduces the keypoint and jacobian gradients per
+// task in a fixed order, and scatters d/d feature with tasks that own blocks of kLanes channels
+// (deterministic, no atomics). The number of spatial dims is a template parameter, so the
+// per-axis and per-corner loops unroll.
 #include "keypoint_warp/keypoint_warp.h"
 
 #include "cpu_isa.h"
-#include "keypoint_warp/motion_sampling.h"
+#include "keypoint_warp/stencil_block.h"
 
 #include <ATen/Parallel.h>
 
@@ -17,14 +18,12 @@
 #include <bit>
 #include <cmath>
 #include <cstdint>
+#include <memory>
 #include <type_traits>
 #include <vector>
 
 namespace pyface::kpw::PYFACE_CPU_NS {
 namespace {
-
-constexpr int64_t kBlock = 256;         // output positions per task
-constexpr int64_t kChannelBlock = 8;    // channels per task of the d/d feature scatter
 
 // exp for the softmax, in a form GCC vectorises (glibc's expf has no vector variant without
 // -ffast-math): 2^n * p(r) with r = x - n ln 2, |r| <= ln2 / 2, p a degree-6 polynomial
@@ -79,15 +78,23 @@ void block_weights(const Problem& pb, int64_t n, int64_t s0, int64_t len, acc_t*
   }
 }
 
-// The deformation at (n, s) from its motion weights m_k = weights[k * stride].
+// The deformation at a block of positions from its motion weights and the identity grid:
+// pos[a * kBlock + j] = sum_k m_k(j) T_k(z_j).
 template <int DIMS, typename scalar_t, typename acc_t>
-void deformation_at(const Problem& pb, int64_t n, int64_t s, const acc_t* weights, int64_t stride, acc_t def[3]) {
-  acc_t z[3], motion[3], rel[3];
-  identity_point(pb, s, z);
-  for (int64_t a = 0; a < DIMS; ++a) def[a] = weights[0] * z[a];
+void deformation_block(const Problem& pb, int64_t n, const acc_t* weights, const acc_t* z, int64_t len, acc_t* pos) {
+  for (int a = 0; a < DIMS; ++a)
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) pos[a * kBlock + j] = weights[j] * z[a * kBlock + j];
   for (int64_t k = 0; k < pb.K; ++k) {
-    keypoint_motion<DIMS, scalar_t, acc_t>(pb, n, k, z, motion, rel);
-    for (int64_t a = 0; a < DIMS; ++a) def[a] += weights[(k + 1) * stride] * motion[a];
+    KeypointMotion<DIMS, acc_t> motion;
+    motion.template load<scalar_t>(pb, n, k);
+    const acc_t* m = weights + (k + 1) * kBlock;
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) {
+      acc_t moved[3], rel[3];
+      motion.apply(z, j, moved, rel);
+      for (int a = 0; a < DIMS; ++a) pos[a * kBlock + j] += m[j] * moved[a];
+    }
   }
 }
 
@@ -96,33 +103,30 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
   const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Stencil<DIMS, acc_t>> stencils(kBlock);
-    std::vector<acc_t> weights((pb.K + 1) * kBlock);
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    std::vector<acc_t> weights((pb.K + 1) * kBlock), z(3 * kBlock), pos(3 * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
       block_weights<scalar_t, acc_t>(pb, n, s0, len, weights.data());
       for (int64_t k = 0; k <= pb.K; ++k)  // kept for the backward
         std::copy(weights.data() + k * kBlock, weights.data() + k * kBlock + len,
                   motion_weights + (n * (pb.K + 1) + k) * S + s0);
-      for (int64_t j = 0; j < len; ++j) {
-        acc_t d3[3] = {0, 0, 0};
-        deformation_at<DIMS, scalar_t, acc_t>(pb, n, s0 + j, weights.data() + j, kBlock, d3);
-        std::copy(d3, d3 + DIMS, deformation + (n * S + s0 + j) * DIMS);
-        stencils[j].build(pb, d3);
-      }
-      for (int64_t c = 0; c < pb.C; ++c) {
-        const scalar_t* plane = feature + (n * pb.C + c) * in_size(pb);
-        scalar_t* out = output + (n * pb.C + c) * S + s0;
-        for (int64_t j = 0; j < len; ++j) {
-          const Stencil<DIMS, acc_t>& st = stencils[j];
-          acc_t sum = 0;
-          for (int o = 0; o < st.corners; ++o)
-            if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
-          out[j] = scalar_t(sum);
-        }
-      }
+      identity_block(pb, s0, len, z.data());
+      deformation_block<DIMS, scalar_t>(pb, n, weights.data(), z.data(), len, pos.data());
+      for (int64_t j = 0; j < len; ++j)
+        for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
+      stencils->build(pb, pos.data(), len, false);
+      for (int64_t c = 0; c < pb.C; ++c)
+        stencils->gather(feature + (n * pb.C + c) * in_size(pb), output + (n * pb.C + c) * S + s0, len);
     }
   });
+}
+
+// A block of the saved deformation, as pos[a * kBlock + j].
+template <int DIMS, typename acc_t>
+void load_deformation(const acc_t* deformation, int64_t at, int64_t len, acc_t* pos) {
+  for (int64_t j = 0; j < len; ++j)
+    for (int a = 0; a < DIMS; ++a) pos[a * kBlock + j] = deformation[(at + j) * DIMS + a];
 }
 
 // Per task: d/d kp_source (K, dims), d/d kp_driving (K, dims), d/d jacobian (K, dims, dims).
@@ -131,84 +135,83 @@ int64_t partial_width(const Problem& pb) { return pb.K * (2 * pb.dims + pb.dims 
 template <int DIMS, typename scalar_t, typename acc_t>
 void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
                            std::vector<acc_t>& partials) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, dims = DIMS;
+  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   const auto* grad_deformation = static_cast<const acc_t*>(grads.grad_deformation);
   auto* grad_mask = static_cast<scalar_t*>(grads.grad_mask);
-  const auto* jac = static_cast<const scalar_t*>(pb.jacobian);
   const int64_t width = partial_width(pb);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<Stencil<DIMS, acc_t>> stencils(kBlock);
-    std::vector<acc_t> gdef(kBlock * 3), m(pb.K + 1), dm(pb.K + 1);
-    const acc_t* sample_weights = nullptr;
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    std::vector<acc_t> pos(3 * kBlock), g(3 * kBlock), z(3 * kBlock), dm(slots * kBlock), mean(kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
-      for (int64_t j = 0; j < len; ++j) {
-        acc_t d3[3] = {0, 0, 0};
-        std::copy(deformation + (n * S + s0 + j) * dims, deformation + (n * S + s0 + j + 1) * dims, d3);
-        stencils[j].build(pb, d3);
-      }
+      load_deformation<DIMS>(deformation, n * S + s0, len, pos.data());
+      stencils->build(pb, pos.data(), len, true);
       // d loss / d deformation, summed over the channels
-      std::fill(gdef.begin(), gdef.end(), acc_t(0));
-      for (int64_t c = 0; c < pb.C; ++c) {
-        const scalar_t* plane = feature + (n * pb.C + c) * in_size(pb);
-        const scalar_t* go = grad_output + (n * pb.C + c) * S + s0;
-        for (int64_t j = 0; j < len; ++j) {
-          const acc_t g = acc_t(go[j]);
-          const Stencil<DIMS, acc_t>& st = stencils[j];
-          for (int o = 0; o < st.corners; ++o) {
-            if (!st.inside[o]) continue;
-            const acc_t v = g * acc_t(plane[st.offset[o]]);
-            for (int64_t a = 0; a < dims; ++a) gdef[j * 3 + a] += v * st.dweight[o][a];
-          }
-        }
-      }
-      // through the motions, one position at a time
-      acc_t* partial = partials.data() + task * width;
-      std::fill(partial, partial + width, acc_t(0));
-      acc_t* grad_source = partial;
-      acc_t* grad_driving = partial + pb.K * dims;
-      acc_t* grad_jac = partial + 2 * pb.K * dims;
+      std::fill(g.begin(), g.end(), acc_t(0));
+      for (int64_t c = 0; c < pb.C; ++c)
+        stencils->accumulate_position_grad(feature + (n * pb.C + c) * in_size(pb),
+                                           grad_output + (n * pb.C + c) * S + s0, g.data(), len);
+      for (int a = 0; a < DIMS; ++a)
+#pragma omp simd
+        for (int64_t j = 0; j < len; ++j) g[a * kBlock + j] *= stencils->factor[a][j];
+      if (grad_deformation != nullptr)
+        for (int64_t j = 0; j < len; ++j)
+          for (int a = 0; a < DIMS; ++a) g[a * kBlock + j] += grad_deformation[(n * S + s0 + j) * DIMS + a];
+      // through the motions: d/d m_k = g . T_k(z); the keypoint sums use that T_k is linear
+      identity_block(pb, s0, len, z.data());
+      const acc_t* m = motion_weights + n * slots * S + s0;
+#pragma omp simd
       for (int64_t j = 0; j < len; ++j) {
-        const int64_t s = s0 + j;
-        acc_t g[3] = {0, 0, 0}, z[3], motion[3], rel[3];
-        for (int64_t a = 0; a < dims; ++a) {
-          g[a] = gdef[j * 3 + a] * stencils[j].factor[a];
-          if (grad_deformation != nullptr) g[a] += grad_deformation[(n * S + s) * dims + a];
-        }
-        sample_weights = motion_weights + n * (pb.K + 1) * S + s;
-        for (int64_t k = 0; k <= pb.K; ++k) m[k] = sample_weights[k * S];
-        identity_point(pb, s, z);
-        dm[0] = 0;
-        for (int64_t a = 0; a < dims; ++a) dm[0] += g[a] * z[a];
-        for (int64_t k = 0; k < pb.K; ++k) {
-          keypoint_motion<DIMS, scalar_t, acc_t>(pb, n, k, z, motion, rel);
-          const acc_t mk = m[k + 1];
-          acc_t dot = 0;
-          for (int64_t a = 0; a < dims; ++a) {
-            dot += g[a] * motion[a];
-            grad_source[k * dims + a] += mk * g[a];
+        acc_t dot = 0;
+        for (int a = 0; a < DIMS; ++a) dot += g[a * kBlock + j] * z[a * kBlock + j];
+        dm[j] = dot;
+        mean[j] = m[j] * dot;
+      }
+      acc_t* partial = partials.data() + task * width;
+      for (int64_t k = 0; k < pb.K; ++k) {
+        KeypointMotion<DIMS, acc_t> motion;
+        motion.template load<scalar_t>(pb, n, k);
+        const acc_t* mk = m + (k + 1) * S;
+        acc_t* dmk = dm.data() + (k + 1) * kBlock;
+        acc_t sg[DIMS] = {}, sgr[DIMS * DIMS] = {};
+#pragma omp simd reduction(+ : sg[:DIMS], sgr[:DIMS * DIMS])
+        for (int64_t j = 0; j < len; ++j) {
+          acc_t moved[3], rel[3], dot = 0;
+          motion.apply(z.data(), j, moved, rel);
+          for (int a = 0; a < DIMS; ++a) {
+            const acc_t ga = g[a * kBlock + j];
+            dot += ga * moved[a];
+            sg[a] += mk[j] * ga;
+            for (int b = 0; b < DIMS; ++b) sgr[a * DIMS + b] += mk[j] * ga * rel[b];
           }
-          dm[k + 1] = dot;
-          for (int64_t b = 0; b < dims; ++b) {
-            acc_t jt_g = g[b];  // (J^T g)[b]
-            if (jac != nullptr) {
-              jt_g = 0;
-              for (int64_t a = 0; a < dims; ++a) jt_g += acc_t(jac[((n * pb.K + k) * dims + a) * dims + b]) * g[a];
-            }
-            grad_driving[k * dims + b] -= mk * jt_g;
-          }
-          if (jac != nullptr)
-            for (int64_t a = 0; a < dims; ++a)
-              for (int64_t b = 0; b < dims; ++b) grad_jac[(k * dims + a) * dims + b] += mk * g[a] * rel[b];
+          dmk[j] = dot;
+          mean[j] += mk[j] * dot;
         }
-        acc_t mean_dm = 0;
-        if (pb.mask_logits)
-          for (int64_t k = 0; k <= pb.K; ++k) mean_dm += m[k] * dm[k];
-        scalar_t* column = grad_mask + n * (pb.K + 1) * S + s;
-        for (int64_t k = 0; k <= pb.K; ++k)
-          column[k * S] = scalar_t(pb.mask_logits ? m[k] * (dm[k] - mean_dm) : dm[k]);
+        // d/d kp_source = sg, d/d kp_driving = -J^T sg, d/d J = sgr
+        acc_t* grad_source = partial + k * DIMS;
+        acc_t* grad_driving = partial + (pb.K + k) * DIMS;
+        acc_t* grad_jac = partial + 2 * pb.K * DIMS + k * DIMS * DIMS;
+        for (int b = 0; b < DIMS; ++b) {
+          grad_source[b] = sg[b];
+          acc_t jt_sg = 0;
+          for (int a = 0; a < DIMS; ++a) jt_sg += motion.jac[a][b] * sg[a];
+          grad_driving[b] = -jt_sg;
+        }
+        std::copy(sgr, sgr + DIMS * DIMS, grad_jac);
+      }
+      for (int64_t k = 0; k < slots; ++k) {
+        scalar_t* out = grad_mask + (n * slots + k) * S + s0;
+        const acc_t* mk = m + k * S;
+        const acc_t* dmk = dm.data() + k * kBlock;
+        if (pb.mask_logits) {
+#pragma omp simd
+          for (int64_t j = 0; j < len; ++j) out[j] = scalar_t(mk[j] * (dmk[j] - mean[j]));
+        } else {
+#pragma omp simd
+          for (int64_t j = 0; j < len; ++j) out[j] = scalar_t(dmk[j]);
+        }
       }
     }
   });
@@ -216,28 +219,23 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const Grads& grads) {
-  const int64_t S = out_size(pb), blocks = (pb.C + kChannelBlock - 1) / kChannelBlock;
+  const int64_t S = out_size(pb), blocks = (pb.C + kLanes - 1) / kLanes;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    std::vector<acc_t> sums(kChannelBlock * in_size(pb));
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    std::vector<acc_t> sums(in_size(pb) * kLanes), pos(3 * kBlock), go_t(kBlock * kLanes);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * kChannelBlock, width = std::min(kChannelBlock, pb.C - c0);
+      const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
       std::fill(sums.begin(), sums.end(), acc_t(0));
-      Stencil<DIMS, acc_t> st;
-      for (int64_t s = 0; s < S; ++s) {
-        acc_t d3[3] = {0, 0, 0};
-        std::copy(deformation + (n * S + s) * DIMS, deformation + (n * S + s + 1) * DIMS, d3);
-        st.build(pb, d3);
-        for (int64_t j = 0; j < width; ++j) {
-          const acc_t g = acc_t(grad_output[(n * pb.C + c0 + j) * S + s]);
-          acc_t* plane = sums.data() + j * in_size(pb);
-          for (int o = 0; o < st.corners; ++o)
-            if (st.inside[o]) plane[st.offset[o]] += st.weight[o] * g;
-        }
+      for (int64_t s0 = 0; s0 < S; s0 += kBlock) {
+        const int64_t len = std::min(kBlock, S - s0);
+        load_deformation<DIMS>(deformation, n * S + s0, len, pos.data());
+        stencils->build(pb, pos.data(), len, false);
+        channel_last_block(grad_output + (n * pb.C + c0) * S + s0, S, width, len, go_t.data());
+        stencils->scatter(go_t.data(), sums.data(), len);
       }
-      scalar_t* out = grad_feature + (n * pb.C + c0) * in_size(pb);
-      for (int64_t i = 0; i < width * in_size(pb); ++i) out[i] = scalar_t(sums[i]);
+      store_channel_first(sums.data(), in_size(pb), width, grad_feature + (n * pb.C + c0) * in_size(pb));
     }
   });
 }

@@ -16,7 +16,7 @@
 
 #include "feature_scatter.cuh"
 #include "keypoint_partials.cuh"
-#include "keypoint_warp/motion_sampling.h"
+#include "motion_sampling.cuh"
 
 namespace pyface::kpw {
 namespace {

@@ -281,6 +281,41 @@ CASES += [
     _warp_case("LivePortrait", (8, 32, 16, 64, 64), 21, with_jacobian=False, cpu_batch=2),
 ]
 
+
+def _sparse_inputs(keypoints: int):
+    warp_inputs = _warp_inputs(keypoints, with_jacobian=False)
+
+    def make(shape, device, dtype):
+        inputs = warp_inputs(shape, device, dtype)
+        del inputs["mask"], inputs["mask_logits"]
+        return inputs
+
+    return make
+
+
+def _sparse_bytes(inputs: dict, with_backward: bool) -> int:
+    feature, slots = _nbytes(inputs["feature"]), inputs["kp_source"].shape[1] + 1
+    forward = feature + slots * feature  # read the feature once, write K+1 warped copies
+    backward = slots * feature + feature + feature  # read their gradient and the feature, write d/d feature
+    return forward + (backward if with_backward else 0)
+
+
+CASES += [
+    Case(
+        op="sparse_motion_warp",
+        name="face-vid2vid",
+        shape=(8, 4, 16, 64, 64),
+        make=_sparse_inputs(15),
+        grad_inputs=("feature", "kp_source", "kp_driving"),
+        min_bytes=_sparse_bytes,
+        note="K = 15, output (N, 16, 4, 16, 64, 64)",
+        positional=("feature", "kp_source", "kp_driving"),
+        main_input="feature",
+        cpu_batch=2,
+        tolerance=2e-2,  # bilinear sampling at cell boundaries, as for keypoint_warp above
+    ),
+]
+
 # The op each case's name refers to: pyface's public op and the eager reference.
 OPS = {
     "weighted_l1_loss": (pyface.ops.weighted_l1_loss, pyface.reference.weighted_l1_loss),
@@ -288,6 +323,7 @@ OPS = {
     "softmax_pool": (pyface.ops.softmax_pool, pyface.reference.softmax_pool),
     "keypoint_heatmaps": (pyface.ops.keypoint_heatmaps, pyface.reference.keypoint_heatmaps),
     "keypoint_warp": (pyface.ops.keypoint_warp, pyface.reference.keypoint_warp),
+    "sparse_motion_warp": (pyface.ops.sparse_motion_warp, pyface.reference.sparse_motion_warp),
 }
 
 

@@ -1,10 +1,8 @@
-// What the CPU and CUDA kernels of keypoint_warp and sparse_motion_warp share: the identity
-// grid point of an output position, a keypoint's motion T_k, and grid_sample's bilinear /
-// trilinear stencil with its derivatives. Host and device; everything is internal to the
-// translation unit that includes it (each CPU instruction-set copy gets its own).
+// What the CUDA kernels of keypoint_warp and sparse_motion_warp share: the identity grid
+// point of an output position, a keypoint's motion T_k, and grid_sample's bilinear /
+// trilinear stencil of one sample with its derivatives (the CPU kernels build stencils for
+// blocks of positions instead: csrc/keypoint_warp/stencil_block.h).
 #pragma once
-
-#include <c10/macros/Macros.h>
 
 #include <cmath>
 #include <cstdint>
@@ -15,11 +13,11 @@
 namespace pyface::kpw {
 namespace {
 
-C10_HOST_DEVICE inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
-C10_HOST_DEVICE inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
+__host__ __device__ inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
+__host__ __device__ inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
 
 template <typename acc_t>
-C10_HOST_DEVICE void identity_point(const Problem& pb, int64_t s, acc_t z[3]) {
+__device__ void identity_point(const Problem& pb, int64_t s, acc_t z[3]) {
   z[0] = grid_coordinate<acc_t>(s % pb.W_out, pb.W_out);
   z[1] = grid_coordinate<acc_t>((s / pb.W_out) % pb.H_out, pb.H_out);
   z[2] = grid_coordinate<acc_t>(s / (pb.W_out * pb.H_out), pb.D_out);
@@ -27,7 +25,7 @@ C10_HOST_DEVICE void identity_point(const Problem& pb, int64_t s, acc_t z[3]) {
 
 // T_k(z) = kp_source_k + J_k (z - kp_driving_k) for keypoint k (0-based), and z - kp_driving_k.
 template <int DIMS, typename scalar_t, typename acc_t>
-C10_HOST_DEVICE void keypoint_motion(const Problem& pb, int64_t n, int64_t k, const acc_t z[3], acc_t motion[3], acc_t rel[3]) {
+__device__ void keypoint_motion(const Problem& pb, int64_t n, int64_t k, const acc_t z[3], acc_t motion[3], acc_t rel[3]) {
   const int64_t at = (n * pb.K + k) * DIMS;
   const auto* source = static_cast<const scalar_t*>(pb.kp_source) + at;
   const auto* driving = static_cast<const scalar_t*>(pb.kp_driving) + at;
@@ -47,7 +45,7 @@ C10_HOST_DEVICE void keypoint_motion(const Problem& pb, int64_t n, int64_t k, co
 // grid_sample's source coordinate on one axis and d(source)/d(grid coordinate) (0 where
 // "border" clips), as torch computes them.
 template <typename acc_t>
-C10_HOST_DEVICE acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb, acc_t* factor) {
+__device__ acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb, acc_t* factor) {
   acc_t x;
   if (pb.align_corners) {
     x = (coord + 1) / 2 * acc_t(size - 1);
@@ -79,7 +77,7 @@ struct Stencil {
   acc_t factor[3];
   static constexpr int corners = 1 << DIMS;
 
-  C10_HOST_DEVICE void build(const Problem& pb, const acc_t def[3]) {
+  __device__ void build(const Problem& pb, const acc_t def[3]) {
     const int64_t sizes[3] = {pb.W_in, pb.H_in, pb.D_in};
     int64_t base[3] = {0, 0, 0};
     acc_t frac[3] = {0, 0, 0};

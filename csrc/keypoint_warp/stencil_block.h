@@ -1,0 +1,182 @@
+// What the CPU kernels of keypoint_warp and sparse_motion_warp share: grid_sample's bilinear
+// / trilinear stencils for a block of sample positions, laid out corner-major (structure of
+// arrays) so that building them, gathering the channels through them and differentiating
+// them are loops over the block's positions the compiler vectorises (AVX2 gathers). Corners
+// outside the input read element 0 with weight 0, as zeros padding reads them: branch-free.
+// Included by sources compiled once per instruction set (cpu_isa.h), so everything lives
+// in that copy's namespace.
+#pragma once
+
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+
+#include "coordinate_grid.h"
+#include "cpu_isa.h"
+#include "keypoint_warp/keypoint_warp.h"
+
+namespace pyface::kpw::PYFACE_CPU_NS {
+namespace {
+
+constexpr int64_t kBlock = 128;  // positions per block
+constexpr int64_t kLanes = 8;    // channels per d/d feature scatter, kept channel-last
+
+inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
+inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
+
+// The identity grid at output positions s0 .. s0 + len: z[a * kBlock + j], a = x, y, z.
+template <typename acc_t>
+void identity_block(const Problem& pb, int64_t s0, int64_t len, acc_t* z) {
+  for (int64_t j = 0; j < len; ++j) {
+    const int64_t s = s0 + j;
+    z[j] = grid_coordinate<acc_t>(s % pb.W_out, pb.W_out);
+    z[kBlock + j] = grid_coordinate<acc_t>((s / pb.W_out) % pb.H_out, pb.H_out);
+    z[2 * kBlock + j] = grid_coordinate<acc_t>(s / (pb.W_out * pb.H_out), pb.D_out);
+  }
+}
+
+// Keypoint k of sample n: T_k(z) = source + J (z - driving), J = I without a jacobian.
+template <int DIMS, typename acc_t>
+struct KeypointMotion {
+  acc_t source[3], driving[3], jac[3][3];
+
+  template <typename scalar_t>
+  void load(const Problem& pb, int64_t n, int64_t k) {
+    const int64_t at = (n * pb.K + k) * DIMS;
+    const auto* jacobian = static_cast<const scalar_t*>(pb.jacobian);
+    for (int a = 0; a < DIMS; ++a) {
+      source[a] = acc_t(static_cast<const scalar_t*>(pb.kp_source)[at + a]);
+      driving[a] = acc_t(static_cast<const scalar_t*>(pb.kp_driving)[at + a]);
+      for (int b = 0; b < DIMS; ++b)
+        jac[a][b] = jacobian != nullptr ? acc_t(jacobian[(at + a) * DIMS + b]) : acc_t(a == b ? 1 : 0);
+    }
+  }
+
+  // motion = T_k(z) and rel = z - driving at one position of a block of identity points z.
+  void apply(const acc_t* z, int64_t j, acc_t motion[3], acc_t rel[3]) const {
+    for (int b = 0; b < DIMS; ++b) rel[b] = z[b * kBlock + j] - driving[b];
+    for (int a = 0; a < DIMS; ++a) {
+      acc_t moved = source[a];
+      for (int b = 0; b < DIMS; ++b) moved += jac[a][b] * rel[b];
+      motion[a] = moved;
+    }
+  }
+};
+
+template <int DIMS, typename acc_t>
+struct StencilBlock {
+  static constexpr int kCorners = 1 << DIMS;
+  alignas(64) int32_t offset[kCorners][kBlock];  // into the input plane
+  alignas(64) acc_t weight[kCorners][kBlock];
+  alignas(64) acc_t dweight[kCorners][DIMS][kBlock];  // d weight / d source coordinate
+  alignas(64) acc_t factor[DIMS][kBlock];             // d source coordinate / d position (0 where clipped)
+
+  // From sample positions pos[a * kBlock + j] (grid_sample's coordinates), as torch computes
+  // grid_sample's source coordinates; the derivatives only when asked for.
+  void build(const Problem& pb, const acc_t* pos, int64_t len, bool derivatives) {
+    const int64_t sizes[3] = {pb.W_in, pb.H_in, pb.D_in};
+    alignas(64) int32_t base[DIMS][kBlock];
+    alignas(64) acc_t frac[DIMS][kBlock];
+    const bool border = pb.padding == kBorder, align = pb.align_corners;
+    for (int a = 0; a < DIMS; ++a) {
+      const acc_t size = acc_t(sizes[a]), last = size - 1, slope = align ? last / 2 : size / 2;
+      const acc_t* coordinate = pos + a * kBlock;
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        acc_t x = align ? (coordinate[j] + 1) / 2 * last : ((coordinate[j] + 1) * size - 1) / 2;
+        acc_t f = slope;
+        if (border) {
+          f = (x < 0 || x > last) ? acc_t(0) : slope;
+          x = std::min(std::max(x, acc_t(0)), last);
+        }
+        const acc_t floored = std::floor(x);
+        base[a][j] = static_cast<int32_t>(floored);
+        frac[a][j] = x - floored;
+        factor[a][j] = f;
+      }
+    }
+    const int32_t W = int32_t(sizes[0]), H = int32_t(sizes[1]), D = int32_t(sizes[2]);
+    for (int o = 0; o < kCorners; ++o) {
+      // per axis: the corner's index is base + bit, its weight frac (bit 1) or 1 - frac (bit 0)
+      const int bx = o & 1, by = (o >> 1) & 1, bz = (o >> 2) & 1;
+      const acc_t sx = bx ? 1 : -1, sy = by ? 1 : -1, sz = bz ? 1 : -1;
+#pragma omp simd
+      for (int64_t j = 0; j < len; ++j) {
+        const int32_t ix = base[0][j] + bx, iy = base[1][j] + by;
+        const acc_t wx = acc_t(1 - bx) + sx * frac[0][j], wy = acc_t(1 - by) + sy * frac[1][j];
+        bool inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H);
+        int32_t at = iy * W + ix;
+        acc_t wz = 1;
+        if constexpr (DIMS == 3) {
+          const int32_t iz = base[DIMS - 1][j] + bz;
+          inside = inside & (iz >= 0) & (iz < D);
+          at += iz * W * H;
+          wz = acc_t(1 - bz) + sz * frac[DIMS - 1][j];
+        }
+        offset[o][j] = inside ? at : 0;
+        weight[o][j] = inside ? wx * wy * wz : acc_t(0);
+        if (derivatives) {
+          dweight[o][0][j] = inside ? sx * wy * wz : acc_t(0);
+          dweight[o][1][j] = inside ? sy * wx * wz : acc_t(0);
+          if constexpr (DIMS == 3) dweight[o][DIMS - 1][j] = inside ? sz * wx * wy : acc_t(0);
+        }
+      }
+    }
+  }
+
+  // out[j] = the sample of `plane` at position j.
+  template <typename scalar_t>
+  void gather(const scalar_t* plane, scalar_t* out, int64_t len) const {
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) {
+      acc_t sum = 0;
+      for (int o = 0; o < kCorners; ++o) sum += weight[o][j] * acc_t(plane[offset[o][j]]);
+      out[j] = scalar_t(sum);
+    }
+  }
+
+  // grad[a * kBlock + j] += d(go[j] * sample j) / d source coordinate a (before `factor`).
+  template <typename scalar_t>
+  void accumulate_position_grad(const scalar_t* plane, const scalar_t* go, acc_t* grad, int64_t len) const {
+#pragma omp simd
+    for (int64_t j = 0; j < len; ++j) {
+      acc_t g[3] = {0, 0, 0};
+      for (int o = 0; o < kCorners; ++o) {
+        const acc_t v = acc_t(plane[offset[o][j]]);
+        for (int a = 0; a < DIMS; ++a) g[a] += v * dweight[o][a][j];
+      }
+      const acc_t scale = acc_t(go[j]);
+      for (int a = 0; a < DIMS; ++a) grad[a * kBlock + j] += scale * g[a];
+    }
+  }
+
+  // The transpose of gather for kLanes channels at once, channel-last: sums[offset * kLanes +
+  // ch] += weight * go_t[j * kLanes + ch]. One vector add per corner and position.
+  void scatter(const acc_t* go_t, acc_t* sums, int64_t len) const {
+    for (int64_t j = 0; j < len; ++j) {
+      for (int o = 0; o < kCorners; ++o) {
+        const acc_t w = weight[o][j];
+        acc_t* sum = sums + int64_t(offset[o][j]) * kLanes;
+#pragma omp simd
+        for (int64_t ch = 0; ch < kLanes; ++ch) sum[ch] += w * go_t[j * kLanes + ch];
+      }
+    }
+  }
+};
+
+// go_t[j * kLanes + ch] = go[ch * stride + j] for `channels` <= kLanes rows (the rest 0).
+template <typename scalar_t, typename acc_t>
+void channel_last_block(const scalar_t* go, int64_t stride, int64_t channels, int64_t len, acc_t* go_t) {
+  for (int64_t j = 0; j < len; ++j)
+    for (int64_t ch = 0; ch < kLanes; ++ch) go_t[j * kLanes + ch] = ch < channels ? acc_t(go[ch * stride + j]) : acc_t(0);
+}
+
+// The planes out[ch * size + i] = sums[i * kLanes + ch] of the first `channels` lanes.
+template <typename scalar_t, typename acc_t>
+void store_channel_first(const acc_t* sums, int64_t size, int64_t channels, scalar_t* out) {
+  for (int64_t ch = 0; ch < channels; ++ch)
+    for (int64_t i = 0; i < size; ++i) out[ch * size + i] = scalar_t(sums[i * kLanes + ch]);
+}
+
+}  // namespace
+}  // namespace pyface::kpw::PYFACE_CPU_NS
