@@ -6,9 +6,9 @@ facial-emotion models, behind one PyTorch API.
     pyface.backends()   # {"cpu": ["cpu", "reference"], "cuda": [...]}
 """
 from pyface import _extension  # loads the compiled kernels (warns once if they are missing)
-from pyface import nn, ops, reference
+from pyface import geometry, nn, ops, reference
 from pyface._backends import backends
 
 __version__ = "0.1.0"
 
-__all__ = ["backends", "nn", "ops", "reference", "__version__"]
+__all__ = ["backends", "geometry", "nn", "ops", "reference", "__version__"]

@@ -6,11 +6,14 @@ from pyface.nn.losses import (
     LowerFaceL1Loss,
     StyleAwarePhotometricLoss,
 )
+from pyface.nn.motion import DenseMotion, KeypointWarp
 
 __all__ = [
     "CELEBAMASK_HQ_CLASSES",
+    "DenseMotion",
     "DynamicPixelWiseLoss",
     "GlobalLocalAttention",
+    "KeypointWarp",
     "LowerFaceL1Loss",
     "StyleAwarePhotometricLoss",
 ]
