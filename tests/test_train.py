@@ -1,0 +1,37 @@
+"""`pyface train`: runs, logs every step, saves and resumes its checkpoint."""
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from pyface.train import train
+
+
+def test_train_and_resume(tmp_path):
+    checkpoint = tmp_path / "glamor.pt"
+    logged = []
+    first = train("glamor", 2, "cpu", batch_size=2, checkpoint=str(checkpoint), progress=False, log=logged.append)
+    assert (first.first_step, first.last_step) == (1, 2)
+    assert [line.split(" loss ")[0] for line in logged] == ["step 1", "step 2"]
+    assert torch.load(checkpoint, weights_only=False)["step"] == 2
+    second = train("glamor", 2, "cpu", batch_size=2, checkpoint=str(checkpoint), resume=True, progress=False,
+                   log=logged.append)
+    assert (second.first_step, second.last_step) == (3, 4) and second.first_loss == first.first_loss
+    assert torch.load(checkpoint, weights_only=False)["step"] == 4
+
+
+def test_resume_needs_a_checkpoint(tmp_path):
+    with pytest.raises(FileNotFoundError, match="--resume needs an existing checkpoint"):
+        train("glamor", 1, "cpu", checkpoint=str(tmp_path / "missing.pt"), resume=True, progress=False)
+
+
+def test_cli_prints_first_and_last_loss(tmp_path):
+    result = subprocess.run(
+        [sys.executable, "-m", "pyface", "train", "glamor", "--synthetic", "--steps", "2", "--batch-size", "2",
+         "--device", "cpu", "--checkpoint", str(tmp_path / "c.pt")],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "step 2 loss" in result.stdout + result.stderr
+    assert "glamor: steps 1-2" in result.stdout and "first loss" in result.stdout and "last loss" in result.stdout
