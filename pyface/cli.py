@@ -12,6 +12,8 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")
     bench.add_argument("--ops", default=None, help="comma-separated op names (default: all)")
     bench.add_argument("--dtypes", default=None, help="comma-separated dtypes (default: float32; on CUDA also bfloat16,float16)")
+    bench.add_argument("--models", default=None,
+                       help="comma-separated models whose training step to time (default: all, unless --ops is given)")
     bench.add_argument("--quick", action="store_true", help="small inputs and few repetitions (a smoke run)")
     bench.add_argument("--out", default=None, help="directory for the JSON, Markdown and PNG report")
     train = commands.add_parser("train", help="train a model on the synthetic data")
@@ -39,7 +41,7 @@ def main(argv: list[str] | None = None) -> int:
 
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     split = lambda text: None if text is None else [t.strip() for t in text.split(",") if t.strip()]  # noqa: E731
-    return main_bench(device, split(args.ops), args.quick, args.out, split(args.dtypes))
+    return main_bench(device, split(args.ops), args.quick, args.out, split(args.dtypes), split(args.models))
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ import torch
 import pyface
 from pyface.bench import report
 from pyface.bench.cases import CASES, CPU_ELEMENT_BUDGET, select
+from pyface.bench.models import model_cases, run_model_case
 from pyface.bench.runner import copy_bandwidth_gbps, run_case
 
 __all__ = ["CASES", "main_bench", "select"]
@@ -26,7 +27,10 @@ def _device_name(device: torch.device) -> str:
     return f"{model}, {os.cpu_count()} cores"
 
 
-def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None, dtypes: list[str] | None) -> int:
+def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None, dtypes: list[str] | None,
+               models: list[str] | None = None) -> int:
+    """ops / models: the op cases and model training steps to run; None runs every op case
+    and, when ops is None too, every model."""
     from tqdm import tqdm
 
     dev = torch.device(device)
@@ -34,8 +38,14 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
         raise SystemExit("pyface bench: --device cuda asked for, but torch sees no CUDA device")
     names = dtypes or (["float32", "bfloat16", "float16"] if dev.type == "cuda" else ["float32"])
     dtype_list = [getattr(torch, name) for name in names]
-    cases = select(ops, quick)
-    if not cases:
+    cases = select(ops, quick) if ops is not None or models is None else []
+    known_models = {case.name.lower(): case for case in model_cases()}
+    if models is None:
+        models = list(known_models) if ops is None else []
+    unknown = [m for m in models if m.lower() not in known_models]
+    if unknown:
+        raise SystemExit(f"pyface bench: unknown models {unknown}; expected some of {list(known_models)}")
+    if not cases and not models:
         raise SystemExit(f"pyface bench: no cases for ops {ops}")
     scaled_note = ""
     if quick:
@@ -52,11 +62,15 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
     }
     rows = []
     impl_count = 2 + len([b for b in meta["backends"] if b not in ("reference",) and not (b == "triton" and dev.type == "cpu")])
-    with tqdm(total=len(cases) * len(dtype_list) * 2 * impl_count, desc="pyface bench", unit="run") as progress:
+    total = (len(cases) * len(dtype_list) * 2 + len(models)) * impl_count
+    with tqdm(total=total, desc="pyface bench", unit="run") as progress:
         for case in cases:
             for dtype in dtype_list:
                 progress.set_postfix_str(f"{case.op}/{case.name}/{str(dtype).removeprefix('torch.')}")
                 rows += run_case(case, dev, dtype, quick, meta["copy_gbps"], progress)
+        for name in models:  # training steps, float32
+            progress.set_postfix_str(f"train step/{known_models[name.lower()].name}")
+            rows += run_model_case(known_models[name.lower()], dev, quick, progress)
     print()
     print(report.text_table(rows, meta))
     if out:

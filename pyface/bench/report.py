@@ -6,7 +6,7 @@ from pathlib import Path
 
 from pyface.bench.runner import Row
 
-_HEADER = ("case", "shape", "dtype", "mode", "impl", "median ms (IQR)", "vs eager", "vs compile", "GB/s", "% copy", "peak MB")
+_HEADER = ("op", "case", "shape", "dtype", "mode", "impl", "median ms (IQR)", "vs eager", "vs compile", "GB/s", "% copy", "peak MB")
 
 
 def _cells(row: Row) -> tuple[str, ...]:
@@ -15,10 +15,10 @@ def _cells(row: Row) -> tuple[str, ...]:
 
     shape = "x".join(map(str, row.shape)) + (" *" if row.batch_scaled else "")
     return (
-        row.case, shape, row.dtype, row.mode, row.impl,
+        row.op, row.case, shape, row.dtype, row.mode, row.impl,
         f"{row.median_ms:.3f} ({row.q1_ms:.3f}-{row.q3_ms:.3f})",
         ratio(row.speedup_vs_eager), ratio(row.speedup_vs_compile),
-        f"{row.gbps:.1f}", f"{row.pct_of_copy:.0f}%",
+        "-" if row.gbps is None else f"{row.gbps:.1f}", "-" if row.pct_of_copy is None else f"{row.pct_of_copy:.0f}%",
         "-" if row.peak_mb is None else f"{row.peak_mb:.1f}",
     )
 
@@ -62,9 +62,9 @@ def _charts(rows: list[Row], out_dir: Path, meta: dict) -> list[Path]:
     except ImportError:
         return []
     written = []
-    labels = sorted({(r.case, r.dtype, r.mode) for r in rows}, key=lambda k: (k[0], k[1], k[2]))
+    labels = list(dict.fromkeys((r.op, r.case, r.dtype, r.mode) for r in rows))  # in run order
     impls = list(dict.fromkeys(r.impl for r in rows))
-    index = {(r.case, r.dtype, r.mode, r.impl): r for r in rows}
+    index = {(r.op, r.case, r.dtype, r.mode, r.impl): r for r in rows}
     for field, title, fname in (
         ("speedup_vs_eager", "speedup over eager PyTorch (higher is better)", "speedup.png"),
         ("peak_mb", "peak memory over the inputs, MB (lower is better)", "memory.png"),
@@ -75,7 +75,7 @@ def _charts(rows: list[Row], out_dir: Path, meta: dict) -> list[Path]:
             values = [getattr(index.get((*k, impl)), field, None) or 0 for k in labels]
             ax.bar([x + i * width for x in range(len(labels))], values, width, label=impl)
         ax.set_xticks([x + 0.4 - width / 2 for x in range(len(labels))])
-        ax.set_xticklabels([f"{c}\n{d}\n{m}" for c, d, m in labels], fontsize=7)
+        ax.set_xticklabels([f"{o}\n{c}\n{d} {m}" for o, c, d, m in labels], fontsize=6)
         ax.set_title(f"{title}\n{meta['device_name']}", fontsize=9)
         if field == "speedup_vs_eager":
             ax.axhline(1.0, color="grey", linewidth=0.8)

@@ -1,0 +1,106 @@
+"""One training step of each model with pyface's kernels against the same model on the
+reference backend (the eager formulation of every op): step time and peak memory. Both
+start from the same weights, and their loss and gradients are checked against each other
+before anything is timed."""
+from __future__ import annotations
+
+import statistics
+from dataclasses import dataclass
+from typing import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+import pyface
+from pyface.bench.memory import peak_bytes
+from pyface.bench.runner import Row, time_ms
+
+# relative error allowed between the fused and the reference model's loss and gradients
+TOLERANCE = {torch.float32: 1e-3}
+
+
+@dataclass(frozen=True)
+class ModelCase:
+    name: str
+    batch: int  # on CUDA
+    cpu_batch: int
+    build: Callable[[str], nn.Module]  # backend -> model
+    make_batch: Callable[[int, torch.device], dict]
+    loss: Callable[[nn.Module, dict], torch.Tensor]
+    note: str = ""
+
+    def batch_for(self, device: torch.device, quick: bool) -> int:
+        return 2 if quick else (self.cpu_batch if device.type == "cpu" else self.batch)
+
+
+def _glamor_case() -> ModelCase:
+    from pyface.data import emotion_batch
+    from pyface.models import GLAMORNet
+
+    return ModelCase(
+        name="GLAMORNet",
+        batch=64,
+        cpu_batch=16,
+        build=lambda backend: GLAMORNet(backend=backend),
+        make_batch=lambda n, device: emotion_batch(n, torch.Generator().manual_seed(0), device),
+        loss=lambda model, batch: F.cross_entropy(model(batch["face"], batch["context"]), batch["label"]),
+        note="face 96x96, context 112x112, Adam",
+    )
+
+
+def model_cases() -> list[ModelCase]:
+    return [_glamor_case()]
+
+
+def _model(case: ModelCase, backend: str, device: torch.device) -> nn.Module:
+    torch.manual_seed(0)  # the same weights for every backend
+    return case.build(backend).to(device).train()
+
+
+def _loss_and_grads(case: ModelCase, model: nn.Module, batch: dict):
+    torch.manual_seed(1)  # the same dropout masks
+    loss = case.loss(model, batch)
+    return loss.detach(), torch.autograd.grad(loss, [p for p in model.parameters() if p.requires_grad])
+
+
+def _rel_error(got: torch.Tensor, want: torch.Tensor, floor: float = 1e-30) -> float:
+    return ((got.double() - want.double()).norm() / want.double().norm().clamp_min(floor)).item()
+
+
+def run_model_case(case: ModelCase, device: torch.device, quick: bool, progress=None) -> list[Row]:
+    batch = case.make_batch(case.batch_for(device, quick), device)
+    backends = ["reference"] + [b for b in pyface.backends().get(device.type, [])
+                                if b != "reference" and not (b == "triton" and device.type == "cpu")]
+    want_loss, want_grads = _loss_and_grads(case, _model(case, "reference", device), batch)
+    rows = []
+    for backend in backends:
+        model = _model(case, backend, device)
+        loss, grads = _loss_and_grads(case, model, batch)
+        # a gradient that is zero up to rounding (GLA's b2) is measured against the largest one
+        floor = 1e-4 * max(w.double().norm().item() for w in want_grads)
+        error = max([_rel_error(loss, want_loss)] + [_rel_error(g, w, floor) for g, w in zip(grads, want_grads)])
+        if error > TOLERANCE[torch.float32]:
+            raise AssertionError(f"{case.name} on backend {backend}: loss/gradients differ from the reference "
+                                 f"backend's by {error:.2e} (relative)")
+        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+        def step():
+            optimizer.zero_grad(set_to_none=True)
+            case.loss(model, batch).backward()
+            optimizer.step()
+
+        times = time_ms(step, device, quick)
+        q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+        peak = peak_bytes(step, device)
+        rows.append(Row(
+            op="model", case=case.name, shape=tuple(batch[next(iter(batch))].shape), batch_scaled=False,
+            dtype="float32", mode="train step", impl="eager" if backend == "reference" else f"pyface[{backend}]",
+            median_ms=statistics.median(times), q1_ms=q1, q3_ms=q3,
+            peak_mb=None if peak is None else peak / 2**20, max_rel_error=error,
+        ))
+        if progress is not None:
+            progress.update(1)
+    for row in rows:
+        row.speedup_vs_eager = rows[0].median_ms / row.median_ms
+    return rows
