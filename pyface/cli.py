@@ -17,7 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     bench.add_argument("--quick", action="store_true", help="small inputs and few repetitions (a smoke run)")
     bench.add_argument("--out", default=None, help="directory for the JSON, Markdown and PNG report")
     train = commands.add_parser("train", help="train a model on the synthetic data")
-    train.add_argument("model", choices=["glamor"], help="the model to train")
+    train.add_argument("model", choices=["glamor", "style-mapping"], help="the model to train")
     train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data")
     train.add_argument("--steps", type=int, default=100, help="optimiser steps to take (default 100)")
     train.add_argument("--device", default=None, help="cpu or cuda (default: cuda when available)")

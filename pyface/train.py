@@ -2,6 +2,7 @@
 of every step, checkpoints that resume, and a closing line with the first and last loss.
 
     pyface train glamor --synthetic --steps 50 --device cpu
+    pyface train style-mapping --synthetic --steps 50 --device cpu
 """
 from __future__ import annotations
 
@@ -14,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
-from pyface.data import emotion_batch
-from pyface.models import GLAMORNet
+from pyface.data import emotion_batch, style_pair_batch
+from pyface.models import GLAMORNet, StyleMapping, StyleMappingLoss
 
-MODELS = ("glamor",)
+MODELS = ("glamor", "style-mapping")
 
 
 @dataclass
@@ -41,7 +42,20 @@ def _glamor(backend: Optional[str], device: torch.device):
     return model, loss_fn, batches
 
 
-_BUILDERS: dict[str, Callable] = {"glamor": _glamor}
+def _style_mapping(backend: Optional[str], device: torch.device, size: int = 64):
+    model = StyleMapping(backend=backend).to(device)
+    criterion = StyleMappingLoss(backend=backend).to(device)
+
+    def loss_fn(batch):
+        return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
+
+    def batches(generator, batch_size):
+        return style_pair_batch(batch_size, generator, size, device)
+
+    return model, loss_fn, batches
+
+
+_BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping}
 
 
 def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional[str] = None, batch_size: int = 16,

@@ -35,3 +35,8 @@ def test_cli_prints_first_and_last_loss(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     assert "step 2 loss" in result.stdout + result.stderr
     assert "glamor: steps 1-2" in result.stdout and "first loss" in result.stdout and "last loss" in result.stdout
+
+
+def test_style_mapping_trains():
+    result = train("style-mapping", 2, "cpu", batch_size=2, progress=False, log=lambda line: None)
+    assert (result.first_step, result.last_step) == (1, 2) and result.last_loss == result.last_loss  # finite

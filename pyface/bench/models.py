@@ -49,8 +49,27 @@ def _glamor_case() -> ModelCase:
     )
 
 
+def _style_mapping_case() -> ModelCase:
+    from pyface.data import style_pair_batch
+    from pyface.models import StyleMapping, StyleMappingLoss
+
+    def loss(model, batch):
+        criterion = StyleMappingLoss(backend=model.dense_motion.backend)
+        return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
+
+    return ModelCase(
+        name="StyleMapping",
+        batch=32,
+        cpu_batch=8,
+        build=lambda backend: StyleMapping(backend=backend),
+        make_batch=lambda n, device: style_pair_batch(n, torch.Generator().manual_seed(0), 64, device),
+        loss=loss,
+        note="64x64 images, K = 15, feature volume 16x8x16x16, Adam",
+    )
+
+
 def model_cases() -> list[ModelCase]:
-    return [_glamor_case()]
+    return [_glamor_case(), _style_mapping_case()]
 
 
 def _model(case: ModelCase, backend: str, device: torch.device) -> nn.Module:

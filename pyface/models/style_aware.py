@@ -1,0 +1,151 @@
+"""The style-aware talking-head generator's motion half, as separate modules that compose
+(face-vid2vid's keypoint formulation, which the style-aware seed builds on):
+
+- KeypointExtractor: image -> K canonical 3-D keypoints c_k (soft-argmax over a heat volume)
+- PoseExpressionNet: image -> head pose (yaw / pitch / roll in 66 bins), translation tau and
+  expression offsets eps_k; with pyface.geometry, C_k = c_k R + tau + eps_k
+- StyleMapping: (neutral image, style reference image) -> the Intermediate Style Pattern
+  image: the neutral image's appearance volume warped to the reference's pose and
+  expression (the neutral image's c_k with the reference's pose and expression, the seed's
+  eq. 2) through pyface.nn.DenseMotion and the fused keypoint_warp, then decoded.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pyface import geometry
+from pyface.nn import DenseMotion, StyleAwarePhotometricLoss
+from pyface.nn.motion import _Hourglass
+from pyface.reference.keypoint_heatmaps import make_coordinate_grid
+
+
+def _check_images(owner: str, **images: Tensor) -> None:
+    shapes = set()
+    for name, image in images.items():
+        if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[1] != 3:
+            raise ValueError(f"{owner}: {name} must be an (N, 3, H, W) RGB batch, "
+                             f"got {tuple(getattr(image, 'shape', ()))}")
+        shapes.add(tuple(image.shape))
+    if len(shapes) > 1:
+        raise ValueError(f"{owner}: the images must have one shape, got {sorted(shapes)}")
+
+
+def _down(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
+                         nn.ReLU(inplace=True), nn.AvgPool2d(2))
+
+
+def _up(in_channels: int, out_channels: int) -> nn.Sequential:
+    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
+                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
+
+
+class KeypointExtractor(nn.Module):
+    """image (N, 3, H, W) -> canonical keypoints (N, K, 3), (x, y, z) in [-1, 1]: an
+    hourglass at half resolution predicts K heat volumes of `depth` slices, and each
+    keypoint is the softmax-weighted mean of the grid (soft-argmax, temperature 0.1)."""
+
+    def __init__(self, num_keypoints: int = 15, depth: int = 16, block_expansion: int = 32, num_blocks: int = 3,
+                 max_features: int = 256, temperature: float = 0.1):
+        super().__init__()
+        self.num_keypoints, self.depth, self.temperature = num_keypoints, depth, temperature
+        self.hourglass = _Hourglass(2, 3, block_expansion, num_blocks, max_features)
+        self.heat = nn.Conv2d(self.hourglass.out_channels, num_keypoints * depth, 7, padding=3)
+
+    def forward(self, image: Tensor) -> Tensor:
+        _check_images("KeypointExtractor", image=image)
+        features = self.hourglass(F.avg_pool2d(image, 2))
+        n, _, h, w = features.shape
+        heat = self.heat(features).view(n, self.num_keypoints, -1) / self.temperature
+        weights = torch.softmax(heat, dim=2).view(n, self.num_keypoints, self.depth * h * w, 1)
+        grid = make_coordinate_grid((self.depth, h, w), weights.dtype, weights.device).view(1, 1, -1, 3)
+        return (weights * grid).sum(dim=2)
+
+
+class PoseExpressionNet(nn.Module):
+    """image -> {"yaw", "pitch", "roll": (N, 66) bin logits, "translation": (N, 3),
+    "expression": (N, K, 3)}: a strided conv encoder, global pooling and linear heads."""
+
+    def __init__(self, num_keypoints: int = 15, width: int = 32, blocks: int = 4):
+        super().__init__()
+        self.num_keypoints = num_keypoints
+        widths = [width * 2**i for i in range(blocks)]
+        self.encoder = nn.Sequential(*[_down(c_in, c_out) for c_in, c_out in zip([3, *widths], widths)])
+        features = widths[-1]
+        self.angles = nn.ModuleDict({name: nn.Linear(features, geometry.POSE_BINS) for name in ("yaw", "pitch", "roll")})
+        self.translation = nn.Linear(features, 3)
+        self.expression = nn.Linear(features, num_keypoints * 3)
+
+    def forward(self, image: Tensor) -> dict[str, Tensor]:
+        _check_images("PoseExpressionNet", image=image)
+        features = self.encoder(image).mean(dim=(2, 3))
+        out = {name: head(features) for name, head in self.angles.items()}
+        out["translation"] = self.translation(features)
+        out["expression"] = self.expression(features).view(-1, self.num_keypoints, 3)
+        return out
+
+    @staticmethod
+    def keypoints(canonical: Tensor, pose: dict[str, Tensor]) -> Tensor:
+        """C_k = c_k R + eps_k + tau from canonical keypoints and this net's output."""
+        rotation = geometry.rotation_matrix(*(geometry.bins_to_degrees(pose[name]) for name in ("yaw", "pitch", "roll")))
+        return geometry.transform_keypoints(canonical, rotation, pose["translation"], pose["expression"])
+
+
+class StyleMapping(nn.Module):
+    """(neutral (N, 3, H, W), reference (N, 3, H, W)) -> {"image": the Intermediate Style
+    Pattern image (N, 3, H, W), "kp_source", "kp_driving", "occlusion", "deformation"}.
+
+    The neutral image's appearance becomes a (C, D, H/4, W/4) feature volume; its canonical
+    keypoints under its own pose and expression are the source keypoints, the same canonical
+    keypoints under the reference's pose and expression the driving ones. DenseMotion warps
+    the volume (fused heatmaps, sparse motions and keypoint_warp), its occlusion map gates
+    the result, and a decoder renders the image. H and W must be multiples of 4."""
+
+    def __init__(self, num_keypoints: int = 15, feature_channels: int = 16, depth: int = 8, width: int = 32,
+                 backend: Optional[str] = None):
+        super().__init__()
+        self.feature_channels, self.depth = feature_channels, depth
+        self.appearance = nn.Sequential(
+            nn.Conv2d(3, width, 7, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
+            _down(width, 2 * width), _down(2 * width, 4 * width), nn.Conv2d(4 * width, feature_channels * depth, 1))
+        self.keypoint_extractor = KeypointExtractor(num_keypoints, depth=depth, block_expansion=width // 2,
+                                                    num_blocks=3, max_features=8 * width)
+        self.pose_expression = PoseExpressionNet(num_keypoints, width=width // 2)
+        self.dense_motion = DenseMotion(feature_channels, num_keypoints, dims=3, depth=depth,
+                                        block_expansion=width // 2, num_blocks=2, max_features=4 * width,
+                                        backend=backend)
+        self.decoder = nn.Sequential(
+            nn.Conv2d(feature_channels * depth, 4 * width, 3, padding=1), nn.ReLU(inplace=True),
+            _up(4 * width, 2 * width), _up(2 * width, width), nn.Conv2d(width, 3, 7, padding=3))
+
+    def forward(self, neutral: Tensor, reference: Tensor) -> dict[str, Tensor]:
+        _check_images("StyleMapping", neutral=neutral, reference=reference)
+        if neutral.shape[2] % 4 or neutral.shape[3] % 4:
+            raise ValueError(f"StyleMapping: image height and width must be multiples of 4, got {tuple(neutral.shape[2:])}")
+        n, _, h, w = neutral.shape
+        volume = self.appearance(neutral).view(n, self.feature_channels, self.depth, h // 4, w // 4)
+        canonical = self.keypoint_extractor(neutral)
+        kp_source = PoseExpressionNet.keypoints(canonical, self.pose_expression(neutral))
+        kp_driving = PoseExpressionNet.keypoints(canonical, self.pose_expression(reference))  # the seed's eq. 2
+        motion = self.dense_motion(volume, kp_source, kp_driving)
+        warped = motion["deformed"].flatten(1, 2) * motion["occlusion"]
+        image = torch.sigmoid(self.decoder(warped))
+        return {"image": image, "kp_source": kp_source, "kp_driving": kp_driving, "occlusion": motion["occlusion"],
+                "deformation": motion["deformation"]}
+
+
+class StyleMappingLoss(nn.Module):
+    """Reconstruction of the reference: L1 over the image plus the style-aware photometric
+    loss (mouth and lips 5, eyes 3, skin 1) on the reference's face parsing."""
+
+    def __init__(self, photometric_weight: float = 1.0, backend: Optional[str] = None):
+        super().__init__()
+        self.photometric = StyleAwarePhotometricLoss(backend=backend)
+        self.photometric_weight = photometric_weight
+
+    def forward(self, isp: Tensor, reference: Tensor, parsing: Tensor) -> Tensor:
+        return F.l1_loss(isp, reference) + self.photometric_weight * self.photometric(isp, reference, parsing)

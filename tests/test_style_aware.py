@@ -1,0 +1,102 @@
+"""The style-aware talking-head motion modules: shapes, learning, fused vs reference
+backends, compile, bad inputs."""
+import pytest
+import torch
+
+import pyface
+import helpers
+from pyface.data import style_pair_batch
+from pyface.models import KeypointExtractor, PoseExpressionNet, StyleMapping, StyleMappingLoss
+
+needs_extension = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")
+
+
+def pairs(n=2, size=32, seed=0):
+    return style_pair_batch(n, torch.Generator().manual_seed(seed), size)
+
+
+def small_model(**options):
+    torch.manual_seed(0)
+    return StyleMapping(num_keypoints=5, feature_channels=4, depth=4, width=8, **options)
+
+
+def test_keypoint_extractor_gives_points_in_the_volume():
+    torch.manual_seed(0)
+    extractor = KeypointExtractor(num_keypoints=6, depth=4, block_expansion=8, num_blocks=2, max_features=32)
+    keypoints = extractor(pairs()["neutral"])
+    assert keypoints.shape == (2, 6, 3) and keypoints.abs().max() <= 1
+
+
+def test_pose_expression_keypoints():
+    torch.manual_seed(0)
+    net = PoseExpressionNet(num_keypoints=6, width=8, blocks=3)
+    pose = net(pairs()["reference"])
+    assert pose["yaw"].shape == (2, 66) and pose["translation"].shape == (2, 3) and pose["expression"].shape == (2, 6, 3)
+    assert PoseExpressionNet.keypoints(torch.zeros(2, 6, 3), pose).shape == (2, 6, 3)
+    with pytest.raises(ValueError, match="expression must be \\(2, 5, 3\\)"):  # K mismatch
+        PoseExpressionNet.keypoints(torch.zeros(2, 5, 3), pose)
+
+
+def test_style_mapping_shapes():
+    model = small_model().eval()
+    batch = pairs()
+    out = model(batch["neutral"], batch["reference"])
+    assert out["image"].shape == (2, 3, 32, 32) and out["kp_driving"].shape == (2, 5, 3)
+    assert out["deformation"].shape == (2, 4, 8, 8, 3) and out["occlusion"].shape == (2, 1, 8, 8)
+
+
+def test_a_few_steps_lower_the_loss():
+    model, criterion = small_model(), StyleMappingLoss()
+    batch = pairs(4)
+    optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
+
+    def loss():
+        return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
+
+    with torch.no_grad():
+        before = loss().item()
+    for _ in range(10):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        after = loss().item()
+    assert after < 0.8 * before, (before, after)
+
+
+@needs_extension
+def test_fused_backend_matches_reference():
+    fused, reference = small_model().double(), small_model(backend="reference").double()
+    reference.load_state_dict(fused.state_dict())
+    batch = pairs(2)
+    results = []
+    for model in (fused, reference):
+        criterion = StyleMappingLoss(backend=model.dense_motion.backend)
+        out = model(batch["neutral"].double(), batch["reference"].double())
+        loss = criterion(out["image"], batch["reference"].double(), batch["parsing"])
+        results.append((out["image"], torch.autograd.grad(loss, list(model.parameters()))))
+    (got, got_grads), (want, want_grads) = results
+    helpers.assert_close_to_largest(got, want, torch.float64)
+    for g, w in zip(got_grads, want_grads):
+        helpers.assert_close_to_largest(g, w, torch.float64)
+
+
+@needs_extension
+def test_eval_forward_compiles():
+    model = small_model().eval()
+    batch = pairs(2)
+    compiled = torch.compile(model, fullgraph=True)
+    with torch.no_grad():
+        got, want = compiled(batch["neutral"], batch["reference"]), model(batch["neutral"], batch["reference"])
+    helpers.assert_close_to_largest(got["image"], want["image"], torch.float32)
+
+
+def test_bad_inputs():
+    model = small_model()
+    batch = pairs()
+    with pytest.raises(ValueError, match="multiples of 4"):
+        model(batch["neutral"][..., :30, :30], batch["reference"][..., :30, :30])
+    with pytest.raises(ValueError, match="must be an \\(N, 3, H, W\\) RGB batch"):
+        model(batch["neutral"][:, :1], batch["reference"])
+    with pytest.raises(ValueError, match="the images must have one shape"):
+        model(batch["neutral"], batch["reference"][:1])
