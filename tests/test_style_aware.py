@@ -100,3 +100,17 @@ def test_bad_inputs():
         model(batch["neutral"][:, :1], batch["reference"])
     with pytest.raises(ValueError, match="the images must have one shape"):
         model(batch["neutral"], batch["reference"][:1])
+
+
+def test_style_aware_generator():
+    torch.manual_seed(0)
+    from pyface.models import StyleAwareGenerator
+
+    generator = StyleAwareGenerator(width=8)
+    source, facial_map, patterns = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 4, 3, 32, 32)
+    frame = generator(source, facial_map, patterns)
+    assert frame.shape == (2, 3, 32, 32) and 0 <= frame.min() and frame.max() <= 1
+    with pytest.raises(ValueError, match="style_patterns must be"):
+        generator(source, facial_map, patterns[:, :3])
+    with pytest.raises(ValueError, match="facial_map must be"):
+        generator(source, facial_map[:, :, :16], patterns)

@@ -41,3 +41,35 @@ def test_emotion_batch():
     assert batch["face"].shape == (8, 3, 96, 96) and batch["context"].shape == (8, 3, 112, 112)
     assert batch["label"].min() >= 0 and batch["label"].max() < len(EMOTIONS)
     assert (batch["context"] == 0).flatten(1).any(1).all()  # every context has its face box masked
+
+
+def test_talking_face_folder_reads_frames_parsing_and_audio(tmp_path):
+    import numpy as np
+    from PIL import Image
+
+    from pyface.data import TalkingFaceFolder, talking_sequence_batch
+
+    clip = talking_sequence_batch(1, 3, torch.Generator().manual_seed(0), audio_dim=5, size=24, render=True)
+    (tmp_path / "clip_a" / "frames").mkdir(parents=True)
+    (tmp_path / "clip_a" / "parsing").mkdir()
+    for t in range(3):
+        rgb = (clip["frames"][0, t].permute(1, 2, 0) * 255).round().byte().numpy()
+        Image.fromarray(rgb).save(tmp_path / "clip_a" / "frames" / f"{t:06d}.png")
+        Image.fromarray(clip["parsing"][0, t].numpy()).save(tmp_path / "clip_a" / "parsing" / f"{t:06d}.png")
+    np.save(tmp_path / "clip_a" / "audio.npy", clip["audio"][0].numpy())
+    item = TalkingFaceFolder(tmp_path)[0]
+    assert item["name"] == "clip_a" and item["frames"].shape == (3, 3, 24, 24)
+    torch.testing.assert_close(item["frames"], clip["frames"][0], atol=1 / 255, rtol=0)
+    assert torch.equal(item["parsing"], clip["parsing"][0])
+    torch.testing.assert_close(item["audio"], clip["audio"][0])
+
+
+def test_talking_face_folder_errors(tmp_path):
+    import pytest
+
+    from pyface.data import TalkingFaceFolder
+
+    with pytest.raises(ValueError, match="no <clip>/frames/ directories"):
+        TalkingFaceFolder(tmp_path)
+    with pytest.raises(FileNotFoundError, match="is not a directory"):
+        TalkingFaceFolder(tmp_path / "missing")

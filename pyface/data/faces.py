@@ -121,8 +121,14 @@ def draw_faces(params: FaceParameters, size: tuple[int, int], device=None) -> di
     index = labels.long().flatten(1).unsqueeze(-1).expand(-1, -1, 3)
     image = torch.gather(palette, 1, index).view(*labels.shape, 3).permute(0, 3, 1, 2).contiguous()
 
-    # landmarks in the face frame, then back to image coordinates
-    n = labels.shape[0]
+    return {"image": image, "parsing": labels, "landmarks": face_landmarks(params)}
+
+
+def face_landmarks(params: FaceParameters) -> Tensor:
+    """(N, 9, 2) landmarks in LANDMARKS order, (x, y) in the image's [-1, 1] coordinates,
+    where draw_faces puts those parts."""
+    # in the face frame, then back to image coordinates
+    n = params.scale.shape[0]
     s, m_open = 0.18 * params.yaw, params.mouth_open  # the features' sideways shift, as drawn
     eye_dx = 0.3 * (1 - 0.25 * params.yaw.abs())
     upper_mid = torch.full_like(s, 0.45)
@@ -141,4 +147,4 @@ def draw_faces(params: FaceParameters, size: tuple[int, int], device=None) -> di
     fx, fy = face_points[..., 0], face_points[..., 1]
     landmarks = torch.stack([cos * fx - sin * fy + params.center_x.view(n, 1),
                              sin * fx + cos * fy + params.center_y.view(n, 1)], dim=-1)
-    return {"image": image, "parsing": labels, "landmarks": landmarks}
+    return landmarks

@@ -1,6 +1,7 @@
 """Synthetic data for the talking-head models: pairs of one drawn identity, once neutral and
 frontal, once with another expression and head pose (the style-mapping task: render the
-second from the first's appearance), with the second's face parsing."""
+second from the first's appearance), with the second's face parsing; and talking sequences
+whose mouth follows a speech envelope, with audio-like features that carry it."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -8,7 +9,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
-from pyface.data.faces import draw_faces, random_parameters
+from pyface.data.faces import draw_faces, face_landmarks, random_parameters
 
 
 def style_pair_batch(batch_size: int, generator: torch.Generator, size: int = 64, device=None) -> dict[str, Tensor]:
@@ -28,3 +29,40 @@ def style_pair_batch(batch_size: int, generator: torch.Generator, size: int = 64
     drawn_reference = draw_faces(reference, (size, size))
     return {"neutral": drawn_neutral["image"].to(device), "reference": drawn_reference["image"].to(device),
             "parsing": drawn_reference["parsing"].to(device)}
+
+
+def speech_envelope(batch_size: int, frames: int, generator: torch.Generator) -> Tensor:
+    """(N, T) in [0, 1]: a syllable-like opening signal, a few random sinusoids at speech
+    rates (2-6 Hz at 25 fps) through a soft rectifier, with pauses."""
+    t = torch.arange(frames, dtype=torch.float32).view(1, 1, frames) / 25.0
+    rates = 2 + 4 * torch.rand(batch_size, 3, 1, generator=generator)
+    phases = 2 * torch.pi * torch.rand(batch_size, 3, 1, generator=generator)
+    wave = torch.sin(2 * torch.pi * rates * t + phases).mean(dim=1)
+    return torch.sigmoid(4 * wave - 0.5)
+
+
+def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Generator, audio_dim: int = 16,
+                           size: int = 64, render: bool = False, device=None) -> dict[str, Tensor]:
+    """Talking faces whose mouth opening follows a speech envelope, with matching audio-like
+    features: {"audio": (N, T, audio_dim) band energies driven by the envelope, each speaker
+    with their own band gains, plus noise; "envelope": (N, T); "landmarks": (N, T, 9, 2);
+    "motion": (N, T, 9, 2) the landmarks less the first frame's; with render, "frames":
+    (N, T, 3, size, size) and "parsing": (N, T, size, size)}."""
+    n = batch_size
+    envelope = speech_envelope(n, frames, generator)
+    gains = 0.5 + torch.rand(n, 1, audio_dim, generator=generator)
+    audio = gains * envelope.unsqueeze(-1) + 0.05 * torch.randn(n, frames, audio_dim, generator=generator)
+    identity = random_parameters(n, generator)
+    per_frame = {name: getattr(identity, name).repeat_interleave(frames, dim=0)
+                 for name in ("center_x", "center_y", "scale", "roll", "yaw", "smile", "eye_open", "brow_tilt",
+                              "skin", "hair", "background")}
+    sway = 0.05 * torch.sin(torch.linspace(0, 3, frames)).repeat(n)  # a slow head movement
+    per_frame["roll"] = per_frame["roll"] + sway
+    params = replace(identity, **per_frame, mouth_open=envelope.flatten())
+    landmarks = face_landmarks(params).view(n, frames, -1, 2)
+    out = {"audio": audio, "envelope": envelope, "landmarks": landmarks, "motion": landmarks - landmarks[:, :1]}
+    if render:
+        drawn = draw_faces(params, (size, size))
+        out["frames"] = drawn["image"].view(n, frames, 3, size, size)
+        out["parsing"] = drawn["parsing"].view(n, frames, size, size)
+    return {name: value.to(device) for name, value in out.items()}

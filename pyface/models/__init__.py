@@ -1,5 +1,18 @@
 """Models built on pyface.ops and pyface.nn."""
+from pyface.models.audio_motion import AudioMotionGenerator, manifold_projection
+from pyface.models.facial_map import render_facial_map
 from pyface.models.glamor import GLAMORNet
-from pyface.models.style_aware import KeypointExtractor, PoseExpressionNet, StyleMapping, StyleMappingLoss
+from pyface.models.style_aware import (
+    KeypointExtractor,
+    PoseExpressionNet,
+    StyleAwareGenerator,
+    StyleMapping,
+    StyleMappingLoss,
+)
+from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
 
-__all__ = ["GLAMORNet", "KeypointExtractor", "PoseExpressionNet", "StyleMapping", "StyleMappingLoss"]
+__all__ = [
+    "AudioMotionGenerator", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
+    "StyleAwareGenerator", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor",
+    "render_facial_map", "select_style_references",
+]

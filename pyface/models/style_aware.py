@@ -138,6 +138,42 @@ class StyleMapping(nn.Module):
                 "deformation": motion["deformation"]}
 
 
+class StyleAwareGenerator(nn.Module):
+    """(source (N, 3, H, W), facial_map (N, 1, H, W), style_patterns (N, 4, 3, H, W): the
+    ISP images of the four templates) -> frame (N, 3, H, W): a U-Net over their channels.
+    Trained with StyleMappingLoss's terms against the target frame and the style-aware
+    photometric loss against the matched style pattern image. H, W multiples of 8."""
+
+    def __init__(self, width: int = 32, references: int = 4):
+        super().__init__()
+        self.references = references
+        in_channels = 3 + 1 + 3 * references
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, padding=3), nn.ReLU(inplace=True))
+        self.down = nn.ModuleList([_down(width, 2 * width), _down(2 * width, 4 * width), _down(4 * width, 8 * width)])
+        self.up = nn.ModuleList([_up(8 * width, 4 * width), _up(8 * width, 2 * width), _up(4 * width, width)])
+        self.out = nn.Conv2d(2 * width, 3, 7, padding=3)
+
+    def forward(self, source: Tensor, facial_map: Tensor, style_patterns: Tensor) -> Tensor:
+        _check_images("StyleAwareGenerator", source=source)
+        n, _, h, w = source.shape
+        if facial_map.shape != (n, 1, h, w):
+            raise ValueError(f"StyleAwareGenerator: facial_map must be {(n, 1, h, w)}, got {tuple(facial_map.shape)}")
+        if style_patterns.shape != (n, self.references, 3, h, w):
+            raise ValueError(f"StyleAwareGenerator: style_patterns must be {(n, self.references, 3, h, w)}, "
+                             f"got {tuple(style_patterns.shape)}")
+        if h % 8 or w % 8:
+            raise ValueError(f"StyleAwareGenerator: height and width must be multiples of 8, got {(h, w)}")
+        x = self.stem(torch.cat([source, facial_map, style_patterns.flatten(1, 2)], dim=1))
+        skips = [x]
+        for block in self.down:
+            x = block(x)
+            skips.append(x)
+        skips.pop()
+        for block in self.up:
+            x = torch.cat([block(x), skips.pop()], dim=1)
+        return torch.sigmoid(self.out(x))
+
+
 class StyleMappingLoss(nn.Module):
     """Reconstruction of the reference: L1 over the image plus the style-aware photometric
     loss (mouth and lips 5, eyes 3, skin 1) on the reference's face parsing."""
