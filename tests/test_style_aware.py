@@ -110,6 +110,18 @@ def test_style_aware_generator():
     source, facial_map, patterns = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 4, 3, 32, 32)
     frame = generator(source, facial_map, patterns)
     assert frame.shape == (2, 3, 32, 32) and 0 <= frame.min() and frame.max() <= 1
+    from pyface.models import StyleAwareGeneratorLoss
+
+    target, parsing = torch.rand(2, 3, 32, 32), torch.randint(0, 19, (2, 32, 32), dtype=torch.uint8)
+    criterion, optimizer = StyleAwareGeneratorLoss(), torch.optim.Adam(generator.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(8):
+        loss = criterion(generator(source, facial_map, patterns), target, patterns[:, 3], parsing)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        losses.append(loss.item())
+    assert losses[-1] < losses[0]
     with pytest.raises(ValueError, match="style_patterns must be"):
         generator(source, facial_map, patterns[:, :3])
     with pytest.raises(ValueError, match="facial_map must be"):

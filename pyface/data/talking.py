@@ -43,7 +43,8 @@ def speech_envelope(batch_size: int, frames: int, generator: torch.Generator) ->
 
 def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Generator, audio_dim: int = 16,
                            size: int = 64, render: bool = False, device=None) -> dict[str, Tensor]:
-    """Talking faces whose mouth opening follows a speech envelope, with matching audio-like
+    """Talking faces whose mouth opening follows a speech envelope, which blink once a second
+    and sway their heads slowly, with matching audio-like
     features: {"audio": (N, T, audio_dim) band energies driven by the envelope, each speaker
     with their own band gains, plus noise; "envelope": (N, T); "landmarks": (N, T, 9, 2);
     "motion": (N, T, 9, 2) the landmarks less the first frame's; with render, "frames":
@@ -58,6 +59,8 @@ def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Genera
                               "skin", "hair", "background")}
     sway = 0.05 * torch.sin(torch.linspace(0, 3, frames)).repeat(n)  # a slow head movement
     per_frame["roll"] = per_frame["roll"] + sway
+    blink = (torch.rand(n, 1, generator=generator) * 25 + torch.arange(frames)) % 25 < 2  # a blink a second
+    per_frame["eye_open"] = per_frame["eye_open"] * (~blink).float().flatten().clamp_min(0.1)
     params = replace(identity, **per_frame, mouth_open=envelope.flatten())
     landmarks = face_landmarks(params).view(n, frames, -1, 2)
     out = {"audio": audio, "envelope": envelope, "landmarks": landmarks, "motion": landmarks - landmarks[:, :1]}

@@ -6,6 +6,7 @@ from pyface.models.style_aware import (
     KeypointExtractor,
     PoseExpressionNet,
     StyleAwareGenerator,
+    StyleAwareGeneratorLoss,
     StyleMapping,
     StyleMappingLoss,
 )
@@ -13,6 +14,6 @@ from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, se
 
 __all__ = [
     "AudioMotionGenerator", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
-    "StyleAwareGenerator", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor",
+    "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor",
     "render_facial_map", "select_style_references",
 ]

@@ -141,8 +141,7 @@ class StyleMapping(nn.Module):
 class StyleAwareGenerator(nn.Module):
     """(source (N, 3, H, W), facial_map (N, 1, H, W), style_patterns (N, 4, 3, H, W): the
     ISP images of the four templates) -> frame (N, 3, H, W): a U-Net over their channels.
-    Trained with StyleMappingLoss's terms against the target frame and the style-aware
-    photometric loss against the matched style pattern image. H, W multiples of 8."""
+    Trained with StyleAwareGeneratorLoss. H, W multiples of 8."""
 
     def __init__(self, width: int = 32, references: int = 4):
         super().__init__()
@@ -172,6 +171,20 @@ class StyleAwareGenerator(nn.Module):
         for block in self.up:
             x = torch.cat([block(x), skips.pop()], dim=1)
         return torch.sigmoid(self.out(x))
+
+
+class StyleAwareGeneratorLoss(nn.Module):
+    """The style-aware generator's objective: L1 to the target frame plus the style-aware
+    photometric loss (mouth and lips 5, eyes 3, skin 1, on the frame's face parsing) to the
+    matched style pattern image, the ISP image of the template the frame's mouth is closest to."""
+
+    def __init__(self, photometric_weight: float = 1.0, backend: Optional[str] = None):
+        super().__init__()
+        self.photometric = StyleAwarePhotometricLoss(backend=backend)
+        self.photometric_weight = photometric_weight
+
+    def forward(self, frame: Tensor, target: Tensor, matched_pattern: Tensor, parsing: Tensor) -> Tensor:
+        return F.l1_loss(frame, target) + self.photometric_weight * self.photometric(frame, matched_pattern, parsing)
 
 
 class StyleMappingLoss(nn.Module):
