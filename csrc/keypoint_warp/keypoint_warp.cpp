@@ -5,7 +5,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -13,7 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "keypoint_warp/fixed_point.h"
+#include "keypoint_warp/scatter_sums.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -149,20 +148,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const int64_t dims = p.pb.dims, positions = deformation.numel() / (p.pb.N * dims);
   at::Tensor position_grads = at::empty(deformation.sizes(), acc_options);
   at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
-  at::Tensor sums, scales;
-  if (feature_grad && deterministic) {
-    scales = fixed_point_scales(go.abs().to(at::kDouble).flatten(2).sum(2));
-    sums = at::zeros(feature.sizes(), feature.options().dtype(at::kLong));
-  } else if (feature_grad) {
-    sums = at::zeros(feature.sizes(), acc_options);
-  }
-  const FeatureScatter scatter{sums.defined() ? sums.data_ptr() : nullptr,
-                               scales.defined() ? scales.const_data_ptr<double>() : nullptr};
-  backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, scatter,
+  const ScatterSums sums(feature, go, feature_grad, deterministic);
+  backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, sums.view(),
                 position_grads.data_ptr(), partials.data_ptr(), feature.get_device());
-  if (feature_grad)
-    grad_feature = deterministic ? fixed_point_to_gradient(sums, scales, feature.scalar_type())
-                                 : sums.to(feature.scalar_type());
+  if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
 #else
   TORCH_CHECK(false, "pyface was built without CUDA kernels");
 #endif

@@ -5,7 +5,6 @@
 
 #include <ATen/core/Tensor.h>
 #include <ATen/ops/empty.h>
-#include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
 #include <optional>
@@ -13,7 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "keypoint_warp/fixed_point.h"
+#include "keypoint_warp/scatter_sums.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -117,19 +116,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
   const int64_t dims = p.pb.dims, positions = feature.numel() / (p.pb.N * p.pb.C);
   at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
-  at::Tensor sums, scales;
-  if (feature_grad && deterministic) {  // every motion's samples reach plane (n, c)
-    scales = fixed_point_scales(go.abs().to(at::kDouble).flatten(3).sum({1, 3}));
-    sums = at::zeros(feature.sizes(), feature.options().dtype(at::kLong));
-  } else if (feature_grad) {
-    sums = at::zeros(feature.sizes(), acc_options);
-  }
-  const FeatureScatter scatter{sums.defined() ? sums.data_ptr() : nullptr,
-                               scales.defined() ? scales.const_data_ptr<double>() : nullptr};
-  sparse_backward_cuda(p.pb, grads, scatter, partials.data_ptr(), feature.get_device());
-  if (feature_grad)
-    grad_feature = deterministic ? fixed_point_to_gradient(sums, scales, feature.scalar_type())
-                                 : sums.to(feature.scalar_type());
+  // every motion's samples reach plane (n, c)
+  const ScatterSums sums(feature, go.transpose(1, 2), feature_grad, deterministic);
+  sparse_backward_cuda(p.pb, grads, sums.view(), partials.data_ptr(), feature.get_device());
+  if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
 #else
   TORCH_CHECK(false, "pyface was built without CUDA kernels");
 #endif

@@ -14,7 +14,6 @@
 
 #include <algorithm>
 
-#include "feature_scatter.cuh"
 #include "keypoint_partials.cuh"
 #include "motion_sampling.cuh"
 
@@ -57,15 +56,7 @@ forward_kernel(Problem pb, scalar_t* output, acc_t* deformation, acc_t* motion_w
     for (int a = 0; a < DIMS; ++a) deformation[i * DIMS + a] = def[a];
     Stencil<DIMS, acc_t> st;
     st.build(pb, def);
-    const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
-    for (int64_t c = 0; c < pb.C; ++c) {
-      const scalar_t* plane = feature + c * in_size(pb);
-      acc_t sum = 0;
-#pragma unroll
-      for (int o = 0; o < st.corners; ++o)
-        if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
-      output[(n * pb.C + c) * S + s] = scalar_t(sum);
-    }
+    gather_channels(pb, st, n, output + n * pb.C * S + s, S);
   }
 }
 
@@ -83,19 +74,8 @@ position_backward_kernel(Problem pb, const acc_t* deformation, const acc_t* moti
     for (int a = 0; a < DIMS; ++a) def[a] = deformation[i * DIMS + a];
     Stencil<DIMS, acc_t> st;
     st.build(pb, def);
-    acc_t gdef[3] = {0, 0, 0};
-    const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
-    for (int64_t c = 0; c < pb.C; ++c) {
-      const acc_t go = acc_t(grad_output[(n * pb.C + c) * S + s]);
-      const scalar_t* plane = feature + c * in_size(pb);
-#pragma unroll
-      for (int o = 0; o < st.corners; ++o) {
-        if (!st.inside[o]) continue;
-        const acc_t v = go * acc_t(plane[st.offset[o]]);
-        for (int a = 0; a < DIMS; ++a) gdef[a] += v * st.dweight[o][a];
-        if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, in_size(pb), st.offset[o], st.weight[o] * go);
-      }
-    }
+    acc_t gdef[3];
+    backward_channels(pb, st, n, grad_output + n * pb.C * S + s, S, scatter, gdef);
     acc_t g[3] = {0, 0, 0};
     for (int a = 0; a < DIMS; ++a) {
       g[a] = gdef[a] * st.factor[a] + (grad_deformation != nullptr ? grad_deformation[i * DIMS + a] : acc_t(0));
@@ -149,14 +129,6 @@ keypoint_backward_kernel(Problem pb, const acc_t* motion_weights, const acc_t* p
     }
   }
   store_partials<DIMS, kThreads>(sg, sgr, partials + blockIdx.x * kPartialWidth<DIMS>);
-}
-
-template <typename Fn>
-void with_dims(const Problem& pb, Fn&& fn) {
-  if (pb.dims == 3)
-    fn(std::integral_constant<int, 3>{});
-  else
-    fn(std::integral_constant<int, 2>{});
 }
 
 }  // namespace

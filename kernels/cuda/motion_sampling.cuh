@@ -6,8 +6,10 @@
 
 #include <cmath>
 #include <cstdint>
+#include <type_traits>
 
 #include "coordinate_grid.h"
+#include "feature_scatter.cuh"
 #include "keypoint_warp/keypoint_warp.h"
 
 namespace pyface::kpw {
@@ -108,6 +110,51 @@ struct Stencil {
     }
   }
 };
+
+// fn(std::integral_constant<int, dims>) for the problem's number of spatial dims (host).
+template <typename Fn>
+void with_dims(const Problem& pb, Fn&& fn) {
+  if (pb.dims == 3)
+    fn(std::integral_constant<int, 3>{});
+  else
+    fn(std::integral_constant<int, 2>{});
+}
+
+// The samples of every channel of sample n at one stencil: out[c * out_stride].
+template <int DIMS, typename scalar_t, typename acc_t>
+__device__ void gather_channels(const Problem& pb, const Stencil<DIMS, acc_t>& st, int64_t n, scalar_t* out,
+                                int64_t out_stride) {
+  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
+  for (int64_t c = 0; c < pb.C; ++c) {
+    const scalar_t* plane = feature + c * in_size(pb);
+    acc_t sum = 0;
+#pragma unroll
+    for (int o = 0; o < st.corners; ++o)
+      if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
+    out[c * out_stride] = scalar_t(sum);
+  }
+}
+
+// The transpose over the channels of sample n, with go[c * go_stride] the gradient of each
+// channel's sample: returns d loss / d source coordinate (before the stencil's factor) and
+// scatters d/d feature when asked.
+template <int DIMS, typename scalar_t, typename acc_t>
+__device__ void backward_channels(const Problem& pb, const Stencil<DIMS, acc_t>& st, int64_t n, const scalar_t* go,
+                                  int64_t go_stride, const FeatureScatter& scatter, acc_t grad[3]) {
+  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
+  for (int a = 0; a < 3; ++a) grad[a] = 0;
+  for (int64_t c = 0; c < pb.C; ++c) {
+    const acc_t g = acc_t(go[c * go_stride]);
+    const scalar_t* plane = feature + c * in_size(pb);
+#pragma unroll
+    for (int o = 0; o < st.corners; ++o) {
+      if (!st.inside[o]) continue;
+      const acc_t v = g * acc_t(plane[st.offset[o]]);
+      for (int a = 0; a < DIMS; ++a) grad[a] += v * st.dweight[o][a];
+      if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, in_size(pb), st.offset[o], st.weight[o] * g);
+    }
+  }
+}
 
 }  // namespace
 }  // namespace pyface::kpw

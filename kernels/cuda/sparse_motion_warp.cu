@@ -14,7 +14,6 @@
 #include <algorithm>
 #include <type_traits>
 
-#include "feature_scatter.cuh"
 #include "keypoint_partials.cuh"
 #include "motion_sampling.cuh"
 
@@ -46,15 +45,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Problem pb, scalar_t*
     motion_at<DIMS, scalar_t, acc_t>(pb, n, slot, s, position, rel);
     Stencil<DIMS, acc_t> st;
     st.build(pb, position);
-    const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * S;
-    for (int64_t c = 0; c < pb.C; ++c) {
-      const scalar_t* plane = feature + c * S;
-      acc_t sum = 0;
-#pragma unroll
-      for (int o = 0; o < st.corners; ++o)
-        if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
-      output[(ns * pb.C + c) * S + s] = scalar_t(sum);
-    }
+    gather_channels(pb, st, n, output + ns * pb.C * S + s, S);
   }
 }
 
@@ -65,7 +56,6 @@ backward_kernel(Problem pb, Grads grads, FeatureScatter scatter, int64_t chunks,
   const int64_t S = in_size(pb), slots = pb.K + 1, chunk = blockIdx.x % chunks, ns = blockIdx.x / chunks;
   const int64_t n = ns / slots, slot = ns % slots, chunk_size = (S + chunks - 1) / chunks;
   const int64_t begin = chunk * chunk_size, end = min(S, begin + chunk_size);
-  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * S;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output) + ns * pb.C * S;
   acc_t sg[3] = {0, 0, 0}, sgr[3][3] = {};
   for (int64_t s = begin + threadIdx.x; s < end; s += kThreads) {
@@ -73,18 +63,8 @@ backward_kernel(Problem pb, Grads grads, FeatureScatter scatter, int64_t chunks,
     motion_at<DIMS, scalar_t, acc_t>(pb, n, slot, s, position, rel);
     Stencil<DIMS, acc_t> st;
     st.build(pb, position);
-    acc_t gpos[3] = {0, 0, 0};
-    for (int64_t c = 0; c < pb.C; ++c) {
-      const acc_t go = acc_t(grad_output[c * S + s]);
-      const scalar_t* plane = feature + c * S;
-#pragma unroll
-      for (int o = 0; o < st.corners; ++o) {
-        if (!st.inside[o]) continue;
-        const acc_t v = go * acc_t(plane[st.offset[o]]);
-        for (int a = 0; a < DIMS; ++a) gpos[a] += v * st.dweight[o][a];
-        if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, S, st.offset[o], st.weight[o] * go);
-      }
-    }
+    acc_t gpos[3];
+    backward_channels(pb, st, n, grad_output + s, S, scatter, gpos);
     for (int a = 0; a < DIMS; ++a) {
       const acc_t g = gpos[a] * st.factor[a];
       sg[a] += g;
@@ -93,14 +73,6 @@ backward_kernel(Problem pb, Grads grads, FeatureScatter scatter, int64_t chunks,
   }
   if (slot == 0) return;  // uniform per block: the identity has no keypoint
   store_partials<DIMS, kThreads>(sg, sgr, partials + ((n * pb.K + slot - 1) * chunks + chunk) * kPartialWidth<DIMS>);
-}
-
-template <typename Fn>
-void with_dims(const Problem& pb, Fn&& fn) {
-  if (pb.dims == 3)
-    fn(std::integral_constant<int, 3>{});
-  else
-    fn(std::integral_constant<int, 2>{});
 }
 
 }  // namespace

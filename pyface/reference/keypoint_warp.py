@@ -13,34 +13,41 @@ OP = "keypoint_warp"
 PADDING_MODES = ("zeros", "border")
 
 
-def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> None:
-    """Everything about the arguments that can be checked without reading tensor data."""
-    named = {"feature": feature, "kp_source": kp_source, "kp_driving": kp_driving, "mask": mask, "jacobian": jacobian}
+def check_keypoint_args(op, feature, kp_source, kp_driving, jacobian, padding_mode, **more) -> None:
+    """The checks keypoint_warp and sparse_motion_warp share; `more` tensors (the mask) join
+    the dtype and device checks."""
+    named = {"feature": feature, "kp_source": kp_source, "kp_driving": kp_driving, **more, "jacobian": jacobian}
     for name, value in named.items():
         if value is not None:
-            _checks.floating(OP, name, value)
+            _checks.floating(op, name, value)
             if value.dtype != feature.dtype:
-                raise TypeError(f"{OP}: {name} must have feature's dtype {feature.dtype}, got {value.dtype}")
+                raise TypeError(f"{op}: {name} must have feature's dtype {feature.dtype}, got {value.dtype}")
     if feature.dim() not in (4, 5):
-        raise ValueError(f"{OP}: feature must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(feature.shape)}")
+        raise ValueError(f"{op}: feature must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(feature.shape)}")
     n, dims = feature.shape[0], feature.dim() - 2
     if kp_source.dim() != 3 or kp_source.shape[0] != n or kp_source.shape[2] != dims:
         raise ValueError(
-            f"{OP}: kp_source must be (N, K, {dims}) for a {dims}-D feature of batch {n}, got shape {tuple(kp_source.shape)}"
+            f"{op}: kp_source must be (N, K, {dims}) for a {dims}-D feature of batch {n}, got shape {tuple(kp_source.shape)}"
         )
     if kp_driving.shape != kp_source.shape:
         raise ValueError(
-            f"{OP}: kp_driving shape {tuple(kp_driving.shape)} must equal kp_source shape {tuple(kp_source.shape)}"
+            f"{op}: kp_driving shape {tuple(kp_driving.shape)} must equal kp_source shape {tuple(kp_source.shape)}"
         )
     k = kp_source.shape[1]
+    if jacobian is not None and tuple(jacobian.shape) != (n, k, dims, dims):
+        raise ValueError(f"{op}: jacobian must be (N, K, d, d) = {(n, k, dims, dims)}, got shape {tuple(jacobian.shape)}")
+    _checks.one_of(op, "padding_mode", padding_mode, PADDING_MODES)
+    _checks.same_device(op, **named)
+
+
+def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> None:
+    """Everything about the arguments that can be checked without reading tensor data."""
+    check_keypoint_args(OP, feature, kp_source, kp_driving, jacobian, padding_mode, mask=mask)
+    n, k, dims = feature.shape[0], kp_source.shape[1], feature.dim() - 2
     if mask.dim() != dims + 2 or mask.shape[0] != n or mask.shape[1] != k + 1:
         raise ValueError(
             f"{OP}: mask must be (N, K+1, *S_out) = ({n}, {k + 1}, {dims} sizes), got shape {tuple(mask.shape)}"
         )
-    if jacobian is not None and tuple(jacobian.shape) != (n, k, dims, dims):
-        raise ValueError(f"{OP}: jacobian must be (N, K, d, d) = {(n, k, dims, dims)}, got shape {tuple(jacobian.shape)}")
-    _checks.one_of(OP, "padding_mode", padding_mode, PADDING_MODES)
-    _checks.same_device(OP, **named)
 
 
 def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device):

@@ -124,6 +124,111 @@ def corner(o: tl.constexpr, x0, y0, z0, fx, fy, fz, W, H, D, DIMS: tl.constexpr)
     return offset, inside, wx * wy * wz, sx * wy * wz, sy * wx * wz, sz * wx * wy
 
 
+@triton.jit
+def store_keypoint_sums(out, wx, wy, wz, rx, ry, rz):
+    """One block's PARTIAL_WIDTH sums for one keypoint: sum w g, then sum w g (z - kp_driving)^T."""
+    tl.store(out, tl.sum(wx, axis=0))
+    tl.store(out + 1, tl.sum(wy, axis=0))
+    tl.store(out + 2, tl.sum(wz, axis=0))
+    tl.store(out + 3, tl.sum(wx * rx, axis=0))
+    tl.store(out + 4, tl.sum(wx * ry, axis=0))
+    tl.store(out + 5, tl.sum(wx * rz, axis=0))
+    tl.store(out + 6, tl.sum(wy * rx, axis=0))
+    tl.store(out + 7, tl.sum(wy * ry, axis=0))
+    tl.store(out + 8, tl.sum(wy * rz, axis=0))
+    tl.store(out + 9, tl.sum(wz * rx, axis=0))
+    tl.store(out + 10, tl.sum(wz * ry, axis=0))
+    tl.store(out + 11, tl.sum(wz * rz, axis=0))
+
+
+@triton.jit
+def scatter_add(sums_ptr, scales_ptr, plane_index, plane_size, offset, ok, value, DETERMINISTIC: tl.constexpr):
+    """d/d feature into plane `plane_index` of the sums: a float atomic add, or, deterministic,
+    an int64 one of value * the plane's scale (integer adds give the same bits in any order)."""
+    where = sums_ptr + plane_index.to(tl.int64) * plane_size + offset
+    if DETERMINISTIC:
+        scale = tl.load(scales_ptr + plane_index)
+        tl.atomic_add(where, tl.floor(value.to(tl.float64) * scale + 0.5).to(tl.int64), mask=ok)
+    else:
+        tl.atomic_add(where, value, mask=ok)
+
+
+class ScatterSums:
+    """The buffer the kernels scatter d/d feature into and its conversion to the gradient.
+    grad_by_plane: grad_output arranged (N, C, ...), everything reaching plane (n, c) under
+    [n, c]; deterministic: int64 fixed point with a power-of-two scale per plane that puts
+    the plane's sum of |grad_output| (a bound on every partial sum) below 2^62."""
+
+    def __init__(self, feature, grad_by_plane, feature_grad: bool, deterministic: bool):
+        self.feature, self.feature_grad = feature, feature_grad
+        self.scales = None
+        if feature_grad and deterministic:
+            bound = grad_by_plane.abs().double().flatten(2).sum(2)
+            self.scales = torch.exp2((62 - torch.frexp(bound).exponent).double()).contiguous()
+            self.sums = torch.zeros(feature.shape, dtype=torch.int64, device=feature.device)
+        elif feature_grad:
+            self.sums = torch.zeros(feature.shape, dtype=torch.float32, device=feature.device)
+        else:  # never written: the kernels skip the scatter
+            self.sums = torch.empty((1,), dtype=torch.float32, device=feature.device)
+
+    @property
+    def deterministic(self) -> bool:
+        return self.scales is not None
+
+    def pointers(self):
+        """(sums, scales) for the kernel; scales is any tensor when not deterministic."""
+        return self.sums, self.sums if self.scales is None else self.scales
+
+    def gradient(self):
+        n, c = self.feature.shape[:2]
+        if not self.feature_grad:
+            return self.feature.new_empty((0,))
+        if self.scales is not None:
+            return (self.sums.double() / self.scales.view(n, c, *[1] * (self.feature.dim() - 2))).to(self.feature.dtype)
+        return self.sums.to(self.feature.dtype)
+
+
+@triton.jit
+def gather_channels(feature_ptr, out_ptr, out_stride, n, C, inside, x0, y0, z0, fx, fy, fz, W, H, D,
+                    DIMS: tl.constexpr, BLOCK: tl.constexpr):
+    """Every channel of sample n sampled at the block's stencils; channel c is stored at
+    out_ptr + c * out_stride."""
+    plane_size = D * H * W
+    for c in range(0, C):
+        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_size
+        value = tl.zeros([BLOCK], tl.float32)
+        for o in tl.static_range(2 ** DIMS):
+            offset, ok, weight, _, _, _ = corner(o, x0, y0, z0, fx, fy, fz, W, H, D, DIMS)
+            value += weight * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
+        tl.store(out_ptr + c * out_stride, value.to(out_ptr.dtype.element_ty), mask=inside)
+
+
+@triton.jit
+def backward_channels(feature_ptr, go_ptr, go_stride, sums_ptr, scales_ptr, n, C, inside, x0, y0, z0, fx, fy, fz,
+                      W, H, D, DIMS: tl.constexpr, FEATURE_GRAD: tl.constexpr, DETERMINISTIC: tl.constexpr,
+                      BLOCK: tl.constexpr):
+    """The transpose over the channels of sample n, go_ptr + c * go_stride holding each
+    channel's gradient at the block: d loss / d source coordinate (before the factors), and
+    the d/d feature scatter when asked."""
+    plane_size = D * H * W
+    gx = tl.zeros([BLOCK], tl.float32)
+    gy = tl.zeros([BLOCK], tl.float32)
+    gz = tl.zeros([BLOCK], tl.float32)
+    for c in range(0, C):
+        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_size
+        go = tl.load(go_ptr + c * go_stride, mask=inside, other=0.0).to(tl.float32)
+        for o in tl.static_range(2 ** DIMS):
+            offset, ok, weight, dwx, dwy, dwz = corner(o, x0, y0, z0, fx, fy, fz, W, H, D, DIMS)
+            v = go * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
+            gx += v * dwx
+            gy += v * dwy
+            gz += v * dwz
+            if FEATURE_GRAD:
+                scatter_add(sums_ptr, scales_ptr, n * C + c, plane_size, offset, inside & ok, weight * go,
+                            DETERMINISTIC)
+    return gx, gy, gz
+
+
 def keypoint_grads(partials, jacobian, dims, dtype):
     """The torch tail: partials (N, blocks, K, PARTIAL_WIDTH), added over the blocks in a fixed
     order, -> d/d kp_source, d/d kp_driving, d/d jacobian (or an empty tensor)."""
@@ -133,10 +238,3 @@ def keypoint_grads(partials, jacobian, dims, dtype):
     jt_sg = sg if jacobian is None else torch.einsum("nkab,nka->nkb", jacobian.float(), sg)
     grad_jacobian = sgr.to(dtype, copy=True) if jacobian is not None else partials.new_empty((0,), dtype=dtype)
     return sg.to(dtype, copy=True), (-jt_sg).to(dtype), grad_jacobian
-
-
-def fixed_point_scales(bound):
-    """Per plane (n, c), the power of two that puts `bound` (the sum of |grad_output| that
-    reaches it) below 2^62: the deterministic scatter adds value * scale as int64."""
-    _, exponent = torch.frexp(bound.double())
-    return torch.exp2((62 - exponent).double()).contiguous()

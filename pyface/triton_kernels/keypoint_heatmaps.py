@@ -3,7 +3,6 @@ write driving-minus-source Gaussians; the backward gives a program to each (samp
 keypoint), which sums the gradient against the Gaussians' derivatives over the grid."""
 from __future__ import annotations
 
-import torch
 import triton
 import triton.language as tl
 

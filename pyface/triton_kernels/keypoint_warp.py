@@ -12,7 +12,8 @@ import triton.language as tl
 
 from pyface._dtypes import accumulation_dtype
 from pyface.triton_kernels._warp_sampling import (
-    PARTIAL_WIDTH, corner, fixed_point_scales, keypoint_grads, keypoint_motion, stencil,
+    PARTIAL_WIDTH, ScatterSums, backward_channels, gather_channels, keypoint_grads, keypoint_motion, stencil,
+    store_keypoint_sums,
 )
 from pyface.triton_kernels.keypoint_heatmaps import _grid_point
 
@@ -67,24 +68,8 @@ def _forward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, mask_ptr, out
     if DIMS == 3:
         tl.store(deformation + 2, pz, mask=inside)
     x0, y0, z0, fx, fy, fz, _, _, _ = stencil(px, py, pz, W_in, H_in, D_in, DIMS, ALIGN, BORDER)
-    plane_in = D_in * H_in * W_in
-    for c in range(0, C):
-        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_in
-        value = tl.zeros([BLOCK], tl.float32)
-        for o in tl.static_range(2 ** DIMS):
-            offset, ok, weight, _, _, _ = corner(o, x0, y0, z0, fx, fy, fz, W_in, H_in, D_in, DIMS)
-            value += weight * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
-        tl.store(out_ptr + (n * C + c).to(tl.int64) * S + at, value.to(out_ptr.dtype.element_ty), mask=inside)
-
-
-@triton.jit
-def _scatter(sums_ptr, scales_ptr, plane_index, plane_in, offset, ok, value, DETERMINISTIC: tl.constexpr):
-    where = sums_ptr + plane_index.to(tl.int64) * plane_in + offset
-    if DETERMINISTIC:
-        scale = tl.load(scales_ptr + plane_index)
-        tl.atomic_add(where, tl.floor(value.to(tl.float64) * scale + 0.5).to(tl.int64), mask=ok)
-    else:
-        tl.atomic_add(where, value, mask=ok)
+    gather_channels(feature_ptr, out_ptr + (n * C).to(tl.int64) * S + at, S, n, C, inside, x0, y0, z0, fx, fy, fz,
+                    W_in, H_in, D_in, DIMS, BLOCK)
 
 
 @triton.jit
@@ -107,21 +92,9 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
     else:
         pz = tl.zeros([BLOCK], tl.float32)
     x0, y0, z0, fx, fy, fz, factor_x, factor_y, factor_z = stencil(px, py, pz, W_in, H_in, D_in, DIMS, ALIGN, BORDER)
-    plane_in = D_in * H_in * W_in
-    gx = tl.zeros([BLOCK], tl.float32)
-    gy = tl.zeros([BLOCK], tl.float32)
-    gz = tl.zeros([BLOCK], tl.float32)
-    for c in range(0, C):
-        plane = feature_ptr + (n * C + c).to(tl.int64) * plane_in
-        go = tl.load(grad_out_ptr + (n * C + c).to(tl.int64) * S + at, mask=inside, other=0.0).to(tl.float32)
-        for o in tl.static_range(2 ** DIMS):
-            offset, ok, weight, dwx, dwy, dwz = corner(o, x0, y0, z0, fx, fy, fz, W_in, H_in, D_in, DIMS)
-            v = go * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
-            gx += v * dwx
-            gy += v * dwy
-            gz += v * dwz
-            if FEATURE_GRAD:
-                _scatter(sums_ptr, scales_ptr, n * C + c, plane_in, offset, inside & ok, weight * go, DETERMINISTIC)
+    gx, gy, gz = backward_channels(feature_ptr, grad_out_ptr + (n * C).to(tl.int64) * S + at, S, sums_ptr, scales_ptr,
+                                   n, C, inside, x0, y0, z0, fx, fy, fz, W_in, H_in, D_in, DIMS, FEATURE_GRAD,
+                                   DETERMINISTIC, BLOCK)
     gx *= factor_x
     gy *= factor_y
     gz *= factor_z
@@ -147,22 +120,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
         mean += mk * dm
         if not LOGITS:
             tl.store(grad_mask + (k + 1) * S + at, dm.to(grad_mask_ptr.dtype.element_ty), mask=inside)
-        wx = mk * gx
-        wy = mk * gy
-        wz = mk * gz
-        out = partials + k * 12
-        tl.store(out, tl.sum(wx, axis=0))
-        tl.store(out + 1, tl.sum(wy, axis=0))
-        tl.store(out + 2, tl.sum(wz, axis=0))
-        tl.store(out + 3, tl.sum(wx * rx, axis=0))
-        tl.store(out + 4, tl.sum(wx * ry, axis=0))
-        tl.store(out + 5, tl.sum(wx * rz, axis=0))
-        tl.store(out + 6, tl.sum(wy * rx, axis=0))
-        tl.store(out + 7, tl.sum(wy * ry, axis=0))
-        tl.store(out + 8, tl.sum(wy * rz, axis=0))
-        tl.store(out + 9, tl.sum(wz * rx, axis=0))
-        tl.store(out + 10, tl.sum(wz * ry, axis=0))
-        tl.store(out + 11, tl.sum(wz * rz, axis=0))
+        store_keypoint_sums(partials + k * 12, mk * gx, mk * gy, mk * gz, rx, ry, rz)
     if LOGITS:  # a second pass over the motions, now that the mean is known
         tl.store(grad_mask + at, (m0 * (dm0 - mean)).to(grad_mask_ptr.dtype.element_ty), mask=inside)
         for k in range(0, K):
@@ -215,29 +173,16 @@ def backward(grad_output, grad_deformation, feature, kp_source, kp_driving, mask
     blocks = triton.cdiv(positions, BLOCK)
     grad_output = grad_output.to(feature.dtype).contiguous()
     partials = feature.new_empty((n, blocks, k, PARTIAL_WIDTH), dtype=torch.float32)
-    scales = None
-    if feature_grad and deterministic:
-        scales = fixed_point_scales(grad_output.abs().double().flatten(2).sum(2))
-        sums = torch.zeros(feature.shape, dtype=torch.int64, device=feature.device)
-    elif feature_grad:
-        sums = torch.zeros(feature.shape, dtype=torch.float32, device=feature.device)
-    else:
-        sums = partials  # never written
+    sums = ScatterSums(feature, grad_output, feature_grad, deterministic)
     kp_source, kp_driving = kp_source.contiguous(), kp_driving.contiguous()
     _backward_kernel[(blocks, n)](
         feature.contiguous(), kp_source, kp_driving, kp_source if jacobian is None else jacobian.contiguous(),
         deformation, motion_weights, grad_output, deformation if grad_deformation is None else
-        grad_deformation.float().contiguous(), grad_mask, sums, partials if scales is None else scales, partials,
+        grad_deformation.float().contiguous(), grad_mask, *sums.pointers(), partials,
         c, k, *size_in, *size_out,
         DIMS=dims, HAS_JAC=jacobian is not None, LOGITS=mask_logits, ALIGN=align_corners, BORDER=padding == 1,
-        HAS_GRAD_DEF=grad_deformation is not None, FEATURE_GRAD=feature_grad, DETERMINISTIC=scales is not None,
+        HAS_GRAD_DEF=grad_deformation is not None, FEATURE_GRAD=feature_grad, DETERMINISTIC=sums.deterministic,
         BLOCK=BLOCK,
     )
     grad_source, grad_driving, grad_jacobian = keypoint_grads(partials, jacobian, dims, feature.dtype)
-    if not feature_grad:
-        grad_feature = feature.new_empty((0,))
-    elif scales is not None:
-        grad_feature = (sums.double() / scales.view(n, c, *[1] * dims)).to(feature.dtype)
-    else:
-        grad_feature = sums.to(feature.dtype)
-    return grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian
+    return sums.gradient(), grad_source, grad_driving, grad_mask, grad_jacobian
