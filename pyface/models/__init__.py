@@ -1,4 +1,5 @@
 """Models built on pyface.ops and pyface.nn."""
+from pyface.models.atvgnet import ATNet, LandmarkPCA, RegressionDiscriminator, VGNet
 from pyface.models.audio_motion import AudioMotionGenerator, manifold_projection
 from pyface.models.facial_map import render_facial_map
 from pyface.models.glamor import GLAMORNet
@@ -13,7 +14,7 @@ from pyface.models.style_aware import (
 from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
 
 __all__ = [
-    "AudioMotionGenerator", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
+    "ATNet", "AudioMotionGenerator", "LandmarkPCA", "RegressionDiscriminator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
     "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor",
     "render_facial_map", "select_style_references",
 ]
