@@ -40,3 +40,33 @@ def test_cli_prints_first_and_last_loss(tmp_path):
 def test_style_mapping_trains():
     result = train("style-mapping", 2, "cpu", batch_size=2, progress=False, log=lambda line: None)
     assert (result.first_step, result.last_step) == (1, 2) and result.last_loss == result.last_loss  # finite
+
+
+@pytest.mark.parametrize("model", ["atvgnet", "speech-gan"])
+def test_gans_train_and_resume(tmp_path, model):
+    checkpoint = tmp_path / f"{model}.pt"
+    logged = []
+    first = train(model, 1, "cpu", batch_size=2, checkpoint=str(checkpoint), progress=False, log=logged.append)
+    assert "generator" in logged[0] and "discriminator" in logged[0]
+    second = train(model, 1, "cpu", batch_size=2, checkpoint=str(checkpoint), resume=True, progress=False,
+                   log=logged.append)
+    assert (second.first_step, second.first_loss) == (2, first.first_loss)
+    assert torch.isfinite(torch.tensor(second.last_loss))
+
+
+@pytest.mark.skipif(__import__("shutil").which("espeak-ng") is None, reason="espeak-ng is not installed")
+def test_demo_writes_a_grid_from_real_speech(tmp_path):
+    from PIL import Image
+
+    wav = tmp_path / "hello.wav"
+    subprocess.run(["espeak-ng", "-w", str(wav), "hello from pyface"], check=True, timeout=60)
+    checkpoint = tmp_path / "speech-gan.pt"
+    train("speech-gan", 1, "cpu", batch_size=2, checkpoint=str(checkpoint), progress=False, log=lambda line: None)
+    result = subprocess.run(
+        [sys.executable, "-m", "pyface", "demo", "speech-gan", "--wav", str(wav), "--checkpoint", str(checkpoint),
+         "--out", str(tmp_path / "grid.png"), "--max-frames", "12"],
+        capture_output=True, text=True, timeout=600,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    width, height = Image.open(tmp_path / "grid.png").size
+    assert (width, height) == (10 * 48, 2 * 64)  # 12 frames of 64 x 48, ten a row

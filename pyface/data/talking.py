@@ -41,14 +41,32 @@ def speech_envelope(batch_size: int, frames: int, generator: torch.Generator) ->
     return torch.sigmoid(4 * wave - 0.5)
 
 
+def speech_waveform(envelope: Tensor, generator: torch.Generator, fps: float = 25.0,
+                    sample_rate: int = 16000) -> Tensor:
+    """(N, T) envelopes -> (N, T * sample_rate / fps) waveforms: a voiced sound (a few
+    harmonics of a pitch drawn per speaker, 100-220 Hz) whose loudness follows the envelope,
+    plus faint noise."""
+    n, frames = envelope.shape
+    samples = int(frames * sample_rate / fps)
+    t = torch.arange(samples, dtype=torch.float64) / sample_rate
+    pitch = 100 + 120 * torch.rand(n, 1, 1, generator=generator, dtype=torch.float64)
+    harmonics = torch.arange(1, 6, dtype=torch.float64).view(1, -1, 1)
+    voice = (torch.sin(2 * torch.pi * pitch * harmonics * t) / harmonics).sum(1).float()
+    loudness = torch.nn.functional.interpolate(envelope.unsqueeze(1), size=samples, mode="linear",
+                                               align_corners=False).squeeze(1)
+    return 0.3 * loudness * voice + 0.003 * torch.randn(n, samples, generator=generator)
+
+
 def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Generator, audio_dim: int = 16,
-                           size: int = 64, render: bool = False, device=None) -> dict[str, Tensor]:
+                           size: int = 64, render: bool = False, waveform: bool = False, frame_size=None,
+                           device=None) -> dict[str, Tensor]:
     """Talking faces whose mouth opening follows a speech envelope, which blink once a second
     and sway their heads slowly, with matching audio-like
     features: {"audio": (N, T, audio_dim) band energies driven by the envelope, each speaker
     with their own band gains, plus noise; "envelope": (N, T); "landmarks": (N, T, 9, 2);
     "motion": (N, T, 9, 2) the landmarks less the first frame's; with render, "frames":
-    (N, T, 3, size, size) and "parsing": (N, T, size, size)}."""
+    (N, T, 3, size, size) (or frame_size = (H, W)) and "parsing"; with waveform, "waveform":
+    (N, T * 640) speech-like audio at 16 kHz whose loudness follows the envelope (25 fps)}."""
     n = batch_size
     envelope = speech_envelope(n, frames, generator)
     gains = 0.5 + torch.rand(n, 1, audio_dim, generator=generator)
@@ -65,7 +83,10 @@ def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Genera
     landmarks = face_landmarks(params).view(n, frames, -1, 2)
     out = {"audio": audio, "envelope": envelope, "landmarks": landmarks, "motion": landmarks - landmarks[:, :1]}
     if render:
-        drawn = draw_faces(params, (size, size))
-        out["frames"] = drawn["image"].view(n, frames, 3, size, size)
-        out["parsing"] = drawn["parsing"].view(n, frames, size, size)
+        h, w = frame_size or (size, size)
+        drawn = draw_faces(params, (h, w))
+        out["frames"] = drawn["image"].view(n, frames, 3, h, w)
+        out["parsing"] = drawn["parsing"].view(n, frames, h, w)
+    if waveform:
+        out["waveform"] = speech_waveform(envelope, generator)
     return {name: value.to(device) for name, value in out.items()}

@@ -3,6 +3,7 @@ from pyface.models.atvgnet import ATNet, LandmarkPCA, RegressionDiscriminator, V
 from pyface.models.audio_motion import AudioMotionGenerator, manifold_projection
 from pyface.models.facial_map import render_facial_map
 from pyface.models.glamor import GLAMORNet
+from pyface.models.speech_gan import FrameDiscriminator, SequenceDiscriminator, SpeechDrivenGenerator
 from pyface.models.style_aware import (
     KeypointExtractor,
     PoseExpressionNet,
@@ -14,7 +15,8 @@ from pyface.models.style_aware import (
 from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
 
 __all__ = [
-    "ATNet", "AudioMotionGenerator", "LandmarkPCA", "RegressionDiscriminator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
+    "ATNet", "AudioMotionGenerator", "FrameDiscriminator", "LandmarkPCA", "RegressionDiscriminator",
+    "SequenceDiscriminator", "SpeechDrivenGenerator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
     "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor",
     "render_facial_map", "select_style_references",
 ]
