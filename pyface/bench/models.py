@@ -28,6 +28,7 @@ class ModelCase:
     build: Callable[[str], nn.Module]  # backend -> model
     make_batch: Callable[[int, torch.device], dict]
     loss: Callable[[nn.Module, dict], torch.Tensor]
+    main_input: str  # the batch entry whose shape the report shows
     note: str = ""
 
     def batch_for(self, device: torch.device, quick: bool) -> int:
@@ -45,6 +46,7 @@ def _glamor_case() -> ModelCase:
         build=lambda backend: GLAMORNet(backend=backend),
         make_batch=lambda n, device: emotion_batch(n, torch.Generator().manual_seed(0), device),
         loss=lambda model, batch: F.cross_entropy(model(batch["face"], batch["context"]), batch["label"]),
+        main_input="face",
         note="face 96x96, context 112x112, Adam",
     )
 
@@ -64,12 +66,74 @@ def _style_mapping_case() -> ModelCase:
         build=lambda backend: StyleMapping(backend=backend),
         make_batch=lambda n, device: style_pair_batch(n, torch.Generator().manual_seed(0), 64, device),
         loss=loss,
+        main_input="neutral",
         note="64x64 images, K = 15, feature volume 16x8x16x16, Adam",
     )
 
 
+class _WithLoss(nn.Module):
+    """A generator and the pyface loss it trains with, as one module (the loss on `backend`)."""
+
+    def __init__(self, model: nn.Module, criterion: nn.Module):
+        super().__init__()
+        self.model, self.criterion = model, criterion
+
+
+def _talking_batch(n: int, device: torch.device, frame_size) -> dict:
+    from pyface import audio
+    from pyface.data import talking_sequence_batch
+
+    batch = talking_sequence_batch(n, 8, torch.Generator().manual_seed(0), render=True, waveform=True,
+                                   frame_size=frame_size)
+    batch["windows"] = torch.stack([audio.waveform_windows(w, 16000, fps=25)[:8] for w in batch["waveform"]])
+    return {name: value.to(device) for name, value in batch.items()}
+
+
+def _vgnet_case() -> ModelCase:
+    from pyface.models import VGNet
+    from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS
+    from pyface.nn import DynamicPixelWiseLoss
+
+    def loss(module, batch):
+        real, landmarks = batch["frames"], batch["landmarks"]
+        out = module.model(real[:, 0], landmarks[:, 0], landmarks)
+        return module.criterion(out["frames"], real, out["attention"])
+
+    return ModelCase(
+        name="ATVGnet-VGNet",
+        batch=16,
+        cpu_batch=4,
+        build=lambda backend: _WithLoss(VGNet(DRAWN_FACE_CONNECTIONS, width=16), DynamicPixelWiseLoss(backend=backend)),
+        make_batch=lambda n, device: _talking_batch(n, device, (64, 64)),
+        loss=loss,
+        main_input="frames",
+        note="8 frames of 64x64, dynamic pixel-wise loss, Adam",
+    )
+
+
+def _speech_gan_case() -> ModelCase:
+    from pyface.models import SpeechDrivenGenerator
+    from pyface.nn import LowerFaceL1Loss
+
+    def loss(module, batch):
+        real = batch["frames"]
+        noise = torch.zeros(real.shape[0], real.shape[1], module.model.noise_dim, device=real.device)
+        return module.criterion(module.model(real[:, 0], batch["windows"], noise), real)
+
+    return ModelCase(
+        name="SpeechGAN-generator",
+        batch=16,
+        cpu_batch=4,
+        build=lambda backend: _WithLoss(SpeechDrivenGenerator((64, 48), width=16), LowerFaceL1Loss(backend=backend)),
+        make_batch=lambda n, device: _talking_batch(n, device, (64, 48)),
+        loss=loss,
+        main_input="frames",
+        note="8 frames of 64x48, lower-face L1, Adam",
+    )
+
+
 def model_cases() -> list[ModelCase]:
-    return [_glamor_case(), _style_mapping_case()]
+    return [_glamor_case(), _style_mapping_case(), _vgnet_case(), _speech_gan_case()]
 
 
 def _model(case: ModelCase, backend: str, device: torch.device) -> nn.Module:
@@ -113,7 +177,7 @@ def run_model_case(case: ModelCase, device: torch.device, quick: bool, progress=
         q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
         peak = peak_bytes(step, device)
         rows.append(Row(
-            op="model", case=case.name, shape=tuple(batch[next(iter(batch))].shape), batch_scaled=False,
+            op="model", case=case.name, shape=tuple(batch[case.main_input].shape), batch_scaled=False,
             dtype="float32", mode="train step", impl="eager" if backend == "reference" else f"pyface[{backend}]",
             median_ms=statistics.median(times), q1_ms=q1, q3_ms=q3,
             peak_mb=None if peak is None else peak / 2**20, max_rel_error=error,
