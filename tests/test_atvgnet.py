@@ -86,3 +86,19 @@ def test_bad_inputs():
         vg(torch.zeros(1, 3, 30, 30), torch.zeros(1, 9, 2), torch.zeros(1, 2, 9, 2))
     with pytest.raises(ValueError, match="frames must be \\(N, T, 3, H, W\\)"):
         RegressionDiscriminator(4)(torch.zeros(2, 3, 32, 32))
+
+
+@pytest.mark.skipif(not __import__("pyface")._extension.loaded(), reason="compiled extension not built")
+def test_fused_loss_matches_reference_backend():
+    torch.manual_seed(0)
+    batch = sequences(2, 3, size=32)
+    net = VGNet(DRAWN_FACE_CONNECTIONS, width=8).double()
+    results = []
+    for backend in ("cpu", "reference"):
+        out = net(batch["frames"][:, 0].double(), batch["landmarks"][:, 0].double(), batch["landmarks"].double())
+        loss = DynamicPixelWiseLoss(beta=0.5, backend=backend)(out["frames"], batch["frames"].double(), out["attention"])
+        results.append((loss, torch.autograd.grad(loss, list(net.parameters()))))
+    (got, got_grads), (want, want_grads) = results
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)

@@ -56,3 +56,20 @@ def test_bad_inputs():
         SpeechDrivenGenerator((30, 24), blocks=3)
     with pytest.raises(ValueError, match="must share N and T"):
         SequenceDiscriminator(width=8)(torch.rand(1, 4, 3, 32, 24), torch.randn(1, 3, 3200))
+
+
+@pytest.mark.skipif(not __import__("pyface")._extension.loaded(), reason="compiled extension not built")
+def test_fused_loss_matches_reference_backend():
+    torch.manual_seed(0)
+    b = batch(2, 3)
+    generator = SpeechDrivenGenerator((32, 24), width=8, blocks=3).double()
+    noise = torch.zeros(2, 3, generator.noise_dim, dtype=torch.float64)
+    results = []
+    for backend in ("cpu", "reference"):
+        fake = generator(b["frames"][:, 0].double(), b["windows"].double(), noise)
+        loss = LowerFaceL1Loss(backend=backend)(fake, b["frames"].double())
+        results.append((loss, torch.autograd.grad(loss, list(generator.parameters()))))
+    (got, got_grads), (want, want_grads) = results
+    torch.testing.assert_close(got, want, rtol=1e-12, atol=0)
+    for g, w in zip(got_grads, want_grads):
+        torch.testing.assert_close(g, w, rtol=1e-9, atol=1e-12)
