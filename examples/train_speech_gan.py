@@ -36,9 +36,8 @@ def main():
     lower_face = LowerFaceL1Loss()  # pyface's fused L1 on the lower half of the face
     data = torch.Generator().manual_seed(0)
     for step in range(1, args.steps + 1):
-        batch = talking_sequence_batch(args.batch_size, 8, data, render=True, waveform=True, frame_size=size)
-        windows = torch.stack([audio.waveform_windows(w, 16000, fps=25)[:8] for w in batch["waveform"]])
-        real, still = batch["frames"], batch["frames"][:, 0]
+        batch = talking_sequence_batch(args.batch_size, 8, data, render=True, frame_size=size, features=("windows",))
+        real, still, windows = batch["frames"], batch["frames"][:, 0], batch["windows"]
 
         fake = generator(still, windows)
         g_loss = 400 * lower_face(fake, real) + adversarial(frame_disc(fake, still), True) + \

@@ -19,7 +19,6 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
-from pyface import audio
 from pyface.data import emotion_batch, style_pair_batch, talking_sequence_batch
 from pyface.models import (
     ATNet, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator, SequenceDiscriminator,
@@ -86,12 +85,10 @@ def _adversarial(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(scores, torch.full_like(scores, 1.0 if real else 0.0))
 
 
-def _talking_batches(device, frames: int, frame_size):
+def _talking_batches(device, frames: int, frame_size, feature: str):
     def batches(generator, n):
-        batch = talking_sequence_batch(n, frames, generator, render=True, waveform=True, frame_size=frame_size)
-        batch["mfcc"] = torch.stack([audio.mfcc_windows(w, 16000, fps=25)[:frames] for w in batch["waveform"]])
-        batch["windows"] = torch.stack([audio.waveform_windows(w, 16000, fps=25)[:frames] for w in batch["waveform"]])
-        return {name: value.to(device) for name, value in batch.items()}
+        return talking_sequence_batch(n, frames, generator, render=True, frame_size=frame_size, features=(feature,),
+                                      device=device)
 
     return batches
 
@@ -121,14 +118,16 @@ def _atvgnet(backend, device, lr, frames: int = 8, frame_size=(64, 64)):
             optimizers[name].step()
         real_score, real_coefficients = disc(real)
         fake_score, _ = disc(out["frames"].detach())
-        d_loss = _adversarial(real_score, True) + _adversarial(fake_score, False) + F.mse_loss(real_coefficients, target)
+        d_loss = (_adversarial(real_score, True) + _adversarial(fake_score, False) +
+                  F.mse_loss(real_coefficients, target))
         optimizers["disc"].zero_grad(set_to_none=True)
         d_loss.backward()
         optimizers["disc"].step()
         return {"generator": at_loss.item() + vg_loss.item(), "landmarks": at_loss.item(), "frames": vg_loss.item(),
                 "discriminator": d_loss.item()}
 
-    return Trainer({"at": at, "vg": vg, "disc": disc}, optimizers, _talking_batches(device, frames, frame_size), step)
+    return Trainer({"at": at, "vg": vg, "disc": disc}, optimizers,
+                   _talking_batches(device, frames, frame_size, "mfcc"), step)
 
 
 def _speech_gan(backend, device, lr, frames: int = 8, frame_size=(64, 48)):
@@ -160,7 +159,7 @@ def _speech_gan(backend, device, lr, frames: int = 8, frame_size=(64, 48)):
         return {"generator": g_loss.item(), "discriminators": d_loss.item()}
 
     return Trainer({"generator": generator, "frame_disc": frame_disc, "sequence_disc": sequence_disc}, optimizers,
-                   _talking_batches(device, frames, frame_size), step)
+                   _talking_batches(device, frames, frame_size, "windows"), step)
 
 
 _BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping, "atvgnet": _atvgnet,

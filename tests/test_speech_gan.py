@@ -2,17 +2,14 @@
 import pytest
 import torch
 
-from pyface import audio
 from pyface.data import talking_sequence_batch
 from pyface.models import FrameDiscriminator, SequenceDiscriminator, SpeechDrivenGenerator
 from pyface.nn import LowerFaceL1Loss
 
 
 def batch(n=2, frames=5):
-    b = talking_sequence_batch(n, frames, torch.Generator().manual_seed(0), render=True, waveform=True,
-                               frame_size=(32, 24))
-    b["windows"] = torch.stack([audio.waveform_windows(w, 16000, fps=25)[:frames] for w in b["waveform"]])
-    return b
+    return talking_sequence_batch(n, frames, torch.Generator().manual_seed(0), render=True, frame_size=(32, 24),
+                                  features=("windows",))
 
 
 def test_shapes_through_time():

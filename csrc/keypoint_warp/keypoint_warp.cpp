@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "keypoint_warp/scatter_sums.h"
+#include "keypoint_warp/warp_host.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -20,58 +20,27 @@ namespace {
 
 constexpr const char* kOp = "keypoint_warp";
 
-struct Prepared {
-  at::Tensor feature, kp_source, kp_driving, mask, jacobian;
-  Problem pb{};
+// The shared inputs, and the mask (kept alive), which sets the output grid.
+struct Prepared : PreparedKeypoints {
+  at::Tensor mask;
 };
 
 Prepared prepare(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
                  const at::Tensor& mask, const std::optional<at::Tensor>& jacobian, bool mask_logits,
                  bool align_corners, int64_t padding) {
-  const int64_t dims = feature.dim() - 2;
-  TORCH_CHECK_VALUE(dims == 2 || dims == 3, kOp, ": feature must be (N, C, H, W) or (N, C, D, H, W)");
-  TORCH_CHECK_VALUE(kp_source.dim() == 3 && kp_source.size(0) == feature.size(0) && kp_source.size(2) == dims &&
-                        kp_driving.sizes() == kp_source.sizes(),
-                    kOp, ": kp_source and kp_driving must be (N, K, d)");
-  const int64_t K = kp_source.size(1);
-  TORCH_CHECK_VALUE(mask.dim() == dims + 2 && mask.size(0) == feature.size(0) && mask.size(1) == K + 1, kOp,
-                    ": mask must be (N, K+1, *S_out)");
-  TORCH_CHECK_VALUE(!jacobian.has_value() || (jacobian->dim() == 4 && jacobian->size(0) == feature.size(0) &&
-                                              jacobian->size(1) == K && jacobian->size(2) == dims &&
-                                              jacobian->size(3) == dims),
-                    kOp, ": jacobian must be (N, K, d, d)");
-  TORCH_CHECK_VALUE(padding == kZeros || padding == kBorder, kOp, ": bad padding code ", padding);
-  for (const at::Tensor* t : {&kp_source, &kp_driving, &mask})
-    TORCH_CHECK_TYPE(t->scalar_type() == feature.scalar_type(), kOp, ": all float inputs must share feature's dtype");
   Prepared p;
-  p.feature = feature.contiguous();
-  p.kp_source = kp_source.contiguous();
-  p.kp_driving = kp_driving.contiguous();
+  static_cast<PreparedKeypoints&>(p) =
+      prepare_keypoints(kOp, feature, kp_source, kp_driving, jacobian, align_corners, padding);
+  const int64_t dims = p.pb.dims;
+  TORCH_CHECK_VALUE(mask.dim() == dims + 2 && mask.size(0) == feature.size(0) && mask.size(1) == p.pb.K + 1, kOp,
+                    ": mask must be (N, K+1, *S_out)");
+  TORCH_CHECK_TYPE(mask.scalar_type() == feature.scalar_type(), kOp, ": all float inputs must share feature's dtype");
   p.mask = mask.contiguous();
-  if (jacobian.has_value()) {
-    TORCH_CHECK_TYPE(jacobian->scalar_type() == feature.scalar_type(), kOp, ": jacobian must have feature's dtype");
-    p.jacobian = jacobian->contiguous();
-  }
-  const bool volume = dims == 3;
-  p.pb = Problem{scalar_kind(feature, kOp, "feature"),
-                 feature.size(0),
-                 feature.size(1),
-                 K,
-                 dims,
-                 volume ? feature.size(2) : 1,
-                 feature.size(dims),
-                 feature.size(dims + 1),
-                 volume ? mask.size(2) : 1,
-                 mask.size(dims),
-                 mask.size(dims + 1),
-                 p.feature.const_data_ptr(),
-                 p.kp_source.const_data_ptr(),
-                 p.kp_driving.const_data_ptr(),
-                 p.mask.const_data_ptr(),
-                 p.jacobian.defined() ? p.jacobian.const_data_ptr() : nullptr,
-                 mask_logits,
-                 align_corners,
-                 padding};
+  p.pb.D_out = dims == 3 ? mask.size(2) : 1;
+  p.pb.H_out = mask.size(dims);
+  p.pb.W_out = mask.size(dims + 1);
+  p.pb.mask = p.mask.const_data_ptr();
+  p.pb.mask_logits = mask_logits;
   return p;
 }
 
@@ -145,9 +114,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
   }
 #ifdef PYFACE_WITH_CUDA
-  const int64_t dims = p.pb.dims, positions = deformation.numel() / (p.pb.N * dims);
   at::Tensor position_grads = at::empty(deformation.sizes(), acc_options);
-  at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
+  at::Tensor partials = keypoint_partials(p.pb, acc_options);
   const ScatterSums sums(feature, go, feature_grad, deterministic);
   backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, sums.view(),
                 position_grads.data_ptr(), partials.data_ptr(), feature.get_device());

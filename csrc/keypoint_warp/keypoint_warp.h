@@ -1,6 +1,8 @@
 // Keypoint-driven feature warping (SPEC section 3): what the host code hands to each kernel.
 #pragma once
 
+#include <c10/macros/Macros.h>
+
 #include <cstdint>
 
 #include "dispatch.h"
@@ -27,6 +29,9 @@ struct Problem {
   const void* jacobian;
   bool mask_logits, align_corners;
   int64_t padding;
+
+  C10_HOST_DEVICE int64_t in_size() const { return D_in * H_in * W_in; }
+  C10_HOST_DEVICE int64_t out_size() const { return D_out * H_out * W_out; }
 };
 
 // Backward inputs and outputs. grad_deformation (N, S_out, dims) is in the accumulation

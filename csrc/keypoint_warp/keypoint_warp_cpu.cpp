@@ -47,7 +47,7 @@ inline double vector_exp(double x) { return std::exp(x); }
 // s0 + j: the mask, or its softmax over the motions, vectorised over the positions.
 template <typename scalar_t, typename acc_t>
 void block_weights(const Problem& pb, int64_t n, int64_t s0, int64_t len, acc_t* weights) {
-  const int64_t S = out_size(pb);
+  const int64_t S = pb.out_size();
   const scalar_t* mask = static_cast<const scalar_t*>(pb.mask) + n * (pb.K + 1) * S + s0;
   for (int64_t k = 0; k <= pb.K; ++k) {
     acc_t* w = weights + k * kBlock;
@@ -100,7 +100,7 @@ void deformation_block(const Problem& pb, int64_t n, const acc_t* weights, const
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock;
+  const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
@@ -117,7 +117,7 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
         for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
       stencils->build(pb, pos.data(), len, false);
       for (int64_t c = 0; c < pb.C; ++c)
-        stencils->gather(feature + (n * pb.C + c) * in_size(pb), output + (n * pb.C + c) * S + s0, len);
+        stencils->gather(feature + (n * pb.C + c) * pb.in_size(), output + (n * pb.C + c) * S + s0, len);
     }
   });
 }
@@ -135,7 +135,7 @@ int64_t partial_width(const Problem& pb) { return pb.K * (2 * pb.dims + pb.dims 
 template <int DIMS, typename scalar_t, typename acc_t>
 void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
                            std::vector<acc_t>& partials) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
+  const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   const auto* grad_deformation = static_cast<const acc_t*>(grads.grad_deformation);
@@ -151,7 +151,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
       // d loss / d deformation, summed over the channels
       std::fill(g.begin(), g.end(), acc_t(0));
       for (int64_t c = 0; c < pb.C; ++c)
-        stencils->accumulate_position_grad(feature + (n * pb.C + c) * in_size(pb),
+        stencils->accumulate_position_grad(feature + (n * pb.C + c) * pb.in_size(),
                                            grad_output + (n * pb.C + c) * S + s0, g.data(), len);
       for (int a = 0; a < DIMS; ++a)
 #pragma omp simd
@@ -219,12 +219,12 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const Grads& grads) {
-  const int64_t S = out_size(pb), blocks = (pb.C + kLanes - 1) / kLanes;
+  const int64_t S = pb.out_size(), blocks = (pb.C + kLanes - 1) / kLanes;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
-    std::vector<acc_t> sums(in_size(pb) * kLanes), pos(3 * kBlock), go_t(kBlock * kLanes);
+    std::vector<acc_t> sums(pb.in_size() * kLanes), pos(3 * kBlock), go_t(kBlock * kLanes);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
       std::fill(sums.begin(), sums.end(), acc_t(0));
@@ -235,14 +235,14 @@ void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const G
         channel_last_block(grad_output + (n * pb.C + c0) * S + s0, S, width, len, go_t.data());
         stencils->scatter(go_t.data(), sums.data(), len);
       }
-      store_channel_first(sums.data(), in_size(pb), width, grad_feature + (n * pb.C + c0) * in_size(pb));
+      store_channel_first(sums.data(), pb.in_size(), width, grad_feature + (n * pb.C + c0) * pb.in_size());
     }
   });
 }
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads) {
-  const int64_t S = out_size(pb), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = DIMS;
+  const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = DIMS;
   std::vector<acc_t> partials(pb.N * blocks * width);
   motion_backward_tasks<DIMS, scalar_t, acc_t>(pb, deformation, motion_weights, grads, partials);
   // the tasks' keypoint and jacobian sums, added in task order

@@ -21,8 +21,6 @@ namespace {
 constexpr int64_t kBlock = 128;  // positions per block
 constexpr int64_t kLanes = 8;    // channels per d/d feature scatter, kept channel-last
 
-inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
-inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
 
 // The identity grid at output positions s0 .. s0 + len: z[a * kBlock + j], a = x, y, z.
 template <typename acc_t>

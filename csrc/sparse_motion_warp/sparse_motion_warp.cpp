@@ -12,7 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "keypoint_warp/scatter_sums.h"
+#include "keypoint_warp/warp_host.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -20,54 +20,14 @@ namespace {
 
 constexpr const char* kOp = "sparse_motion_warp";
 
-struct Prepared {
-  at::Tensor feature, kp_source, kp_driving, jacobian;
-  Problem pb{};
-};
-
-Prepared prepare(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
-                 const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
-  const int64_t dims = feature.dim() - 2;
-  TORCH_CHECK_VALUE(dims == 2 || dims == 3, kOp, ": feature must be (N, C, H, W) or (N, C, D, H, W)");
-  TORCH_CHECK_VALUE(kp_source.dim() == 3 && kp_source.size(0) == feature.size(0) && kp_source.size(2) == dims &&
-                        kp_driving.sizes() == kp_source.sizes(),
-                    kOp, ": kp_source and kp_driving must be (N, K, d)");
-  const int64_t K = kp_source.size(1);
-  TORCH_CHECK_VALUE(!jacobian.has_value() || jacobian->sizes() == at::IntArrayRef({feature.size(0), K, dims, dims}),
-                    kOp, ": jacobian must be (N, K, d, d)");
-  TORCH_CHECK_VALUE(padding == kZeros || padding == kBorder, kOp, ": bad padding code ", padding);
-  for (const at::Tensor* t : {&kp_source, &kp_driving})
-    TORCH_CHECK_TYPE(t->scalar_type() == feature.scalar_type(), kOp, ": all float inputs must share feature's dtype");
-  Prepared p;
-  p.feature = feature.contiguous();
-  p.kp_source = kp_source.contiguous();
-  p.kp_driving = kp_driving.contiguous();
-  if (jacobian.has_value()) {
-    TORCH_CHECK_TYPE(jacobian->scalar_type() == feature.scalar_type(), kOp, ": jacobian must have feature's dtype");
-    p.jacobian = jacobian->contiguous();
-  }
-  const int64_t D = dims == 3 ? feature.size(2) : 1, H = feature.size(dims), W = feature.size(dims + 1);
-  p.pb = Problem{scalar_kind(feature, kOp, "feature"),
-                 feature.size(0),
-                 feature.size(1),
-                 K,
-                 dims,
-                 D, H, W,
-                 D, H, W,
-                 p.feature.const_data_ptr(),
-                 p.kp_source.const_data_ptr(),
-                 p.kp_driving.const_data_ptr(),
-                 nullptr,
-                 p.jacobian.defined() ? p.jacobian.const_data_ptr() : nullptr,
-                 false,
-                 align_corners,
-                 padding};
-  return p;
+PreparedKeypoints prepare(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
+                          const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
+  return prepare_keypoints(kOp, feature, kp_source, kp_driving, jacobian, align_corners, padding);
 }
 
 at::Tensor forward(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
                    const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
-  const Prepared p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
+  const PreparedKeypoints p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
   std::vector<int64_t> shape{p.pb.N, p.pb.K + 1, p.pb.C};
   for (int64_t d = 2; d < feature.dim(); ++d) shape.push_back(feature.size(d));
   at::Tensor output = at::empty(shape, feature.options());
@@ -88,7 +48,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const at::Tensor& feature, const at::Tensor& kp_source,
     const at::Tensor& kp_driving, const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding,
     bool feature_grad, bool deterministic) {
-  const Prepared p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
+  const PreparedKeypoints p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
   const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
   TORCH_CHECK_VALUE(go.dim() == feature.dim() + 1 && go.size(0) == p.pb.N && go.size(1) == p.pb.K + 1 &&
                         go.sizes().slice(2) == feature.sizes().slice(1),
@@ -113,9 +73,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     return {grad_feature, grad_source, grad_driving, grad_jacobian};
   }
 #ifdef PYFACE_WITH_CUDA
-  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
-  const int64_t dims = p.pb.dims, positions = feature.numel() / (p.pb.N * p.pb.C);
-  at::Tensor partials = at::empty({p.pb.N * p.pb.K * keypoint_chunks(positions) * (dims + dims * dims)}, acc_options);
+  at::Tensor partials = keypoint_partials(p.pb, feature.options().dtype(accumulate_type(feature.scalar_type())));
   // every motion's samples reach plane (n, c)
   const ScatterSums sums(feature, go.transpose(1, 2), feature_grad, deterministic);
   sparse_backward_cuda(p.pb, grads, sums.view(), partials.data_ptr(), feature.get_device());

@@ -38,7 +38,7 @@ void motion_block(const Problem& pb, int64_t n, int64_t slot, const acc_t* z, in
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void forward_tasks(const Problem& pb, scalar_t* output) {
-  const int64_t S = in_size(pb), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
+  const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * slots * blocks, 1, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
@@ -61,7 +61,7 @@ constexpr int64_t partial_width(int64_t dims) { return dims + dims * dims; }
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<acc_t>& partials) {
-  const int64_t S = in_size(pb), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
+  const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   at::parallel_for(0, pb.N * pb.K * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -97,7 +97,7 @@ void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void feature_backward_tasks(const Problem& pb, const Grads& grads) {
-  const int64_t S = in_size(pb), blocks = (pb.C + kLanes - 1) / kLanes, slots = pb.K + 1;
+  const int64_t S = pb.in_size(), blocks = (pb.C + kLanes - 1) / kLanes, slots = pb.K + 1;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
@@ -123,7 +123,7 @@ void feature_backward_tasks(const Problem& pb, const Grads& grads) {
 
 template <int DIMS, typename scalar_t, typename acc_t>
 void backward_all(const Problem& pb, const Grads& grads) {
-  const int64_t S = in_size(pb), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
+  const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   std::vector<acc_t> partials(pb.N * pb.K * blocks * width);
   keypoint_backward_tasks<DIMS, scalar_t, acc_t>(pb, grads, partials);
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);

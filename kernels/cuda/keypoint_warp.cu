@@ -27,7 +27,7 @@ int64_t grid_for(int64_t total) { return std::min<int64_t>((total + kThreads - 1
 template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 forward_kernel(Problem pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
-  const int64_t S = out_size(pb), total = pb.N * S, slots = pb.K + 1;
+  const int64_t S = pb.out_size(), total = pb.N * S, slots = pb.K + 1;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
     const int64_t n = i / S, s = i % S;
     const scalar_t* mask = static_cast<const scalar_t*>(pb.mask) + n * slots * S + s;
@@ -65,7 +65,7 @@ template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 position_backward_kernel(Problem pb, const acc_t* deformation, const acc_t* motion_weights, Grads grads,
                          FeatureScatter scatter, acc_t* position_grads) {
-  const int64_t S = out_size(pb), total = pb.N * S, slots = pb.K + 1;
+  const int64_t S = pb.out_size(), total = pb.N * S, slots = pb.K + 1;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   const auto* grad_deformation = static_cast<const acc_t*>(grads.grad_deformation);
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
@@ -112,7 +112,7 @@ template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 keypoint_backward_kernel(Problem pb, const acc_t* motion_weights, const acc_t* position_grads, int64_t chunks,
                          acc_t* partials) {
-  const int64_t S = out_size(pb), chunk = blockIdx.x % chunks, nk = blockIdx.x / chunks;
+  const int64_t S = pb.out_size(), chunk = blockIdx.x % chunks, nk = blockIdx.x / chunks;
   const int64_t n = nk / pb.K, k = nk % pb.K, chunk_size = (S + chunks - 1) / chunks;
   const int64_t begin = chunk * chunk_size, end = min(S, begin + chunk_size);
   const auto* driving = static_cast<const scalar_t*>(pb.kp_driving) + nk * DIMS;
@@ -140,7 +140,7 @@ void forward_cuda(const Problem& pb, void* output, void* deformation, void* moti
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     with_dims(pb, [&](auto dims) {
-      forward_kernel<decltype(dims)::value, scalar_t, acc_t><<<grid_for(pb.N * out_size(pb)), kThreads, 0, stream>>>(
+      forward_kernel<decltype(dims)::value, scalar_t, acc_t><<<grid_for(pb.N * pb.out_size()), kThreads, 0, stream>>>(
           pb, static_cast<scalar_t*>(output), static_cast<acc_t*>(deformation), static_cast<acc_t*>(motion_weights));
       C10_CUDA_KERNEL_LAUNCH_CHECK();
     });
@@ -151,7 +151,7 @@ void backward_cuda(const Problem& pb, const void* deformation, const void* motio
                    const FeatureScatter& scatter, void* position_grads, void* partials, int device) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t S = out_size(pb), chunks = keypoint_chunks(S);
+  const int64_t S = pb.out_size(), chunks = keypoint_chunks(S);
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);

@@ -15,9 +15,6 @@
 namespace pyface::kpw {
 namespace {
 
-__host__ __device__ inline int64_t out_size(const Problem& pb) { return pb.D_out * pb.H_out * pb.W_out; }
-__host__ __device__ inline int64_t in_size(const Problem& pb) { return pb.D_in * pb.H_in * pb.W_in; }
-
 template <typename acc_t>
 __device__ void identity_point(const Problem& pb, int64_t s, acc_t z[3]) {
   z[0] = grid_coordinate<acc_t>(s % pb.W_out, pb.W_out);
@@ -124,9 +121,9 @@ void with_dims(const Problem& pb, Fn&& fn) {
 template <int DIMS, typename scalar_t, typename acc_t>
 __device__ void gather_channels(const Problem& pb, const Stencil<DIMS, acc_t>& st, int64_t n, scalar_t* out,
                                 int64_t out_stride) {
-  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
+  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * pb.in_size();
   for (int64_t c = 0; c < pb.C; ++c) {
-    const scalar_t* plane = feature + c * in_size(pb);
+    const scalar_t* plane = feature + c * pb.in_size();
     acc_t sum = 0;
 #pragma unroll
     for (int o = 0; o < st.corners; ++o)
@@ -141,17 +138,17 @@ __device__ void gather_channels(const Problem& pb, const Stencil<DIMS, acc_t>& s
 template <int DIMS, typename scalar_t, typename acc_t>
 __device__ void backward_channels(const Problem& pb, const Stencil<DIMS, acc_t>& st, int64_t n, const scalar_t* go,
                                   int64_t go_stride, const FeatureScatter& scatter, acc_t grad[3]) {
-  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * in_size(pb);
+  const auto* feature = static_cast<const scalar_t*>(pb.feature) + n * pb.C * pb.in_size();
   for (int a = 0; a < 3; ++a) grad[a] = 0;
   for (int64_t c = 0; c < pb.C; ++c) {
     const acc_t g = acc_t(go[c * go_stride]);
-    const scalar_t* plane = feature + c * in_size(pb);
+    const scalar_t* plane = feature + c * pb.in_size();
 #pragma unroll
     for (int o = 0; o < st.corners; ++o) {
       if (!st.inside[o]) continue;
       const acc_t v = g * acc_t(plane[st.offset[o]]);
       for (int a = 0; a < DIMS; ++a) grad[a] += v * st.dweight[o][a];
-      if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, in_size(pb), st.offset[o], st.weight[o] * g);
+      if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, pb.in_size(), st.offset[o], st.weight[o] * g);
     }
   }
 }

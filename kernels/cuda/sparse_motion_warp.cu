@@ -38,7 +38,7 @@ __device__ __forceinline__ void motion_at(const Problem& pb, int64_t n, int64_t 
 
 template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads) forward_kernel(Problem pb, scalar_t* output) {
-  const int64_t S = in_size(pb), slots = pb.K + 1, total = pb.N * slots * S;
+  const int64_t S = pb.in_size(), slots = pb.K + 1, total = pb.N * slots * S;
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
     const int64_t ns = i / S, n = ns / slots, slot = ns % slots, s = i % S;
     acc_t position[3], rel[3];
@@ -53,7 +53,7 @@ __global__ void __launch_bounds__(kThreads) forward_kernel(Problem pb, scalar_t*
 template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 backward_kernel(Problem pb, Grads grads, FeatureScatter scatter, int64_t chunks, acc_t* partials) {
-  const int64_t S = in_size(pb), slots = pb.K + 1, chunk = blockIdx.x % chunks, ns = blockIdx.x / chunks;
+  const int64_t S = pb.in_size(), slots = pb.K + 1, chunk = blockIdx.x % chunks, ns = blockIdx.x / chunks;
   const int64_t n = ns / slots, slot = ns % slots, chunk_size = (S + chunks - 1) / chunks;
   const int64_t begin = chunk * chunk_size, end = min(S, begin + chunk_size);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output) + ns * pb.C * S;
@@ -80,7 +80,7 @@ backward_kernel(Problem pb, Grads grads, FeatureScatter scatter, int64_t chunks,
 void sparse_forward_cuda(const Problem& pb, void* output, int device) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t total = pb.N * (pb.K + 1) * in_size(pb);
+  const int64_t total = pb.N * (pb.K + 1) * pb.in_size();
   const int64_t blocks = std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20);
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
@@ -97,7 +97,7 @@ void sparse_backward_cuda(const Problem& pb, const Grads& grads, const FeatureSc
                           int device) {
   c10::cuda::CUDAGuard guard(static_cast<c10::DeviceIndex>(device));
   const cudaStream_t stream = c10::cuda::getCurrentCUDAStream();
-  const int64_t chunks = keypoint_chunks(in_size(pb));
+  const int64_t chunks = keypoint_chunks(pb.in_size());
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);

@@ -51,26 +51,6 @@ def _glamor_case() -> ModelCase:
     )
 
 
-def _style_mapping_case() -> ModelCase:
-    from pyface.data import style_pair_batch
-    from pyface.models import StyleMapping, StyleMappingLoss
-
-    def loss(model, batch):
-        criterion = StyleMappingLoss(backend=model.dense_motion.backend)
-        return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
-
-    return ModelCase(
-        name="StyleMapping",
-        batch=32,
-        cpu_batch=8,
-        build=lambda backend: StyleMapping(backend=backend),
-        make_batch=lambda n, device: style_pair_batch(n, torch.Generator().manual_seed(0), 64, device),
-        loss=loss,
-        main_input="neutral",
-        note="64x64 images, K = 15, feature volume 16x8x16x16, Adam",
-    )
-
-
 class _WithLoss(nn.Module):
     """A generator and the pyface loss it trains with, as one module (the loss on `backend`)."""
 
@@ -79,14 +59,31 @@ class _WithLoss(nn.Module):
         self.model, self.criterion = model, criterion
 
 
+def _style_mapping_case() -> ModelCase:
+    from pyface.data import style_pair_batch
+    from pyface.models import StyleMapping, StyleMappingLoss
+
+    def loss(module, batch):
+        isp = module.model(batch["neutral"], batch["reference"])["image"]
+        return module.criterion(isp, batch["reference"], batch["parsing"])
+
+    return ModelCase(
+        name="StyleMapping",
+        batch=32,
+        cpu_batch=8,
+        build=lambda backend: _WithLoss(StyleMapping(backend=backend), StyleMappingLoss(backend=backend)),
+        make_batch=lambda n, device: style_pair_batch(n, torch.Generator().manual_seed(0), 64, device),
+        loss=loss,
+        main_input="neutral",
+        note="64x64 images, K = 15, feature volume 16x8x16x16, Adam",
+    )
+
+
 def _talking_batch(n: int, device: torch.device, frame_size) -> dict:
-    from pyface import audio
     from pyface.data import talking_sequence_batch
 
-    batch = talking_sequence_batch(n, 8, torch.Generator().manual_seed(0), render=True, waveform=True,
-                                   frame_size=frame_size)
-    batch["windows"] = torch.stack([audio.waveform_windows(w, 16000, fps=25)[:8] for w in batch["waveform"]])
-    return {name: value.to(device) for name, value in batch.items()}
+    return talking_sequence_batch(n, 8, torch.Generator().manual_seed(0), render=True, frame_size=frame_size,
+                                  features=("windows",), device=device)
 
 
 def _vgnet_case() -> ModelCase:

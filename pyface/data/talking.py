@@ -9,6 +9,7 @@ from dataclasses import replace
 import torch
 from torch import Tensor
 
+from pyface import audio
 from pyface.data.faces import draw_faces, face_landmarks, random_parameters
 
 
@@ -59,18 +60,21 @@ def speech_waveform(envelope: Tensor, generator: torch.Generator, fps: float = 2
 
 def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Generator, audio_dim: int = 16,
                            size: int = 64, render: bool = False, waveform: bool = False, frame_size=None,
-                           device=None) -> dict[str, Tensor]:
+                           features: tuple[str, ...] = (), device=None) -> dict[str, Tensor]:
     """Talking faces whose mouth opening follows a speech envelope, which blink once a second
     and sway their heads slowly, with matching audio-like
     features: {"audio": (N, T, audio_dim) band energies driven by the envelope, each speaker
     with their own band gains, plus noise; "envelope": (N, T); "landmarks": (N, T, 9, 2);
     "motion": (N, T, 9, 2) the landmarks less the first frame's; with render, "frames":
     (N, T, 3, size, size) (or frame_size = (H, W)) and "parsing"; with waveform, "waveform":
-    (N, T * 640) speech-like audio at 16 kHz whose loudness follows the envelope (25 fps)}."""
+    (N, T * 640) speech-like audio at 16 kHz whose loudness follows the envelope (25 fps);
+    features names the model inputs computed from that waveform (it implies waveform),
+    aligned to the frames by pyface.audio: "mfcc" (N, T, 28, 12), ATVGnet's windows, and
+    "windows" (N, T, 3200), the temporal GAN's raw 0.2 s windows}."""
     n = batch_size
     envelope = speech_envelope(n, frames, generator)
     gains = 0.5 + torch.rand(n, 1, audio_dim, generator=generator)
-    audio = gains * envelope.unsqueeze(-1) + 0.05 * torch.randn(n, frames, audio_dim, generator=generator)
+    band_energies = gains * envelope.unsqueeze(-1) + 0.05 * torch.randn(n, frames, audio_dim, generator=generator)
     identity = random_parameters(n, generator)
     per_frame = {name: getattr(identity, name).repeat_interleave(frames, dim=0)
                  for name in ("center_x", "center_y", "scale", "roll", "yaw", "smile", "eye_open", "brow_tilt",
@@ -81,12 +85,17 @@ def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Genera
     per_frame["eye_open"] = per_frame["eye_open"] * (~blink).float().flatten().clamp_min(0.1)
     params = replace(identity, **per_frame, mouth_open=envelope.flatten())
     landmarks = face_landmarks(params).view(n, frames, -1, 2)
-    out = {"audio": audio, "envelope": envelope, "landmarks": landmarks, "motion": landmarks - landmarks[:, :1]}
+    out = {"audio": band_energies, "envelope": envelope, "landmarks": landmarks, "motion": landmarks - landmarks[:, :1]}
     if render:
         h, w = frame_size or (size, size)
         drawn = draw_faces(params, (h, w))
         out["frames"] = drawn["image"].view(n, frames, 3, h, w)
         out["parsing"] = drawn["parsing"].view(n, frames, h, w)
-    if waveform:
+    if waveform or features:
         out["waveform"] = speech_waveform(envelope, generator)
+    per_clip = {"mfcc": audio.mfcc_windows, "windows": audio.waveform_windows}
+    for name in features:
+        if name not in per_clip:
+            raise ValueError(f"talking_sequence_batch: unknown feature {name!r}; expected some of {tuple(per_clip)}")
+        out[name] = torch.stack([per_clip[name](clip, 16000, fps=25)[:frames] for clip in out["waveform"]])
     return {name: value.to(device) for name, value in out.items()}

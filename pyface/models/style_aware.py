@@ -22,6 +22,8 @@ from pyface.nn import DenseMotion, StyleAwarePhotometricLoss
 from pyface.nn.motion import _Hourglass
 from pyface.reference.keypoint_heatmaps import make_coordinate_grid
 
+ANGLES = ("yaw", "pitch", "roll")  # PoseExpressionNet's head-pose outputs, in rotation_matrix's order
+
 
 def _check_images(owner: str, **images: Tensor) -> None:
     shapes = set()
@@ -76,7 +78,7 @@ class PoseExpressionNet(nn.Module):
         widths = [width * 2**i for i in range(blocks)]
         self.encoder = nn.Sequential(*[_down(c_in, c_out) for c_in, c_out in zip([3, *widths], widths)])
         features = widths[-1]
-        self.angles = nn.ModuleDict({name: nn.Linear(features, geometry.POSE_BINS) for name in ("yaw", "pitch", "roll")})
+        self.angles = nn.ModuleDict({name: nn.Linear(features, geometry.POSE_BINS) for name in ANGLES})
         self.translation = nn.Linear(features, 3)
         self.expression = nn.Linear(features, num_keypoints * 3)
 
@@ -91,7 +93,7 @@ class PoseExpressionNet(nn.Module):
     @staticmethod
     def keypoints(canonical: Tensor, pose: dict[str, Tensor]) -> Tensor:
         """C_k = c_k R + eps_k + tau from canonical keypoints and this net's output."""
-        rotation = geometry.rotation_matrix(*(geometry.bins_to_degrees(pose[name]) for name in ("yaw", "pitch", "roll")))
+        rotation = geometry.rotation_matrix(*(geometry.bins_to_degrees(pose[name]) for name in ANGLES))
         return geometry.transform_keypoints(canonical, rotation, pose["translation"], pose["expression"])
 
 
@@ -125,7 +127,8 @@ class StyleMapping(nn.Module):
     def forward(self, neutral: Tensor, reference: Tensor) -> dict[str, Tensor]:
         _check_images("StyleMapping", neutral=neutral, reference=reference)
         if neutral.shape[2] % 4 or neutral.shape[3] % 4:
-            raise ValueError(f"StyleMapping: image height and width must be multiples of 4, got {tuple(neutral.shape[2:])}")
+            raise ValueError(
+                f"StyleMapping: image height and width must be multiples of 4, got {tuple(neutral.shape[2:])}")
         n, _, h, w = neutral.shape
         volume = self.appearance(neutral).view(n, self.feature_channels, self.depth, h // 4, w // 4)
         canonical = self.keypoint_extractor(neutral)
@@ -187,14 +190,10 @@ class StyleAwareGeneratorLoss(nn.Module):
         return F.l1_loss(frame, target) + self.photometric_weight * self.photometric(frame, matched_pattern, parsing)
 
 
-class StyleMappingLoss(nn.Module):
-    """Reconstruction of the reference: L1 over the image plus the style-aware photometric
-    loss (mouth and lips 5, eyes 3, skin 1) on the reference's face parsing."""
-
-    def __init__(self, photometric_weight: float = 1.0, backend: Optional[str] = None):
-        super().__init__()
-        self.photometric = StyleAwarePhotometricLoss(backend=backend)
-        self.photometric_weight = photometric_weight
+class StyleMappingLoss(StyleAwareGeneratorLoss):
+    """Reconstruction of the reference: the generator's objective with the reference as both
+    the target and the style pattern (L1 plus the style-aware photometric loss on the
+    reference's face parsing)."""
 
     def forward(self, isp: Tensor, reference: Tensor, parsing: Tensor) -> Tensor:
-        return F.l1_loss(isp, reference) + self.photometric_weight * self.photometric(isp, reference, parsing)
+        return super().forward(isp, reference, reference, parsing)

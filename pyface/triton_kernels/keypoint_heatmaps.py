@@ -92,6 +92,7 @@ def _backward_kernel(driving_ptr, source_ptr, grad_ptr, grad_driving_ptr, grad_s
 
 
 def _volume(spatial_size):
+    """(D, H, W) of a 2-D (H, W) or 3-D spatial size, D = 1 in 2-D."""
     return (1, *spatial_size) if len(spatial_size) == 2 else tuple(spatial_size)
 
 

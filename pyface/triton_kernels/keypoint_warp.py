@@ -15,7 +15,7 @@ from pyface.triton_kernels._warp_sampling import (
     PARTIAL_WIDTH, ScatterSums, backward_channels, gather_channels, keypoint_grads, keypoint_motion, stencil,
     store_keypoint_sums,
 )
-from pyface.triton_kernels.keypoint_heatmaps import _grid_point
+from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
 
 BLOCK = 128
 
@@ -133,10 +133,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
 
 
 def _sizes(feature, mask):
-    dims = feature.dim() - 2
-    size_in = tuple(feature.shape[2:]) if dims == 3 else (1, *feature.shape[2:])
-    size_out = tuple(mask.shape[2:]) if dims == 3 else (1, *mask.shape[2:])
-    return dims, size_in, size_out
+    return feature.dim() - 2, _volume(feature.shape[2:]), _volume(mask.shape[2:])
 
 
 def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding):

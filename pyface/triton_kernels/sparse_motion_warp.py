@@ -13,7 +13,7 @@ from pyface.triton_kernels._warp_sampling import (
     PARTIAL_WIDTH, ScatterSums, backward_channels, gather_channels, keypoint_grads, keypoint_motion, stencil,
     store_keypoint_sums,
 )
-from pyface.triton_kernels.keypoint_heatmaps import _grid_point
+from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
 
 BLOCK = 128
 
@@ -71,14 +71,10 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, grad_out_ptr
         store_keypoint_sums(out, gx, gy, gz, rx, ry, rz)
 
 
-def _volume(feature):
-    return tuple(feature.shape[2:]) if feature.dim() == 5 else (1, *feature.shape[2:])
-
-
 def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding):
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
-    D, H, W = _volume(feature)
+    D, H, W = _volume(feature.shape[2:])
     output = feature.new_empty((n, k + 1, c, *feature.shape[2:]))
     if output.numel() == 0:
         return output
@@ -95,7 +91,7 @@ def backward(grad_output, feature, kp_source, kp_driving, jacobian, align_corner
              deterministic):
     n, c = feature.shape[:2]
     k, dims = kp_source.shape[1], feature.dim() - 2
-    D, H, W = _volume(feature)
+    D, H, W = _volume(feature.shape[2:])
     if feature.numel() == 0:  # nothing is sampled: every gradient is zero
         jac = torch.zeros_like(jacobian) if jacobian is not None else feature.new_empty((0,))
         grad_feature = torch.zeros_like(feature) if feature_grad else feature.new_empty((0,))
