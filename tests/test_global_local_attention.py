@@ -80,6 +80,21 @@ def test_non_contiguous_inputs(backend, layout):
     check_against_reference(tensors, backend, torch.float32)
 
 
+@pytest.mark.filterwarnings("ignore:TF32 acceleration")  # torch.backends.mkldnn.flags sets every flag
+@pytest.mark.parametrize("onednn", [True, False])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_cpu_products_with_and_without_onednn(onednn, channels_last):
+    """The CPU host runs its large float32 products on oneDNN unless torch's mkldnn backend is
+    off (then at::mm); both give the reference's answers, and d/d context the context's layout."""
+    tensors = make((6, 7), context_dim=19, hidden=24)
+    if channels_last:
+        tensors["context"] = tensors["context"].to(memory_format=torch.channels_last)
+    with torch.backends.mkldnn.flags(enabled=onednn):
+        check_against_reference(tensors, "cpu", torch.float32)
+        _, grads = outputs_and_grads(global_local_attention, tensors, backend="cpu")
+    assert grads["context"].stride() == tensors["context"].stride()
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_stable_for_huge_scores(backend):
     tensors = make((5, 5), context_dim=8, device=device_of(backend))
@@ -104,18 +119,22 @@ def test_bias_after_the_score_net_has_no_effect(backend):
 
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("batchnorm", [False, True])
-def test_opcheck(backend, batchnorm):
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_opcheck(backend, batchnorm, channels_last):
     device = device_of(backend)
     suffix = "_triton" if backend == "triton" else ""
     forward = getattr(torch.ops.pyface, f"global_local_attention_forward{suffix}").default
     backward = getattr(torch.ops.pyface, f"global_local_attention_backward{suffix}").default
     t = make((3, 5), n=2, context_dim=7, hidden=9, batchnorm=batchnorm, device=device)
-    args = [t["face"], t["context"].flatten(2), t["w1"], t["b1"], t["w2"], t["b2"], t.get("hidden_scale"), t.get("hidden_shift")]
+    cells = t["context"].flatten(2)
+    if channels_last:
+        cells = cells.transpose(1, 2).contiguous().transpose(1, 2)
+    args = [t["face"], cells, t["w1"], t["b1"], t["w2"], t["b2"], t.get("hidden_scale"), t.get("hidden_shift")]
     torch.library.opcheck(forward, tuple(a if a is None else a.clone().requires_grad_() for a in args))
-    pooled, attention, projection, face_term, cell_rows = forward(*args)
+    pooled, attention, projection, face_term = forward(*args)
     for grad_attention in (None, torch.rand_like(attention)):
         torch.library.opcheck(backward, (torch.rand_like(pooled), grad_attention, args[0], args[1], args[2], args[4],
-                                         args[6], args[7], attention, projection, face_term, cell_rows))
+                                         args[6], args[7], attention, projection, face_term))
 
 
 def test_gradcheck():

@@ -2,10 +2,12 @@
 // split at column Df: the face half is one (N, Df) x (Df, Hd) product for the batch, the
 // cell half one product over all N * P cells, so the (N, P, Df + Dc) concatenation is
 // never built. The score-net kernels, the softmax and the pooling run on the projection.
+// The large products go through mm_nt (matmul.h), oneDNN's on CPU.
 // Argument errors a user can make are reported in Python
 // (pyface/ops/global_local_attention.py); the checks here guard the op.
 #include "global_local_attention/global_local_attention.h"
 
+#include <ATen/ops/addcmul.h>
 #include <ATen/ops/addmm.h>
 #include <ATen/ops/cat.h>
 #include <ATen/ops/empty.h>
@@ -17,6 +19,7 @@
 
 #include "softmax_pool/softmax_pool_ops.h"
 #include "cpu_isa.h"
+#include "matmul.h"
 #include "tensor_kind.h"
 
 namespace pyface::gla {
@@ -47,24 +50,23 @@ ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tens
                   bn ? hidden_shift.const_data_ptr() : nullptr};
 }
 
-// The cells as the rows of an (N * P, Dc) matrix, for the GEMMs over all cells at once: a
-// view of a channels-last context, a transposed copy of a channels-first one. The forward
-// hands its copy to the backward (reading the context once less); an empty tensor stands
-// for the view, which an op may not return.
+// The cells as the rows of an (N * P, Dc) matrix, for the forward's product over all cells:
+// a view of a channels-last context, a transposed copy of a channels-first one.
 at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
   return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
 }
 
-at::Tensor copy_or_empty(const at::Tensor& rows, const spool::PreparedValues& cells) {
-  const bool is_view = cells.tensor.transpose(1, 2).is_contiguous();  // channels-last, or P or Dc is 1
-  return is_view ? at::empty({0}, rows.options()) : rows;
+// The cells as the columns of a (Dc, N * P) matrix, for the backward's products: a copy in
+// either layout (of runs of P values for a channels-first context).
+at::Tensor cell_columns(const spool::PreparedValues& cells, const Layer1& l) {
+  return cells.tensor.permute({1, 0, 2}).reshape({l.Dc, l.N * l.P});
 }
 
 at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->contiguous() : at::Tensor();
 }
 
-std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
+std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
     const at::Tensor& face, const at::Tensor& context, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, const std::optional<at::Tensor>& hidden_scale,
     const std::optional<at::Tensor>& hidden_shift) {
@@ -74,8 +76,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());              // (N, Hd)
-  const at::Tensor rows = cell_rows(cells, l);
-  const at::Tensor projection = at::mm(rows, l.w1_cell.t()).view({l.N, l.P, l.Hd});
+  const at::Tensor projection = mm_nt(cell_rows(cells, l), l.w1_cell).view({l.N, l.P, l.Hd});
   const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                    shift = contiguous_or_undefined(hidden_shift);
   at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
@@ -93,14 +94,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   }
   at::Tensor attention = spool::softmax(scores);
   at::Tensor pooled = spool::pool(cells, attention);
-  return {pooled, attention, projection, face_term, copy_or_empty(rows, cells)};
+  return {pooled, attention, projection, face_term};
 }
 
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention, const at::Tensor& face,
     const at::Tensor& context, const at::Tensor& w1, const at::Tensor& w2, const std::optional<at::Tensor>& hidden_scale,
     const std::optional<at::Tensor>& hidden_shift, const at::Tensor& attention, const at::Tensor& projection,
-    const at::Tensor& face_term, const at::Tensor& rows_copy) {
+    const at::Tensor& face_term) {
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   TORCH_CHECK_VALUE(projection.is_contiguous() && projection.dim() == 3 && projection.size(0) == l.N &&
@@ -110,8 +111,8 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto options = face.options();
   const auto acc_options = options.dtype(accumulate_type(face.scalar_type()));
 
-  // the pooling half: d/d context from the pooled sum, and d/d score
-  auto [grad_scores, grad_cells] = spool::pool_backward(cells, attention, grad_pooled, grad_attention, true);
+  // the pooling half: d/d score (its part of d/d context is added below)
+  const at::Tensor grad_scores = std::get<0>(spool::pool_backward(cells, attention, grad_pooled, grad_attention, false));
 
   // the score net: d/d projection (cell-major) and per-sample sums for the small parameters
   at::Tensor grad_projection = at::empty({l.N * l.P, l.Hd}, options);
@@ -147,12 +148,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
   const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
   const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
-  const at::Tensor rows = rows_copy.numel() > 0 ? rows_copy : cell_rows(cells, l);
-  const at::Tensor grad_w1_cell = at::mm(grad_projection.t(), rows);
-  if (cells.v.channels_last) {  // the pooled-sum part is in place: add the GEMM onto it
-    grad_cells.transpose(1, 2).view({l.N * l.P, l.Dc}).addmm_(grad_projection, l.w1_cell);
+  const at::Tensor grad_w1_cell = mm_nt(grad_projection.t(), cell_columns(cells, l));
+  // d/d context: the first layer's product plus the pooled sum's attention (x) grad_pooled,
+  // the product laid out as the context is so that the sum runs over contiguous rows
+  const at::Tensor attention_s = attention.unsqueeze(1), grad_pooled_s = grad_pooled.unsqueeze(2);
+  at::Tensor grad_cells;
+  if (cells.v.channels_last) {
+    grad_cells = mm_nt(grad_projection, l.w1_cell.t()).view({l.N, l.P, l.Dc}).transpose(1, 2);
+    grad_cells.addcmul_(attention_s, grad_pooled_s);
   } else {
-    grad_cells.add_(at::mm(grad_projection, l.w1_cell).view({l.N, l.P, l.Dc}).transpose(1, 2));
+    const at::Tensor product = mm_nt(l.w1_cell.t(), grad_projection).view({l.Dc, l.N, l.P}).permute({1, 0, 2});
+    grad_cells = at::empty({l.N, l.Dc, l.P}, options);
+    at::addcmul_out(grad_cells, product, attention_s, grad_pooled_s);
   }
   return {grad_face,
           grad_cells,
@@ -168,11 +175,11 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 TORCH_LIBRARY_FRAGMENT(pyface, m) {
   m.def(
       "global_local_attention_forward(Tensor face, Tensor context, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
-      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor)");
   m.def(
       "global_local_attention_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor face, Tensor context, "
       "Tensor w1, Tensor w2, Tensor? hidden_scale, Tensor? hidden_shift, Tensor attention, Tensor projection, "
-      "Tensor face_term, Tensor cell_rows) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
+      "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
 TORCH_LIBRARY_IMPL(pyface, CPU, m) {

@@ -4,8 +4,8 @@ registrations (fake implementation and autograd) and the choice of backend.
 No backend builds the (N, P, Df + Dc) concatenation the reference builds: the first layer
 of the score net is split at column Df into a face product (once per sample) and a cell
 product (one GEMM over all N * P cells), and fused kernels do the activations, the score, the softmax
-and the pooling. The forward keeps the cell projection (N, P, Hd), the face term (N, Hd)
-and, for a channels-first context, its copy as rows (N * P, Dc) for the backward. b2
+and the pooling. The forward keeps the cell projection (N, P, Hd) and the face term (N, Hd)
+for the backward. b2
 shifts every score of a sample equally, so no output depends on it and its gradient is
 exactly zero."""
 from __future__ import annotations
@@ -66,7 +66,7 @@ def global_local_attention(
 def _triton_forward(
     face: Tensor, context: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
     hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor],
-) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels
 
     return kernels.forward(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift)
@@ -76,12 +76,12 @@ def _triton_forward(
 def _triton_backward(
     grad_pooled: Tensor, grad_attention: Optional[Tensor], face: Tensor, context: Tensor, w1: Tensor, w2: Tensor,
     hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor], attention: Tensor, projection: Tensor,
-    face_term: Tensor, cell_rows: Tensor,
+    face_term: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels
 
     return kernels.backward(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift,
-                            attention, projection, face_term, cell_rows)
+                            attention, projection, face_term)
 
 
 # --- what every backend's ops share: shapes for tracing, and the backward -------------------
@@ -91,13 +91,11 @@ def _forward_fake(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift):
     N, Dc, P = context.shape
     Hd = w1.shape[0]
     attention = face.new_empty((N, P), dtype=accumulation_dtype(face.dtype))
-    rows_are_a_view = context.transpose(1, 2).is_contiguous()
-    rows_copy = face.new_empty((0,) if rows_are_a_view else (N * P, Dc))
-    return face.new_empty((N, Dc)), attention, face.new_empty((N, P, Hd)), face.new_empty((N, Hd)), rows_copy
+    return face.new_empty((N, Dc)), attention, face.new_empty((N, P, Hd)), face.new_empty((N, Hd))
 
 
 def _backward_fake(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift, attention,
-                   projection, face_term, cell_rows):
+                   projection, face_term):
     Hd = w1.shape[0]
     folded = face.new_empty((Hd,) if hidden_scale is not None else (0,))
     return (face.new_empty(face.shape), torch.empty_like(context), w1.new_empty(w1.shape), face.new_empty((Hd,)),
@@ -107,24 +105,23 @@ def _backward_fake(grad_pooled, grad_attention, face, context, w1, w2, hidden_sc
 def _make_setup_context(backward_op):
     def setup_context(ctx, inputs, output):
         face, context, w1, b1, w2, b2, hidden_scale, hidden_shift = inputs
-        _, attention, projection, face_term, cell_rows = output
-        ctx.mark_non_differentiable(projection, face_term, cell_rows)
+        _, attention, projection, face_term = output
+        ctx.mark_non_differentiable(projection, face_term)
         ctx.set_materialize_grads(False)  # no zero gradients for the outputs kept for backward
         ctx.backward_op, ctx.b2_like = backward_op, (b2.shape, b2.dtype, b2.device)
-        ctx.save_for_backward(face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term,
-                              cell_rows)
+        ctx.save_for_backward(face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term)
 
     return setup_context
 
 
-def _backward(ctx, grad_pooled, grad_attention, _projection, _face_term, _cell_rows):
-    face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term, cell_rows = ctx.saved_tensors
+def _backward(ctx, grad_pooled, grad_attention, _projection, _face_term):
+    face, context, w1, w2, hidden_scale, hidden_shift, attention, projection, face_term = ctx.saved_tensors
     if grad_pooled is None and grad_attention is None:  # neither output took part in the loss
         return (None,) * 8
     if grad_pooled is None:
         grad_pooled = face.new_zeros((face.shape[0], context.shape[1]))
     grads = ctx.backward_op(grad_pooled, grad_attention, face, context, w1, w2, hidden_scale, hidden_shift,
-                            attention, projection, face_term, cell_rows)
+                            attention, projection, face_term)
     grad_face, grad_context, grad_w1, grad_b1, grad_w2, grad_scale, grad_shift = grads
     needs = ctx.needs_input_grad
     b2_shape, b2_dtype, b2_device = ctx.b2_like

@@ -95,8 +95,7 @@ def _first_layer(face, w1):
 
 
 def _cell_rows(cells):
-    """The cells as rows of an (N * P, Dc) matrix: a view when channels-last, else a copy
-    (which the forward hands to the backward; an empty tensor stands for the view)."""
+    """The cells as rows of an (N * P, Dc) matrix: a view when channels-last, else a copy."""
     N, Dc, P = cells.shape
     return cells.transpose(1, 2).reshape(N * P, Dc)
 
@@ -107,14 +106,12 @@ def _is_channels_last(cells):
 
 def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
     """cells: the context as (N, Dc, P), channels-first or channels-last dense.
-    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd),
-    and the copy of the cells as rows (empty when they are a view)."""
+    -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd)."""
     N, _, P = cells.shape
     Hd = w1.shape[0]
     w1_face, w1_cell = _first_layer(face, w1)
     face_term = torch.addmm(b1, face, w1_face.t())
-    rows = _cell_rows(cells)
-    projection = (rows @ w1_cell.t()).view(N, P, Hd)
+    projection = (_cell_rows(cells) @ w1_cell.t()).view(N, P, Hd)
     scores = torch.empty((N, P), device=face.device, dtype=accumulation_dtype(face.dtype))
     if scores.numel():
         batchnorm = hidden_scale is not None
@@ -124,12 +121,11 @@ def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
             scores, Hd, P, BATCHNORM=batchnorm, BLOCK_H=BLOCK_H, BLOCK_P=BLOCK_P,
         )
     attention = pooling.softmax(scores)
-    rows_copy = face.new_empty((0,)) if cells.transpose(1, 2).is_contiguous() else rows  # not a view
-    return pooling.pool(cells, attention), attention, projection, face_term, rows_copy
+    return pooling.pool(cells, attention), attention, projection, face_term
 
 
 def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hidden_shift, attention, projection,
-             face_term, rows_copy):
+             face_term):
     """-> grads of face, context (cells' layout), w1, b1, w2, hidden_scale, hidden_shift (empty without them)."""
     N, Dc, P = cells.shape
     Hd = projection.shape[2]
@@ -148,8 +144,7 @@ def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hid
         )
     grad_face_term = sums["face_term"].to(face.dtype)
     w1_face, w1_cell = _first_layer(face, w1)
-    rows = rows_copy if rows_copy.numel() else _cell_rows(cells)
-    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.t() @ rows], dim=1)
+    grad_w1 = torch.cat([grad_face_term.t() @ face, grad_projection.t() @ _cell_rows(cells)], dim=1)
     if _is_channels_last(cells):  # add the GEMM in place
         grad_cells.transpose(1, 2).view(N * P, Dc).addmm_(grad_projection, w1_cell)
     else:

@@ -1,0 +1,38 @@
+#include "matmul.h"
+
+#include <ATen/Context.h>
+#include <ATen/core/dispatch/Dispatcher.h>
+#include <ATen/core/stack.h>
+#include <ATen/ops/mm.h>
+
+#include <optional>
+
+namespace pyface {
+namespace {
+
+// The oneDNN linear op, or none when this torch was built without it.
+const std::optional<c10::OperatorHandle>& onednn_linear() {
+  static const std::optional<c10::OperatorHandle> op =
+      c10::Dispatcher::singleton().findOp({"mkldnn::_linear_pointwise", ""});
+  return op;
+}
+
+bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
+  return a.is_cpu() && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.numel() > 0 &&
+         b.numel() > 0 && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && onednn_linear().has_value();
+}
+
+}  // namespace
+
+at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b) {
+  TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "mm_nt: a (M, K) and b (N, K)");
+  if (!use_onednn(a, b)) return at::mm(a, b.t());
+  // a linear layer without bias or activation: input a, weight b; both must be dense (a
+  // strided weight takes a path thousands of times slower)
+  torch::jit::Stack stack{a.contiguous(), b.contiguous(), c10::IValue(), c10::IValue("none"),
+                          c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue("")};
+  onednn_linear()->callBoxed(stack);
+  return stack[0].toTensor();
+}
+
+}  // namespace pyface
