@@ -53,7 +53,10 @@ ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tens
 // The cells as the rows of an (N * P, Dc) matrix, for the forward's product over all cells:
 // a view of a channels-last context, a transposed copy of a channels-first one.
 at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
-  return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
+  if (cells.v.channels_last || !cells.tensor.is_cpu()) return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
+  at::Tensor rows = at::empty({l.N * l.P, l.Dc}, cells.tensor.options());
+  PYFACE_CPU_CALL(cells_to_rows_cpu)(cells.v.scalar, cells.tensor.const_data_ptr(), rows.data_ptr(), l.N, l.Dc, l.P);
+  return rows;
 }
 
 // The cells as the columns of a (Dc, N * P) matrix, for the backward's products: a copy in
@@ -114,8 +117,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // the pooling half: d/d score (its part of d/d context is added below)
   const at::Tensor grad_scores = std::get<0>(spool::pool_backward(cells, attention, grad_pooled, grad_attention, false));
 
-  // the score net: d/d projection (cell-major) and per-sample sums for the small parameters
+  // the score net: d/d projection (cell-major, and on CPU hidden-major as well for oneDNN's
+  // product over the cells) and per-sample sums for the small parameters
   at::Tensor grad_projection = at::empty({l.N * l.P, l.Hd}, options);
+  const at::Tensor grad_projection_by_unit = face.is_cpu() ? at::empty({l.Hd, l.N * l.P}, options) : grad_projection.t();
   at::Tensor grad_face_term = at::empty({l.N, l.Hd}, acc_options), grad_w2 = at::empty({l.N, l.Hd}, acc_options);
   at::Tensor grad_scale = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
   at::Tensor grad_shift = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
@@ -123,8 +128,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                      shift = contiguous_or_undefined(hidden_shift), face_term_c = face_term.contiguous();
     const ScoreNet net = score_net(l, projection, face_term_c, w2c, scale, shift);
-    const ScoreNetGrads grads{grad_projection.data_ptr(), grad_face_term.data_ptr(), grad_w2.data_ptr(),
-                              bn ? grad_scale.data_ptr() : nullptr, bn ? grad_shift.data_ptr() : nullptr};
+    const ScoreNetGrads grads{grad_projection.data_ptr(), face.is_cpu() ? grad_projection_by_unit.data_ptr() : nullptr,
+                              grad_face_term.data_ptr(), grad_w2.data_ptr(), bn ? grad_scale.data_ptr() : nullptr,
+                              bn ? grad_shift.data_ptr() : nullptr};
     if (face.is_cpu()) {
       PYFACE_CPU_CALL(scores_backward_cpu)(net, grad_scores.const_data_ptr(), grads);
     } else {
@@ -148,7 +154,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
   const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
   const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
-  const at::Tensor grad_w1_cell = mm_nt(grad_projection.t(), cell_columns(cells, l));
+  const at::Tensor grad_w1_cell = mm_nt(grad_projection_by_unit, cell_columns(cells, l));
   // d/d context: the first layer's product plus the pooled sum's attention (x) grad_pooled,
   // the product laid out as the context is so that the sum runs over contiguous rows
   const at::Tensor attention_s = attention.unsqueeze(1), grad_pooled_s = grad_pooled.unsqueeze(2);

@@ -34,8 +34,11 @@ struct ScoreNet {
 // grad_projection (N, P, Hd) in the inputs' dtype, cell-major like the projection, and
 // per-sample sums over the cells (N, Hd) in the accumulation dtype for face_term, w2,
 // hidden_scale and hidden_shift (the last two null without the BatchNorm).
+// grad_projection_by_unit (Hd, N * P): the same values hidden-major, for the product that sums
+// over the cells (CPU kernels only; null to skip).
 struct ScoreNetGrads {
   void* grad_projection;
+  void* grad_projection_by_unit;
   void* grad_face_term;
   void* grad_w2;
   void* grad_hidden_scale;
@@ -43,10 +46,12 @@ struct ScoreNetGrads {
 };
 
 // CPU kernels (global_local_attention_cpu.cpp), one copy per instruction set (cpu_isa.h);
-// scores (N, P) are in the accumulation dtype.
-#define PYFACE_GLA_CPU_KERNELS                          \
-  void scores_cpu(const ScoreNet& net, void* scores); \
-  void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
+// scores (N, P) are in the accumulation dtype. cells_to_rows_cpu copies a channels-first
+// context (N, C, P) to rows (N * P, C).
+#define PYFACE_GLA_CPU_KERNELS                                                                           \
+  void scores_cpu(const ScoreNet& net, void* scores);                                                  \
+  void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads); \
+  void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P);
 namespace baseline {
 PYFACE_GLA_CPU_KERNELS
 }

@@ -4,7 +4,6 @@ start from the same weights, and their loss and gradients are checked against ea
 before anything is timed."""
 from __future__ import annotations
 
-import statistics
 from dataclasses import dataclass
 from typing import Callable
 
@@ -14,7 +13,7 @@ from torch import nn
 
 import pyface
 from pyface.bench.memory import peak_bytes
-from pyface.bench.runner import Row, time_ms
+from pyface.bench.runner import Row, quartiles, time_side_by_side
 
 # relative error allowed between the fused and the reference model's loss and gradients
 TOLERANCE = {torch.float32: 1e-3}
@@ -148,12 +147,23 @@ def _rel_error(got: torch.Tensor, want: torch.Tensor, floor: float = 1e-30) -> f
     return ((got.double() - want.double()).norm() / want.double().norm().clamp_min(floor)).item()
 
 
+def _train_step(case: ModelCase, model: torch.nn.Module, batch: dict) -> Callable[[], None]:
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
+
+    def step():
+        optimizer.zero_grad(set_to_none=True)
+        case.loss(model, batch).backward()
+        optimizer.step()
+
+    return step
+
+
 def run_model_case(case: ModelCase, device: torch.device, quick: bool, progress=None) -> list[Row]:
     batch = case.make_batch(case.batch_for(device, quick), device)
     backends = ["reference"] + [b for b in pyface.backends().get(device.type, [])
                                 if b != "reference" and not (b == "triton" and device.type == "cpu")]
     want_loss, want_grads = _loss_and_grads(case, _model(case, "reference", device), batch)
-    rows = []
+    steps, errors = {}, {}
     for backend in backends:
         model = _model(case, backend, device)
         loss, grads = _loss_and_grads(case, model, batch)
@@ -163,21 +173,17 @@ def run_model_case(case: ModelCase, device: torch.device, quick: bool, progress=
         if error > TOLERANCE[torch.float32]:
             raise AssertionError(f"{case.name} on backend {backend}: loss/gradients differ from the reference "
                                  f"backend's by {error:.2e} (relative)")
-        optimizer = torch.optim.Adam(model.parameters(), lr=1e-4)
-
-        def step():
-            optimizer.zero_grad(set_to_none=True)
-            case.loss(model, batch).backward()
-            optimizer.step()
-
-        times = time_ms(step, device, quick)
-        q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
+        steps[backend], errors[backend] = _train_step(case, model, batch), error
+    times = time_side_by_side(steps, device, quick)
+    rows = []
+    for backend, step in steps.items():
+        q1, median, q3 = quartiles(times[backend])
         peak = peak_bytes(step, device)
         rows.append(Row(
             op="model", case=case.name, shape=tuple(batch[case.main_input].shape), batch_scaled=False,
             dtype="float32", mode="train step", impl="eager" if backend == "reference" else f"pyface[{backend}]",
-            median_ms=statistics.median(times), q1_ms=q1, q3_ms=q3,
-            peak_mb=None if peak is None else peak / 2**20, max_rel_error=error,
+            median_ms=median, q1_ms=q1, q3_ms=q3,
+            peak_mb=None if peak is None else peak / 2**20, max_rel_error=errors[backend],
         ))
         if progress is not None:
             progress.update(1)

@@ -49,27 +49,45 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def time_ms(fn: Callable[[], object], device: torch.device, quick: bool) -> list[float]:
-    """Per-call times in ms after warm-up: at least 10 calls, more while under the time budget."""
-    for _ in range(2 if quick else 5):
+def _time_call_ms(fn: Callable[[], object], device: torch.device) -> float:
+    if device.type == "cuda":
+        begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+        begin.record()
         fn()
+        end.record()
+        end.synchronize()
+        return begin.elapsed_time(end)
+    t0 = time.perf_counter()
+    fn()
+    return (time.perf_counter() - t0) * 1e3
+
+
+def time_side_by_side(steps: dict[str, Callable[[], object]], device: torch.device, quick: bool) -> dict[str, list[float]]:
+    """Per-call times in ms of each step after warm-up, taken in turns (one call of each per
+    round), so that a slow spell of a shared machine weighs on every implementation alike: at
+    least 10 rounds, more while under a time budget of a second per step."""
+    for fn in steps.values():
+        for _ in range(2 if quick else 5):
+            fn()
     _sync(device)
-    budget_s, min_reps, max_reps = (0.2, 5, 20) if quick else (1.0, 10, 200)
-    times: list[float] = []
+    budget_s, min_rounds, max_rounds = (0.2, 5, 20) if quick else (1.0, 10, 200)
+    budget_s *= len(steps)
+    times: dict[str, list[float]] = {name: [] for name in steps}
     start = time.perf_counter()
-    while len(times) < min_reps or (len(times) < max_reps and time.perf_counter() - start < budget_s):
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            fn()
-            end.record()
-            end.synchronize()
-            times.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            fn()
-            times.append((time.perf_counter() - t0) * 1e3)
+    rounds = 0
+    while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() - start < budget_s):
+        for name, fn in steps.items():
+            times[name].append(_time_call_ms(fn, device))
+        rounds += 1
     return times
+
+
+def quartiles(times: list[float]) -> tuple[float, float, float]:
+    """(first quartile, median, third quartile) of per-call times."""
+    if len(times) == 1:
+        return (times[0],) * 3
+    q1, median, q3 = statistics.quantiles(times, n=4)
+    return q1, median, q3
 
 
 def copy_bandwidth_gbps(device: torch.device, quick: bool) -> float:
@@ -77,7 +95,7 @@ def copy_bandwidth_gbps(device: torch.device, quick: bool) -> float:
     numel = (2**24 if quick else 2**26) if device.type == "cpu" else 2**28
     src = torch.rand(numel, device=device)
     dst = torch.empty_like(src)
-    median = statistics.median(time_ms(lambda: dst.copy_(src), device, quick))
+    median = statistics.median(time_side_by_side({"copy": lambda: dst.copy_(src)}, device, quick)["copy"])
     return 2 * src.numel() * src.element_size() / (median * 1e-3) / 1e9
 
 
@@ -187,19 +205,19 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, 
     for mode in ("forward", "forward+backward"):
         with_backward = mode == "forward+backward"
         nbytes = case.min_bytes(inputs, with_backward)
-        for impl, fn in impls.items():
-            error = check(case, fn, inputs, dtype)
-            step = backward_step(case, fn, inputs) if with_backward else forward_step(case, fn, inputs)
-            times = time_ms(step, device, quick)
-            q1, _, q3 = statistics.quantiles(times, n=4) if len(times) > 1 else (times[0],) * 3
-            median = statistics.median(times)
+        errors = {impl: check(case, fn, inputs, dtype) for impl, fn in impls.items()}
+        make_step = backward_step if with_backward else forward_step
+        steps = {impl: make_step(case, fn, inputs) for impl, fn in impls.items()}
+        times = time_side_by_side(steps, device, quick)
+        for impl, step in steps.items():
+            q1, median, q3 = quartiles(times[impl])
             gbps = nbytes / (median * 1e-3) / 1e9
             peak = peak_bytes(step, device)
             rows.append(Row(
                 op=case.op, case=case.name, shape=shape, batch_scaled=shape[0] != case.shape[0],
                 dtype=str(dtype).removeprefix("torch."), mode=mode, impl=impl,
                 median_ms=median, q1_ms=q1, q3_ms=q3, gbps=gbps, pct_of_copy=100 * gbps / copy_gbps,
-                peak_mb=None if peak is None else peak / 2**20, max_rel_error=error,
+                peak_mb=None if peak is None else peak / 2**20, max_rel_error=errors[impl],
             ))
             if progress is not None:
                 progress.update(1)
