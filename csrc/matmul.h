@@ -8,7 +8,8 @@ namespace pyface {
 // a (M, K) @ b (N, K)^T -> (M, N), contiguous, in a's dtype. Any strides in.
 // float32 on CPU runs oneDNN's matmul (torch's mkldnn::_linear_pointwise) where torch has it
 // and its mkldnn backend is enabled: at::mm calls MKL's sgemm, which on AMD CPUs runs AVX2
-// code while oneDNN picks AVX-512 by the CPU's features (about 2x faster on a Zen 5).
+// code, while oneDNN picks AVX-512 by the CPU's features (on our AMD EPYC VM, 3136 x 256 x 128
+// takes 0.54 ms instead of 1.17).
 // Everything else is at::mm.
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b);
 
