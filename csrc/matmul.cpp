@@ -27,9 +27,12 @@ bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "mm_nt: a (M, K) and b (N, K)");
   if (!use_onednn(a, b)) return at::mm(a, b.t());
-  // a linear layer without bias or activation: input a, weight b; both must be dense (a
-  // strided weight takes a path thousands of times slower)
-  torch::jit::Stack stack{a.contiguous(), b.contiguous(), c10::IValue(), c10::IValue("none"),
+  // a linear layer without bias or activation: input a, weight b. oneDNN reads a weight in
+  // either order at full speed (a transposed view costs no copy), but any other strides (a
+  // column block of a wider matrix) take a path thousands of times slower, and a strided
+  // input is copied anyway
+  const at::Tensor weight = b.is_contiguous() || b.t().is_contiguous() ? b : b.contiguous();
+  torch::jit::Stack stack{a.contiguous(), weight, c10::IValue(), c10::IValue("none"),
                           c10::IValue(c10::List<std::optional<at::Scalar>>()), c10::IValue("")};
   onednn_linear()->callBoxed(stack);
   return stack[0].toTensor();

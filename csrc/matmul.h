@@ -5,7 +5,8 @@
 
 namespace pyface {
 
-// a (M, K) @ b (N, K)^T -> (M, N), contiguous, in a's dtype. Any strides in.
+// a (M, K) @ b (N, K)^T -> (M, N), contiguous, in a's dtype. Any strides in; on the oneDNN
+// path a is best contiguous and b contiguous or a transposed contiguous matrix (no copies).
 // float32 on CPU runs oneDNN's matmul (torch's mkldnn::_linear_pointwise) where torch has it
 // and its mkldnn backend is enabled: at::mm calls MKL's sgemm, which on AMD CPUs runs AVX2
 // code, while oneDNN picks AVX-512 by the CPU's features (on our AMD EPYC VM, 3136 x 256 x 128

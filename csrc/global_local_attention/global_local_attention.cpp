@@ -59,9 +59,11 @@ at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
   return rows;
 }
 
-// The cells as the columns of a (Dc, N * P) matrix, for the backward's products: a copy in
-// either layout (of runs of P values for a channels-first context).
+// The cells as the columns of a (Dc, N * P) matrix, for the backward's product over all
+// cells: the transposed rows of a channels-last context (mm_nt reads them as they are), a
+// copy of runs of P values of a channels-first one.
 at::Tensor cell_columns(const spool::PreparedValues& cells, const Layer1& l) {
+  if (cells.v.channels_last) return cell_rows(cells, l).t();
   return cells.tensor.permute({1, 0, 2}).reshape({l.Dc, l.N * l.P});
 }
 
@@ -120,7 +122,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // the score net: d/d projection (cell-major, and on CPU hidden-major as well for oneDNN's
   // product over the cells) and per-sample sums for the small parameters
   at::Tensor grad_projection = at::empty({l.N * l.P, l.Hd}, options);
-  const at::Tensor grad_projection_by_unit = face.is_cpu() ? at::empty({l.Hd, l.N * l.P}, options) : grad_projection.t();
+  at::Tensor grad_projection_by_unit = face.is_cpu() ? at::empty({l.Hd, l.N * l.P}, options) : grad_projection.t();
   at::Tensor grad_face_term = at::empty({l.N, l.Hd}, acc_options), grad_w2 = at::empty({l.N, l.Hd}, acc_options);
   at::Tensor grad_scale = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
   at::Tensor grad_shift = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
@@ -155,15 +157,18 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
   const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
   const at::Tensor grad_w1_cell = mm_nt(grad_projection_by_unit, cell_columns(cells, l));
+  grad_projection_by_unit.reset();  // buffers are let go as soon as they are used: peak memory
   // d/d context: the first layer's product plus the pooled sum's attention (x) grad_pooled,
   // the product laid out as the context is so that the sum runs over contiguous rows
+  at::Tensor product = cells.v.channels_last
+                           ? mm_nt(grad_projection, l.w1_cell.t()).view({l.N, l.P, l.Dc}).transpose(1, 2)
+                           : mm_nt(l.w1_cell.t(), grad_projection).view({l.Dc, l.N, l.P}).permute({1, 0, 2});
+  grad_projection.reset();
   const at::Tensor attention_s = attention.unsqueeze(1), grad_pooled_s = grad_pooled.unsqueeze(2);
   at::Tensor grad_cells;
   if (cells.v.channels_last) {
-    grad_cells = mm_nt(grad_projection, l.w1_cell.t()).view({l.N, l.P, l.Dc}).transpose(1, 2);
-    grad_cells.addcmul_(attention_s, grad_pooled_s);
+    grad_cells = product.addcmul_(attention_s, grad_pooled_s);
   } else {
-    const at::Tensor product = mm_nt(l.w1_cell.t(), grad_projection).view({l.Dc, l.N, l.P}).permute({1, 0, 2});
     grad_cells = at::empty({l.N, l.Dc, l.P}, options);
     at::addcmul_out(grad_cells, product, attention_s, grad_pooled_s);
   }
