@@ -4,6 +4,7 @@
 #include "global_local_attention/global_local_attention.h"
 
 #include "cpu_isa.h"
+#include "transpose_block.h"
 
 #include <ATen/Parallel.h>
 
@@ -95,10 +96,8 @@ void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const S
         }
       }
       if (grads.grad_projection_by_unit != nullptr) {  // the sample's (P, Hd) block, transposed while in cache
-        const scalar_t* block = static_cast<const scalar_t*>(grads.grad_projection) + n * net.P * Hd;
-        scalar_t* by_unit = static_cast<scalar_t*>(grads.grad_projection_by_unit) + n * net.P;
-        for (int64_t h = 0; h < Hd; ++h)
-          for (int64_t p = 0; p < net.P; ++p) by_unit[h * net.N * net.P + p] = block[p * Hd + h];
+        transpose_block(static_cast<const scalar_t*>(grads.grad_projection) + n * net.P * Hd, Hd,
+                        static_cast<scalar_t*>(grads.grad_projection_by_unit) + n * net.P, net.N * net.P, net.P, Hd);
       }
       const int64_t row = n * Hd;
       std::copy(sum_pre, sum_pre + Hd, static_cast<acc_t*>(grads.grad_face_term) + row);
@@ -111,20 +110,16 @@ void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const S
   });
 }
 
-// Tiles of kTile channels: a tile's P-long source rows stay in L1 while each cell's kTile
-// values are written as one run, so both sides move whole cache lines (a plain strided copy
-// fetches a line per element once the context is out of cache).
+// One task per sample and block of kChannels channels, so the work spreads over the threads
+// for small batches too.
 template <typename scalar_t>
 void cells_to_rows(const scalar_t* cells, scalar_t* rows, int64_t N, int64_t C, int64_t P) {
-  constexpr int64_t kTile = 16;
-  const int64_t tiles = (C + kTile - 1) / kTile;
-  at::parallel_for(0, N * tiles, 1, [&](int64_t begin, int64_t end) {
+  constexpr int64_t kChannels = 64;
+  const int64_t blocks = (C + kChannels - 1) / kChannels;
+  at::parallel_for(0, N * blocks, 1, [&](int64_t begin, int64_t end) {
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / tiles, c0 = task % tiles * kTile, c1 = std::min(c0 + kTile, C);
-      const scalar_t* src = cells + n * C * P;
-      scalar_t* dst = rows + n * P * C;
-      for (int64_t p = 0; p < P; ++p)
-        for (int64_t c = c0; c < c1; ++c) dst[p * C + c] = src[c * P + p];
+      const int64_t n = task / blocks, c0 = task % blocks * kChannels;
+      transpose_block(cells + (n * C + c0) * P, P, rows + n * P * C + c0, C, std::min(kChannels, C - c0), P);
     }
   });
 }
