@@ -17,16 +17,17 @@ const std::optional<c10::OperatorHandle>& onednn_linear() {
   return op;
 }
 
-bool use_onednn(const at::Tensor& a, const at::Tensor& b) {
-  return a.is_cpu() && a.scalar_type() == at::kFloat && b.scalar_type() == at::kFloat && a.numel() > 0 &&
-         b.numel() > 0 && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() && onednn_linear().has_value();
-}
-
 }  // namespace
+
+bool mm_nt_uses_onednn(const at::Tensor& a) {
+  return a.is_cpu() && a.scalar_type() == at::kFloat && at::hasMKLDNN() && at::globalContext().userEnabledMkldnn() &&
+         onednn_linear().has_value();
+}
 
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b) {
   TORCH_CHECK(a.dim() == 2 && b.dim() == 2 && a.size(1) == b.size(1), "mm_nt: a (M, K) and b (N, K)");
-  if (!use_onednn(a, b)) return at::mm(a, b.t());
+  if (!mm_nt_uses_onednn(a) || b.scalar_type() != at::kFloat || a.numel() == 0 || b.numel() == 0)
+    return at::mm(a, b.t());
   // a linear layer without bias or activation: input a, weight b. oneDNN reads a weight in
   // either order at full speed (a transposed view costs no copy), but any other strides (a
   // column block of a wider matrix) take a path thousands of times slower, and a strided

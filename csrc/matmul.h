@@ -14,4 +14,8 @@ namespace pyface {
 // Everything else is at::mm.
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b);
 
+// True when mm_nt runs products with a float32 CPU `a` like this one on oneDNN, so a caller
+// prepares an operand in the layout oneDNN reads only when it will be read that way.
+bool mm_nt_uses_onednn(const at::Tensor& a);
+
 }  // namespace pyface

@@ -121,10 +121,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   // the pooling half: d/d score (its part of d/d context is added below)
   const at::Tensor grad_scores = std::get<0>(spool::pool_backward(cells, attention, grad_pooled, grad_attention, false));
 
-  // the score net: d/d projection (cell-major, and on CPU hidden-major as well for oneDNN's
-  // product over the cells) and per-sample sums for the small parameters
+  // the score net: d/d projection (cell-major, and hidden-major as well where oneDNN runs the
+  // product over the cells: the CPU kernel writes that copy while each sample is in cache)
+  // and per-sample sums for the small parameters
   at::Tensor grad_projection = at::empty({l.N * l.P, l.Hd}, options);
-  at::Tensor grad_projection_by_unit = face.is_cpu() ? at::empty({l.Hd, l.N * l.P}, options) : grad_projection.t();
+  const bool by_unit_copy = mm_nt_uses_onednn(face);
+  at::Tensor grad_projection_by_unit = by_unit_copy ? at::empty({l.Hd, l.N * l.P}, options) : grad_projection.t();
   at::Tensor grad_face_term = at::empty({l.N, l.Hd}, acc_options), grad_w2 = at::empty({l.N, l.Hd}, acc_options);
   at::Tensor grad_scale = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
   at::Tensor grad_shift = bn ? at::empty({l.N, l.Hd}, acc_options) : at::empty({0}, options);
@@ -132,7 +134,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                      shift = contiguous_or_undefined(hidden_shift), face_term_c = face_term.contiguous();
     const ScoreNet net = score_net(l, projection, face_term_c, w2c, scale, shift);
-    const ScoreNetGrads grads{grad_projection.data_ptr(), face.is_cpu() ? grad_projection_by_unit.data_ptr() : nullptr,
+    const ScoreNetGrads grads{grad_projection.data_ptr(), by_unit_copy ? grad_projection_by_unit.data_ptr() : nullptr,
                               grad_face_term.data_ptr(), grad_w2.data_ptr(), bn ? grad_scale.data_ptr() : nullptr,
                               bn ? grad_shift.data_ptr() : nullptr};
     if (face.is_cpu()) {

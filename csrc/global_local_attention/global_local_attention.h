@@ -35,7 +35,7 @@ struct ScoreNet {
 // per-sample sums over the cells (N, Hd) in the accumulation dtype for face_term, w2,
 // hidden_scale and hidden_shift (the last two null without the BatchNorm).
 // grad_projection_by_unit (Hd, N * P): the same values hidden-major, for the product that sums
-// over the cells (CPU kernels only; null to skip).
+// over the cells where oneDNN runs it (CPU kernels only; null to skip).
 struct ScoreNetGrads {
   void* grad_projection;
   void* grad_projection_by_unit;
