@@ -1,27 +1,52 @@
 """Loads the compiled extension pyface._C, which registers the C++ and CUDA kernels.
 
-pyface still imports without it (the Triton and reference backends serve), but says so
-once, with the command that rebuilds it.
+pyface still imports without it (the Triton and reference backends serve), but says once
+why it is missing and how to fix that.
 """
 from __future__ import annotations
 
+import sys
 import warnings
+from pathlib import Path
 
 import torch  # noqa: F401  (loads libtorch before the extension that links to it)
 
 REBUILD_COMMAND = "pip install --no-build-isolation -e ."
+_PACKAGE_DIR = Path(__file__).resolve().parent
 
 try:
     from pyface import _C
+    _LOAD_ERROR: ImportError | None = None
 except ImportError as error:  # not built, or built against another torch
     _C = None
-    warnings.warn(
-        f"pyface: the compiled extension did not load ({error}); the 'cpu' and 'cuda' "
-        f"backends are unavailable and 'triton'/'reference' serve instead. Rebuild it from "
-        f"the source tree with: {REBUILD_COMMAND}",
-        RuntimeWarning,
-        stacklevel=2,
-    )
+    _LOAD_ERROR = error
+
+
+def _is_source_tree() -> bool:
+    return (_PACKAGE_DIR.parent / "pyproject.toml").is_file() and (_PACKAGE_DIR.parent / "csrc").is_dir()
+
+
+def missing_reason() -> str:
+    """Why pyface._C is not loaded, and what to do about it; '' when it is."""
+    if _C is not None:
+        return ""
+    built = [p.name for p in _PACKAGE_DIR.glob("_C*") if p.suffix in (".so", ".pyd")]
+    if not built and _is_source_tree():
+        here = _PACKAGE_DIR.parent
+        in_cwd = Path.cwd().resolve() == here or (sys.path and Path(sys.path[0] or ".").resolve() == here)
+        return (f"pyface was imported from its source tree {_PACKAGE_DIR}, which holds no compiled "
+                f"extension (pyface._C)" + (", because Python looks in the current directory first; a "
+                f"non-editable install's copy is elsewhere" if in_cwd else "") +
+                f". Run pyface from another directory, or build it in place with: {REBUILD_COMMAND}")
+    if not built:
+        return f"pyface's compiled extension (pyface._C) is not in {_PACKAGE_DIR}. Rebuild it with: {REBUILD_COMMAND}"
+    return (f"pyface's compiled extension {built[0]} did not load ({_LOAD_ERROR}): it was probably built against "
+            f"another torch than {torch.__version__}. Rebuild it with: {REBUILD_COMMAND}")
+
+
+if _C is None:
+    warnings.warn(f"pyface: {missing_reason()} Until then the 'cpu' and 'cuda' backends are unavailable and "
+                  f"'triton'/'reference' serve instead.", RuntimeWarning, stacklevel=2)
 
 
 def loaded() -> bool:

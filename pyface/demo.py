@@ -7,6 +7,7 @@ frames as an image grid (PNG).
 """
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Optional
 
@@ -14,10 +15,14 @@ import numpy as np
 import torch
 
 from pyface import audio
+from pyface._usage import UsageError
 from pyface.data import draw_faces, random_parameters
-from pyface.train import _speech_gan
+from pyface.train import _speech_gan, load_checkpoint
 
 FPS, SAMPLE_RATE = 25, 16000
+# Below this many training steps the demo says the checkpoint is barely trained: after 150
+# steps on the synthetic data the frames are a blurred face with little mouth motion.
+BARELY_TRAINED_STEPS = 1000
 
 
 def _still_frame(image: Optional[str], size: tuple[int, int]) -> torch.Tensor:
@@ -26,8 +31,15 @@ def _still_frame(image: Optional[str], size: tuple[int, int]) -> torch.Tensor:
         return draw_faces(params, size)["image"]
     from PIL import Image
 
-    picture = Image.open(image).convert("RGB").resize((size[1], size[0]))
+    try:
+        picture = Image.open(image).convert("RGB").resize((size[1], size[0]))
+    except (OSError, ValueError) as error:
+        raise UsageError(f"cannot read {image} as an image ({error})") from error
     return torch.from_numpy(np.asarray(picture)).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def warn(message: str) -> None:
+    print(f"pyface demo: note: {message}", file=sys.stderr)
 
 
 def speech_demo(wav: str, out: str, checkpoint: Optional[str] = None, image: Optional[str] = None,
@@ -36,16 +48,21 @@ def speech_demo(wav: str, out: str, checkpoint: Optional[str] = None, image: Opt
     grid of `columns` frames a row. Without a checkpoint the generator is untrained."""
     from PIL import Image
 
-    trainer = _speech_gan(None, torch.device("cpu"), 2e-4)
-    generator = trainer.modules["generator"]
-    if checkpoint is not None:
-        state = torch.load(checkpoint, map_location="cpu", weights_only=False)
-        if state["model_name"] != "speech-gan":
-            raise ValueError(f"{checkpoint} holds {state['model_name']!r}, not a speech-gan checkpoint")
+    state = None if checkpoint is None else load_checkpoint(checkpoint, "speech-gan")
+    try:
+        waveform, rate = audio.load(wav, sample_rate=SAMPLE_RATE)
+        windows = audio.waveform_windows(waveform, rate, fps=FPS)[:max_frames]
+    except (FileNotFoundError, ValueError) as error:  # missing, undecodable, silent or too short
+        raise UsageError(str(error)) from error
+    generator = _speech_gan(None, torch.device("cpu"), 2e-4).modules["generator"]
+    if state is None:
+        warn("no --checkpoint: the generator is untrained, so the frames are noise, not a face")
+    else:
         generator.load_state_dict(state["modules"]["generator"])
+        if state["step"] < BARELY_TRAINED_STEPS:
+            warn(f"{checkpoint} is barely trained ({state['step']} steps, fewer than {BARELY_TRAINED_STEPS}): "
+                 f"expect a blurred face with little mouth motion")
     generator.eval()
-    waveform, rate = audio.load(wav, sample_rate=SAMPLE_RATE)
-    windows = audio.waveform_windows(waveform, rate, fps=FPS)[:max_frames]
     still = _still_frame(image, generator.frame_size)
     with torch.no_grad():
         frames = generator(still, windows.unsqueeze(0))[0]  # (T, 3, H, W)

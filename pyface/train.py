@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pyface._usage import UsageError
 from pyface.data import emotion_batch, style_pair_batch, talking_sequence_batch
 from pyface.models import (
     ATNet, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator, SequenceDiscriminator,
@@ -174,20 +175,18 @@ def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional
     checkpoint path, saves modules, optimisers and data-generator state there at the end (and
     every `save_every` steps); resume=True continues from it."""
     if model_name not in _BUILDERS:
-        raise ValueError(f"unknown model {model_name!r}; expected one of {MODELS}")
+        raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(MODELS)}")
     if steps < 1:
-        raise ValueError(f"steps must be at least 1, got {steps}")
-    if resume and (checkpoint is None or not Path(checkpoint).exists()):
-        raise FileNotFoundError(f"--resume needs an existing checkpoint, got {checkpoint!r}")
+        raise UsageError(f"--steps must be at least 1, got {steps}")
+    if resume and checkpoint is None:
+        raise UsageError("--resume needs --checkpoint FILE, the checkpoint to continue from")
+    state = load_checkpoint(checkpoint, model_name) if resume else None
     torch.manual_seed(seed)
     device = torch.device(device)
     trainer = _BUILDERS[model_name](backend, device, lr or _DEFAULT_LR[model_name])
     generator = torch.Generator().manual_seed(seed)
     done, first_loss = 0, None
-    if resume:
-        state = torch.load(checkpoint, map_location=device, weights_only=False)
-        if state["model_name"] != model_name:
-            raise ValueError(f"checkpoint {checkpoint} holds {state['model_name']!r}, not {model_name!r}")
+    if state is not None:
         for name, module in trainer.modules.items():
             module.load_state_dict(state["modules"][name])
         for name, optimizer in trainer.optimizers.items():
@@ -219,10 +218,26 @@ def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional
     return TrainResult(done + 1, done + steps, first_loss, main_loss, time.perf_counter() - start)
 
 
-def main_train(args) -> int:
+def load_checkpoint(path: str, model_name: str) -> dict:
+    """A `pyface train` checkpoint of model_name, on the CPU; UsageError for a missing or
+    unreadable file, or one of another model."""
+    if not Path(path).is_file():
+        raise UsageError(f"no checkpoint file {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
+        raise UsageError(f"cannot read {path} as a checkpoint ({type(error).__name__}: {error})") from error
+    if not isinstance(state, dict) or "model_name" not in state:
+        raise UsageError(f"{path} is not a `pyface train` checkpoint")
+    if state["model_name"] != model_name:
+        raise UsageError(f"{path} holds a {state['model_name']} checkpoint, not a {model_name} one")
+    return state
+
+
+def main_train(args, device: str) -> int:
     if not args.synthetic:
-        raise SystemExit("pyface train: only the synthetic data source is built in; pass --synthetic")
-    result = train(args.model, args.steps, args.device or ("cuda" if torch.cuda.is_available() else "cpu"),
+        raise UsageError("only the synthetic data source is built in; pass --synthetic")
+    result = train(args.model, args.steps, device,
                    backend=args.backend, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                    checkpoint=args.checkpoint, resume=args.resume, save_every=args.save_every)
     print(f"{args.model}: steps {result.first_step}-{result.last_step} in {result.seconds:.1f} s, "

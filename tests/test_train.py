@@ -5,6 +5,7 @@ import sys
 import pytest
 import torch
 
+from pyface._usage import UsageError
 from pyface.train import train
 
 
@@ -22,7 +23,7 @@ def test_train_and_resume(tmp_path):
 
 
 def test_resume_needs_a_checkpoint(tmp_path):
-    with pytest.raises(FileNotFoundError, match="--resume needs an existing checkpoint"):
+    with pytest.raises(UsageError, match="no checkpoint file"):
         train("glamor", 1, "cpu", checkpoint=str(tmp_path / "missing.pt"), resume=True, progress=False)
 
 

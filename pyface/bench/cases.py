@@ -35,6 +35,9 @@ class Case:
     # The correctness check's relative error bound, when the dtype's default does not fit the
     # op (see the warping cases).
     tolerance: Optional[float] = None
+    # The shape the report shows, when the main input's does not describe the work (the
+    # heatmaps' keypoints say less than the maps written).
+    work_shape: Optional[Callable[[dict], tuple[int, ...]]] = None
 
     def batch_for(self, device: torch.device, quick: bool) -> int:
         if device.type == "cpu" and not quick and self.cpu_batch is not None:
@@ -215,6 +218,8 @@ CASES += [
         tags=("quick",),
         positional=("kp_driving", "kp_source", "spatial_size"),
         main_input="kp_driving",
+        work_shape=lambda inputs: (*inputs["kp_driving"].shape[:1], inputs["kp_driving"].shape[1] + 1,
+                                   *inputs["spatial_size"]),
     ),
 ]
 

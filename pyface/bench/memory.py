@@ -1,40 +1,54 @@
-"""Peak memory of one call, over what was allocated before it.
+"""Peak memory of one call: the most bytes its tensors held at once, over what was
+allocated before it.
 
-CUDA: torch.cuda.max_memory_allocated. CPU (Linux): the process's resident-set high-water
-mark (VmHWM, reset through /proc/self/clear_refs) over its resident size at the start, after
-malloc_trim hands freed heap back to the system, so every allocation is counted, including
-those made inside torch.compile's generated code. Elsewhere: None.
+CUDA: torch.cuda.max_memory_allocated. CPU: torch's profiler with profile_memory records
+every allocation and free of the CPU allocator (torch.compile's generated code allocates
+through it too); the peak is the largest running sum of those, in time order. This counts
+allocations, not resident pages, so a gradient written into pages that the process already
+held still counts (the resident-set high-water mark read 0 for such calls).
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
+import contextlib
+import os
+import sys
 from typing import Callable, Optional
 
 import torch
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c")) if ctypes.util.find_library("c") else None
+
+def _allocation_peak(events) -> int:
+    """The largest running total of (time, +bytes allocated / -bytes freed) events."""
+    running = peak = 0
+    for _, nbytes in sorted(events):
+        running += nbytes
+        peak = max(peak, running)
+    return peak
 
 
-def _status_kib(field: str) -> int:
-    with open("/proc/self/status") as status:
-        for line in status:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise OSError(f"{field} not in /proc/self/status")
-
-
-def _cpu_peak(fn: Callable[[], object]) -> Optional[int]:
+@contextlib.contextmanager
+def _native_stderr_silenced():
+    """The profiler's C++ side logs every start and stop (and, on a CUDA build without a
+    GPU, a failed device query) straight to file descriptor 2."""
+    sys.stderr.flush()
+    saved = os.dup(2)
     try:
-        if _libc is not None and hasattr(_libc, "malloc_trim"):
-            _libc.malloc_trim(0)
-        start = _status_kib("VmRSS")
-        with open("/proc/self/clear_refs", "w") as clear:
-            clear.write("5")  # resets VmHWM to the current resident size
-    except OSError:
-        return None
-    fn()
-    return max(0, _status_kib("VmHWM") - start) * 1024
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
+def _cpu_peak(fn: Callable[[], object]) -> int:
+    from torch.profiler import ProfilerActivity, profile
+
+    with _native_stderr_silenced(), profile(activities=[ProfilerActivity.CPU], profile_memory=True) as prof:
+        fn()
+    cpu = torch._C._autograd.DeviceType.CPU
+    return _allocation_peak((event.start_ns(), event.nbytes()) for event in prof.profiler.kineto_results.events()
+                            if event.name() == "[memory]" and event.device_type() == cpu)
 
 
 def peak_bytes(fn: Callable[[], object], device: torch.device) -> Optional[int]:
