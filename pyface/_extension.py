@@ -35,8 +35,8 @@ def missing_reason() -> str:
         here = _PACKAGE_DIR.parent
         in_cwd = Path.cwd().resolve() == here or (sys.path and Path(sys.path[0] or ".").resolve() == here)
         return (f"pyface was imported from its source tree {_PACKAGE_DIR}, which holds no compiled "
-                f"extension (pyface._C)" + (", because Python looks in the current directory first; a "
-                f"non-editable install's copy is elsewhere" if in_cwd else "") +
+                "extension (pyface._C)" + (", because Python looks in the current directory first; a "
+                "non-editable install's copy is elsewhere" if in_cwd else "") +
                 f". Run pyface from another directory, or build it in place with: {REBUILD_COMMAND}")
     if not built:
         return f"pyface's compiled extension (pyface._C) is not in {_PACKAGE_DIR}. Rebuild it with: {REBUILD_COMMAND}"

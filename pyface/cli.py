@@ -45,8 +45,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help="bench even when the compiled extension did not load (no pyface[cpu]/[cuda] rows)")
     train = commands.add_parser("train", help="train a model on the synthetic data",
                                 description="Trains a model on pyface.data's synthetic data, with checkpoints "
-                                "that resume. On a 2-core CPU a step at the default batch size takes about 0.5 s "
-                                "(glamor, speech-gan), 1 s (atvgnet) or 3 s (style-mapping).")
+                                "that resume. On a 2-core CPU a step at the default batch size takes about 0.4 s "
+                                "(glamor), 0.8 s (speech-gan), 1.2 s (atvgnet) or 2.8 s (style-mapping).")
     train.add_argument("model", choices=MODELS, help="the model to train")
     train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data (required)")
     train.add_argument("--steps", type=int, default=100, help="optimiser steps to take (default 100)")

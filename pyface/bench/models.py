@@ -13,10 +13,7 @@ import torch.nn.functional as F
 from torch import nn
 
 import pyface
-from pyface.bench.memory import peak_bytes
-from pyface.bench.runner import (
-    Row, failure_text, fill_speedups, fill_timings, judge, time_until_steady,
-)
+from pyface.bench.runner import Row, judge, mark_failed, time_group
 
 # A model step's loss and gradients pass within this relative error of float64 outright;
 # past it, within the runner's factor of the eager float32 model's own error.
@@ -211,16 +208,8 @@ def run_model_case(case: ModelCase, device: torch.device, quick: bool,
             model, row.max_rel_error, row.tolerance = check_model(case, backend, device, batch, truth, eager_error)
             steps[backend] = _train_step(case, model, batch)
         except Exception as error:  # reported as a failed row; the run goes on
-            row.failure, row.max_rel_error = failure_text(error), getattr(error, "error", None)
-            row.tolerance = getattr(error, "tolerance", None)
-    try:
-        times = time_until_steady(steps, device, quick) if steps else {}
-        for backend, step in steps.items():
-            fill_timings(rows[backend], times[backend], peak_bytes(step, device))
-    except Exception as error:
-        for backend in steps:
-            rows[backend].failure, rows[backend].median_ms = f"while timing: {failure_text(error)}", None
-    fill_speedups(list(rows.values()))
+            mark_failed(row, error)
+    time_group(rows, steps, device, quick)
     for row in rows.values():
         on_row(row)
     return list(rows.values())

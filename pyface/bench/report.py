@@ -105,6 +105,17 @@ def _colours(impls: list[str]) -> dict[str, object]:
     return {**_FIXED_COLOURS, **dict(zip(pyface_impls, _PYFACE_COLOURS))}
 
 
+def _balanced_columns(heights: dict[str, float], count: int) -> list[list[str]]:
+    """Panels in order, split into `count` columns of about equal height."""
+    total, columns, running = sum(heights.values()), [[]], 0.0
+    for name, height in heights.items():
+        if len(columns) < count and columns[-1] and running + height / 2 > total * len(columns) / count:
+            columns.append([])
+        columns[-1].append(name)
+        running += height
+    return columns
+
+
 def _bar_chart(rows: list[Row], field: str, impls: list[str], xlabel: str, title: str, path: Path,
                unit_line: float | None, smallest: float) -> Path:
     """Horizontal bars on a log axis, one panel per op: a band per (case, dtype, mode), a bar
@@ -118,16 +129,27 @@ def _bar_chart(rows: list[Row], field: str, impls: list[str], xlabel: str, title
 
     panels = _groups(rows)
     bands = {name: list(dict.fromkeys((r.case, r.dtype, r.mode) for r in panel)) for name, panel in panels.items()}
-    heights = [0.7 + 0.2 * len(b) * len(impls) + 0.12 * len(b) for b in bands.values()]
+    heights = {name: 0.7 + 0.17 * len(b) * len(impls) + 0.1 * len(b) for name, b in bands.items()}
+    columns = _balanced_columns(heights, 2 if len(panels) > 3 else 1)
     top = 0.75  # inches for the title and legend
-    fig, axes = plt.subplots(len(panels), 1, figsize=(10, sum(heights) + top + 0.5),
-                             gridspec_kw={"height_ratios": heights}, squeeze=False)
+    tallest = max(sum(heights[name] for name in column) for column in columns)
+    fig = plt.figure(figsize=(8 * len(columns), tallest + top + 0.5), layout="constrained")
+    axes_of = {}
+    for subfig, column in zip(fig.subfigures(1, len(columns), squeeze=False)[0], columns):
+        # an empty panel at the foot evens out the columns' heights
+        slack = tallest - sum(heights[name] for name in column)
+        ratios = [heights[name] for name in column] + ([slack] if slack > 0.05 else [])
+        column_axes = subfig.subplots(len(ratios), 1, gridspec_kw={"height_ratios": ratios}, squeeze=False)[:, 0]
+        for extra in column_axes[len(column):]:
+            extra.set_axis_off()
+        axes_of.update(zip(column, column_axes))
     colours = _colours(impls)
     values = [v for v in (getattr(r, field) for r in rows) if v]
     low, high = (min(values), max(values)) if values else (1.0, 10.0)
     span = (max(low, smallest) / 1.8, high * 2.5)
     bar = 0.8 / len(impls)
-    for ax, (name, panel) in zip(axes[:, 0], panels.items()):
+    for name, panel in panels.items():
+        ax = axes_of[name]
         index = {(r.case, r.dtype, r.mode, r.impl): r for r in panel}
         ax.set_xscale("log")
         ax.set_xlim(*span)
@@ -141,7 +163,8 @@ def _bar_chart(rows: list[Row], field: str, impls: list[str], xlabel: str, title
                 value = getattr(row, field) if row is not None else None
                 if value is not None:
                     ax.barh(at, max(value, smallest), bar * 0.9, color=colours[impl], zorder=2)
-                    label = f"{value:.3g}"
+                    label = (f"{value:.3g}" if value >= smallest else f"<{smallest:g}") + \
+                        (f" {UNSTABLE_MARK} noisy" if row.unstable else "")
                     ax.text(max(value, smallest) * 1.05, at, label, va="center", fontsize=7, zorder=4)
                 elif name != "model training steps" or impl != "torch.compile":  # model steps have no compile row
                     failed = case_failed or (row is not None and row.failure)
@@ -159,12 +182,11 @@ def _bar_chart(rows: list[Row], field: str, impls: list[str], xlabel: str, title
         ax.xaxis.set_minor_formatter(NullFormatter())
         ax.tick_params(axis="x", labelsize=8)
         ax.grid(axis="x", which="major", color="0.88", zorder=0)
-    axes[-1, 0].set_xlabel(xlabel, fontsize=9)
+        ax.set_xlabel(xlabel, fontsize=8)
     handles = [plt.Rectangle((0, 0), 1, 1, color=colours[impl]) for impl in impls]
-    fig.legend(handles, impls, loc="upper right", fontsize=9, ncol=len(impls), frameon=False)
+    fig.legend(handles, impls, loc="outside upper right", fontsize=9, ncol=len(impls), frameon=False)
     fig.suptitle(title, fontsize=11, x=0.01, ha="left")
-    fig.tight_layout(rect=(0, 0, 1, 1 - top / (sum(heights) + top + 0.5)))
-    fig.savefig(path, dpi=100)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
     return path
 
@@ -180,12 +202,12 @@ def _charts(rows: list[Row], out_dir: Path, meta: dict) -> list[Path]:
     compared = [impl for impl in impls if impl != "eager"]
     device = meta["device_name"]
     return [
-        _bar_chart(rows, "speedup_vs_eager", compared, "speedup over eager PyTorch, x (log scale; right of the "
-                   "black line is faster than eager)", f"Speedup over eager PyTorch (median times)\n{device}",
-                   out_dir / "speedup.png", 1.0, 0.01),
-        _bar_chart(rows, "peak_mb", impls, "peak memory beyond the inputs, MB (log scale; shorter is better; "
-                   "under 0.01 MB drawn at 0.01)", f"Peak memory of one call\n{device}", out_dir / "memory.png",
-                   None, 0.01),
+        _bar_chart(rows, "speedup_vs_eager", compared, "x faster than eager (log scale)",
+                   f"Speedup over eager PyTorch, from median times: right of the black line is faster than eager\n"
+                   f"{device}", out_dir / "speedup.png", 1.0, 0.01),
+        _bar_chart(rows, "peak_mb", impls, "MB (log scale)",
+                   f"Peak memory of one call beyond its inputs, MB: shorter is better (under 0.01 MB drawn at 0.01)\n"
+                   f"{device}", out_dir / "memory.png", None, 0.01),
     ]
 
 

@@ -51,8 +51,12 @@ class Row:
 
     @property
     def spread(self) -> Optional[float]:
-        """The interquartile range over the median."""
-        return None if self.median_ms is None else (self.q3_ms - self.q1_ms) / self.median_ms
+        return None if self.median_ms is None else spread(self.q1_ms, self.median_ms, self.q3_ms)
+
+
+def spread(q1: float, median: float, q3: float) -> float:
+    """The interquartile range over the median: how much a row's times scatter."""
+    return (q3 - q1) / median
 
 
 class AccuracyError(AssertionError):
@@ -231,8 +235,7 @@ def backward_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object
 
 def widest_spread(times: dict[str, list[float]]) -> float:
     """The largest interquartile range over the median among the implementations."""
-    spreads = [(q3 - q1) / median for q1, median, q3 in map(quartiles, times.values())]
-    return max(spreads, default=0.0)
+    return max((spread(*quartiles(t)) for t in times.values()), default=0.0)
 
 
 def time_until_steady(steps: dict[str, Callable[[], object]], device: torch.device, quick: bool) -> dict[str, list[float]]:
@@ -250,6 +253,26 @@ def fill_timings(row: Row, times: list[float], peak: Optional[int]) -> None:
     row.q1_ms, row.median_ms, row.q3_ms = quartiles(times)
     row.unstable = row.spread > UNSTABLE_SPREAD
     row.peak_mb = None if peak is None else peak / 2**20
+
+
+def mark_failed(row: Row, error: BaseException) -> None:
+    """A row that will not be timed: the error, and the accuracy figures an AccuracyError carries."""
+    row.failure = failure_text(error)
+    row.max_rel_error, row.tolerance = getattr(error, "error", None), getattr(error, "tolerance", None)
+
+
+def time_group(group: dict[str, Row], steps: dict[str, Callable[[], object]], device: torch.device,
+               quick: bool) -> None:
+    """Times the steps side by side into their rows of the group (median, spread, peak
+    memory), then every timed row's speedups; an error while timing fails the rows it hit."""
+    try:
+        times = time_until_steady(steps, device, quick) if steps else {}
+        for key, step in steps.items():
+            fill_timings(group[key], times[key], peak_bytes(step, device))
+    except Exception as error:
+        for key in steps:
+            group[key].failure, group[key].median_ms = f"while timing: {failure_text(error)}", None
+    fill_speedups(list(group.values()))
 
 
 def fill_speedups(rows: list[Row]) -> None:
@@ -284,19 +307,12 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, 
                 group[impl].max_rel_error, group[impl].tolerance = check(case, fn, inputs, dtype)
                 steps[impl] = (backward_step if with_backward else forward_step)(case, fn, inputs)
             except Exception as error:  # reported as a failed row; the run goes on
-                group[impl].failure = failure_text(error)
-                group[impl].max_rel_error = getattr(error, "error", None)
-                group[impl].tolerance = getattr(error, "tolerance", None)
-        try:
-            times = time_until_steady(steps, device, quick) if steps else {}
-            for impl, step in steps.items():
-                fill_timings(group[impl], times[impl], peak_bytes(step, device))
-                group[impl].gbps = nbytes / (group[impl].median_ms * 1e-3) / 1e9
-                group[impl].pct_of_copy = 100 * group[impl].gbps / copy_gbps
-        except Exception as error:
-            for impl in steps:
-                group[impl].failure, group[impl].median_ms = f"while timing: {failure_text(error)}", None
-        fill_speedups(list(group.values()))
+                mark_failed(group[impl], error)
+        time_group(group, steps, device, quick)
+        for row in group.values():
+            if row.median_ms is not None:
+                row.gbps = nbytes / (row.median_ms * 1e-3) / 1e9
+                row.pct_of_copy = 100 * row.gbps / copy_gbps
         for row in group.values():
             on_row(row)
         rows += group.values()
