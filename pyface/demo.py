@@ -48,6 +48,8 @@ def speech_demo(wav: str, out: str, checkpoint: Optional[str] = None, image: Opt
     grid of `columns` frames a row. Without a checkpoint the generator is untrained."""
     from PIL import Image
 
+    if max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
     state = None if checkpoint is None else load_checkpoint(checkpoint, "speech-gan")
     try:
         waveform, rate = audio.load(wav, sample_rate=SAMPLE_RATE)

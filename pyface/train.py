@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pyface._backends import backends
 from pyface._usage import UsageError
 from pyface.data import emotion_batch, style_pair_batch, talking_sequence_batch
 from pyface.models import (
@@ -178,6 +179,11 @@ def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional
         raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(MODELS)}")
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
+    if batch_size < 1:
+        raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    usable = backends().get(torch.device(device).type, [])
+    if backend is not None and backend not in usable:
+        raise UsageError(f"--backend {backend} cannot run on {device} here; usable: {', '.join(usable)}")
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint FILE, the checkpoint to continue from")
     state = load_checkpoint(checkpoint, model_name) if resume else None
