@@ -152,7 +152,7 @@ def test_model_case_passes_its_check_at_bench_size(case):
     eager_error = truth.error(*_loss_and_grads(case, _model(case, "reference", device), batch))
     assert 0 < eager_error < 1e-2  # float32 against float64, for a float32 training step
     for backend in [b for b in pyface.backends()["cpu"] if b not in ("reference", "triton")]:
-        _, error, tolerance = check_model(case, backend, device, batch, truth, lambda: eager_error)
+        _, error, tolerance = check_model(case, backend, device, batch, truth, eager_error)
         assert error <= tolerance
 
 
