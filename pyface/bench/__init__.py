@@ -15,7 +15,7 @@ from pyface._usage import UsageError
 from pyface.bench import report
 from pyface.bench.cases import CASES, CPU_ELEMENT_BUDGET, select
 from pyface.bench.models import model_cases, run_model_case
-from pyface.bench.runner import Row, copy_bandwidth_gbps, failure_text, run_case
+from pyface.bench.runner import Row, copy_bandwidth_gbps, failure_text, run_case, timed_backends
 
 __all__ = ["CASES", "DTYPES", "OP_NAMES", "main_bench", "model_names", "select"]
 
@@ -108,7 +108,7 @@ def main_bench(device: str, ops: Optional[list[str]], quick: bool, out: Optional
     out_dir = None if out is None else Path(out)
     log = _RowLog(out_dir, meta)
     rows: list[Row] = []
-    impl_count = 2 + len([b for b in meta["backends"] if b not in ("reference",) and not (b == "triton" and dev.type == "cpu")])
+    impl_count = 2 + len(timed_backends(dev))
     total = (len(cases) * len(dtype_list) * 2 + len(models)) * impl_count
     status = 0
     with tqdm(total=total, desc="pyface bench", unit="run") as progress:
@@ -138,11 +138,11 @@ def main_bench(device: str, ops: Optional[list[str]], quick: bool, out: Optional
     if out_dir is not None:
         for path in report.write(rows, meta, out_dir):
             print(f"wrote {path}")
-    failed = [row for row in rows if row.failure]
+    failed = report.failure_lines(rows)
     if failed:
         print(f"\n{len(failed)} of {len(rows)} rows FAILED (not timed):")
-        for row in failed:
-            print(f"  {row.op}/{row.case} {row.dtype} {row.mode} {row.impl}: {row.failure}")
+        for line in failed:
+            print(f"  {line}")
     if status:
         print(f"\ninterrupted: the report holds the {len(rows)} rows measured before the stop")
     return status or (1 if failed else 0)

@@ -12,8 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import pyface
-from pyface.bench.runner import Row, judge, mark_failed, time_group
+from pyface.bench.runner import Row, judge, mark_failed, time_group, timed_backends
 
 # A model step's loss and gradients pass within this relative error of float64 outright;
 # past it, within the runner's factor of the eager float32 model's own error.
@@ -197,8 +196,7 @@ def _train_step(case: ModelCase, model: torch.nn.Module, batch: dict) -> Callabl
 def run_model_case(case: ModelCase, device: torch.device, quick: bool,
                    on_row: Callable[[Row], None] = lambda row: None) -> list[Row]:
     batch = case.make_batch(case.batch_for(device, quick), device)
-    backends = ["reference"] + [b for b in pyface.backends().get(device.type, [])
-                                if b != "reference" and not (b == "triton" and device.type == "cpu")]
+    backends = ["reference"] + timed_backends(device)
     truth = _Truth(case, batch, device)
     eager_error = None  # the reference model comes first and sets it
     rows, steps = {}, {}

@@ -56,7 +56,7 @@ def _header_lines(meta: dict) -> list[str]:
     return lines
 
 
-def _failures(rows: list[Row]) -> list[str]:
+def failure_lines(rows: list[Row]) -> list[str]:
     return [f"{r.op}/{r.case} {r.dtype} {r.mode} {r.impl}: {r.failure}" for r in rows if r.failure]
 
 
@@ -76,7 +76,7 @@ def markdown_table(rows: list[Row], meta: dict) -> str:
     out.append("| " + " | ".join(_HEADER) + " |")
     out.append("|" + "---|" * len(_HEADER))
     out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
-    failures = _failures(rows)
+    failures = failure_lines(rows)
     if failures:
         out += ["", "## Failed rows (not timed)", ""] + [f"- {line}" for line in failures]
     return "\n".join(out) + "\n"

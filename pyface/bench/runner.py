@@ -128,12 +128,17 @@ def copy_bandwidth_gbps(device: torch.device, quick: bool) -> float:
     return 2 * src.numel() * src.element_size() / (median * 1e-3) / 1e9
 
 
+def timed_backends(device: torch.device) -> list[str]:
+    """The pyface backends timed on this device: reference is the eager row, and Triton on
+    the CPU is only an interpreter."""
+    return [b for b in pyface.backends().get(device.type, [])
+            if b != "reference" and not (b == "triton" and device.type == "cpu")]
+
+
 def implementations(op: str, device: torch.device) -> dict[str, Callable]:
     public, reference = OPS[op]
     impls: dict[str, Callable] = {"eager": reference, "torch.compile": torch.compile(reference)}
-    for backend in pyface.backends().get(device.type, []):
-        if backend == "reference" or (backend == "triton" and device.type == "cpu"):
-            continue  # reference is the eager row; Triton on CPU is only an interpreter
+    for backend in timed_backends(device):
         impls[f"pyface[{backend}]"] = lambda *a, _b=backend, **k: public(*a, backend=_b, **k)
     return impls
 
