@@ -1,5 +1,5 @@
-"""The audio front-end of the speech-driven models: load a clip (wav / flac, through
-soundfile), resample it, and compute the features the models eat, aligned to video frames
+"""The audio front-end of the speech-driven models: load a clip (wav / flac through
+soundfile; the audio track of a video or compressed file through PyAV), resample it, and compute the features the models eat, aligned to video frames
 at a given fps:
 
 - mfcc_windows: ATVGnet's input, per video frame a window of 28 MFCC frames (10 ms hop,
@@ -33,13 +33,39 @@ def load(path: str | Path, sample_rate: int | None = None) -> tuple[Tensor, int]
         raise FileNotFoundError(f"pyface.audio.load: no such file {path}")
     try:
         data, rate = soundfile.read(str(path), dtype="float32", always_2d=True)
+        waveform = torch.from_numpy(data).mean(dim=1)
     except Exception as error:  # soundfile raises its own LibsndfileError, a RuntimeError
-        raise ValueError(f"pyface.audio.load: cannot decode {path} as audio ({error})") from error
-    waveform = torch.from_numpy(data).mean(dim=1)
+        # not a plain audio file: a video or another container, whose audio track PyAV decodes
+        waveform, rate = _load_audio_track(path, error)
     check_waveform(waveform, rate)
     if sample_rate is not None and sample_rate != rate:
         waveform, rate = resample(waveform, rate, sample_rate), sample_rate
     return waveform, rate
+
+
+def _load_audio_track(path: Path, soundfile_error: Exception) -> tuple[Tensor, int]:
+    """The first audio stream of any file FFmpeg reads (mp4, mkv, mp3, ...), mono float32."""
+    try:
+        import av
+    except ImportError:
+        raise ValueError(f"pyface.audio.load: cannot decode {path} as audio ({soundfile_error}); "
+                         "for video files and compressed audio, pip install av") from soundfile_error
+    try:
+        with av.open(str(path)) as container:
+            if not container.streams.audio:
+                raise ValueError(f"pyface.audio.load: {path} has no audio track")
+            stream = container.streams.audio[0]
+            # one planar float layout whatever the source's, so that the chunks concatenate
+            resampler = av.AudioResampler(format="fltp", layout="mono", rate=stream.rate)
+            chunks = [torch.from_numpy(out.to_ndarray()[0].copy()) for frame in container.decode(stream)
+                      for out in resampler.resample(frame)]
+            chunks += [torch.from_numpy(out.to_ndarray()[0].copy()) for out in resampler.resample(None)]
+            rate = stream.rate
+    except av.FFmpegError as error:
+        raise ValueError(f"pyface.audio.load: cannot decode {path} as audio or video ({error})") from error
+    if not chunks:
+        raise ValueError(f"pyface.audio.load: {path} has an empty audio track")
+    return torch.cat(chunks).float(), rate
 
 
 def check_waveform(waveform: Tensor, sample_rate: int, min_seconds: float = 0.0) -> None:

@@ -1,4 +1,4 @@
-"""The `pyface` command: `pyface bench`, `pyface train` and `pyface demo` (also `python -m pyface ...`).
+"""The `pyface` command: `pyface bench`, `pyface train`, `pyface eval` and `pyface demo` (also `python -m pyface ...`).
 
 A mistake in what a command is asked to do (an unknown name, a missing file, a device this
 machine lacks) is printed as one line, `pyface <command>: error: ...`, with exit code 2, as
@@ -21,7 +21,7 @@ def build_parser() -> argparse.ArgumentParser:
     from pyface.train import MODELS
 
     parser = argparse.ArgumentParser(prog="pyface", description="pyface: fused kernels for talking-head models")
-    commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,demo}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="{bench,train,eval,demo}")
     bench = commands.add_parser("bench", help="time every backend against eager PyTorch and torch.compile",
                                 description="Times each op's pyface backends against eager PyTorch and torch.compile "
                                 "(forward and forward+backward), and each model's training step on pyface's kernels "
@@ -49,32 +49,55 @@ def build_parser() -> argparse.ArgumentParser:
                                 "(glamor), 0.8 s (speech-gan), 1.2 s (atvgnet) or 2.8 s (style-mapping).")
     train.add_argument("model", choices=MODELS, help="the model to train")
     train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data (required)")
-    train.add_argument("--steps", type=int, default=100, help="optimiser steps to take (default 100)")
+    train.add_argument("--preset", default=None, choices=["cpu"],
+                       help="a training recipe: steps, batch size, learning rate and its schedule, learning-curve "
+                            "interval; `cpu` reaches the README's stated results on a 2-core CPU in at most 15 minutes "
+                            "(explicit flags win)")
+    train.add_argument("--steps", type=int, default=None, help="optimiser steps to take (default 100, or the preset's)")
     train.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     train.add_argument("--backend", default=None, choices=["cpu", "cuda", "triton", "reference"],
                        help="pyface.ops backend (default: the best one built)")
-    train.add_argument("--batch-size", type=int, default=16, help="samples per step (default 16)")
+    train.add_argument("--batch-size", type=int, default=None, help="samples per step (default 16, or the preset's)")
     train.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default: the model's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights and the synthetic data (default 0)")
     train.add_argument("--checkpoint", default=None, metavar="FILE", help="file to save model and optimiser state to")
     train.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N steps")
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    demo = commands.add_parser("demo", help="animate a face from a recording")
-    demo.add_argument("model", choices=["speech-gan"], help="the model to animate with")
-    demo.add_argument("--wav", required=True, metavar="FILE", help="a wav or flac recording")
-    demo.add_argument("--out", required=True, metavar="FILE", help="the PNG grid of generated frames to write")
-    demo.add_argument("--checkpoint", default=None, metavar="FILE", help="a `pyface train speech-gan` checkpoint")
-    demo.add_argument("--image", default=None, metavar="FILE", help="the still face (default: a drawn one)")
+    train.add_argument("--eval-every", type=int, default=None, metavar="N",
+                       help="every N steps, measure the main metric on a small held-out set (the learning curve, "
+                            "written to <checkpoint>.curve.json); default: never, or the preset's interval")
+    evaluate = commands.add_parser("eval", help="score a trained checkpoint on held-out synthetic data",
+                                   description="Scores a `pyface train` checkpoint on held-out synthetic data (seeds "
+                                   "no training run uses): every metric with its floor (a trivial baseline), its "
+                                   "ceiling (the ground truth scored the same way) and the share of the gap between "
+                                   "them the model closed.")
+    evaluate.add_argument("model", choices=MODELS, help="the model the checkpoint holds")
+    evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="a `pyface train` checkpoint")
+    evaluate.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
+    evaluate.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
+    demo = commands.add_parser("demo", help="animate a face from a recording: an MP4 with its sound",
+                                description="Animates a face from a recording with a trained talking-head checkpoint "
+                                "and writes an MP4 (H.264 with the recording as AAC sound, 25 fps, as long as the "
+                                "recording) or, for a .png path, a grid of the first frames.")
+    demo.add_argument("model", choices=["speech-gan", "atvgnet"], help="the model to animate with")
+    demo.add_argument("--wav", required=True, metavar="FILE",
+                      help="the recording: wav, flac, or any audio or video file with a sound track")
+    demo.add_argument("--checkpoint", required=True, metavar="FILE", help="a `pyface train MODEL` checkpoint")
+    demo.add_argument("--out", required=True, metavar="FILE",
+                      help="talk.mp4 (the video with its sound) or grid.png (the first frames as an image grid)")
+    demo.add_argument("--image", default=None, metavar="FILE",
+                      help="the still face, any size (scaled and centre-cropped to the model's frame); "
+                           "default: a drawn one")
     demo.add_argument("--max-frames", type=int, default=50, metavar="N",
-                      help="frames to generate at most, 25 a second (default 50)")
+                      help="frames in a .png grid at most, 25 a second (default 50)")
     return parser
 
 
 def _run(args) -> int:
     if args.command == "demo":
-        from pyface.demo import speech_demo
+        from pyface.demo import talking_demo
 
-        path = speech_demo(args.wav, args.out, args.checkpoint, args.image, args.max_frames)
+        path = talking_demo(args.model, args.wav, args.out, args.checkpoint, args.image, args.max_frames)
         print(f"wrote {path}")
         return 0
 
@@ -87,6 +110,10 @@ def _run(args) -> int:
         from pyface.train import main_train
 
         return main_train(args, device)
+    if args.command == "eval":
+        from pyface.evaluate import main_eval
+
+        return main_eval(args, device)
 
     from pyface.bench import main_bench
 

@@ -1,80 +1,165 @@
-"""`pyface demo speech-gan`: animate a still face from a real recording and write the
-frames as an image grid (PNG).
+"""`pyface demo speech-gan|atvgnet`: animate a face from a recording with a trained
+checkpoint and write the talking head as an MP4 with the recording as its sound track (or,
+for a .png path, an image grid of the first frames).
 
+    pyface train speech-gan --synthetic --preset cpu --checkpoint runs/speech-gan.pt
     espeak-ng -w hello.wav "hello from pyface"
-    pyface train speech-gan --synthetic --steps 200 --checkpoint runs/speech-gan.pt
-    pyface demo speech-gan --wav hello.wav --checkpoint runs/speech-gan.pt --out hello.png
+    pyface demo speech-gan --wav hello.wav --checkpoint runs/speech-gan.pt --out hello.mp4
+
+The recording may be any file FFmpeg reads with an audio track (wav, flac, mp3, a video).
+The face is a drawn one unless --image names a picture; a picture of any size is scaled to
+cover the model's frame and cropped to it, centred. ATVGnet also needs the face's landmarks:
+pyface has no landmark detector, so for a picture they are taken to be the training faces'
+mean (a centred, frontal face).
 """
 from __future__ import annotations
 
 import sys
+from fractions import Fraction
 from pathlib import Path
 from typing import Optional
 
 import numpy as np
 import torch
+import torch.nn.functional as F
+from torch import Tensor
 
 from pyface import audio
 from pyface._usage import UsageError
 from pyface.data import draw_faces, random_parameters
-from pyface.train import _speech_gan, load_checkpoint
+from pyface.train import build_modules, load_checkpoint
 
+DEMO_MODELS = ("speech-gan", "atvgnet")
 FPS, SAMPLE_RATE = 25, 16000
 # Below this many training steps the demo says the checkpoint is barely trained: after 150
 # steps on the synthetic data the frames are a blurred face with little mouth motion.
-BARELY_TRAINED_STEPS = 1000
-
-
-def _still_frame(image: Optional[str], size: tuple[int, int]) -> torch.Tensor:
-    if image is None:  # a drawn face, mouth closed
-        params = random_parameters(1, torch.Generator().manual_seed(0), mouth_open=torch.zeros(1))
-        return draw_faces(params, size)["image"]
-    from PIL import Image
-
-    try:
-        picture = Image.open(image).convert("RGB").resize((size[1], size[0]))
-    except (OSError, ValueError) as error:
-        raise UsageError(f"cannot read {image} as an image ({error})") from error
-    return torch.from_numpy(np.asarray(picture)).permute(2, 0, 1).unsqueeze(0).float() / 255
+BARELY_TRAINED_STEPS = 600
+VIDEO_HEIGHT = 256  # the MP4's frames are the model's, scaled up to about this height
 
 
 def warn(message: str) -> None:
     print(f"pyface demo: note: {message}", file=sys.stderr)
 
 
-def speech_demo(wav: str, out: str, checkpoint: Optional[str] = None, image: Optional[str] = None,
-                max_frames: int = 50, columns: int = 10) -> Path:
-    """Generates frames for the recording (at most max_frames, 25 fps) and writes them as a
-    grid of `columns` frames a row. Without a checkpoint the generator is untrained."""
+def load_face(image: str, size: tuple[int, int]) -> Tensor:
+    """(1, 3, H, W) in [0, 1]: the picture scaled to cover size = (H, W) and cropped to it,
+    centred."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        picture = Image.open(image).convert("RGB")
+    except FileNotFoundError as error:
+        raise UsageError(f"no image file {image}") from error
+    except (OSError, ValueError, UnidentifiedImageError) as error:
+        raise UsageError(f"cannot read {image} as an image ({error})") from error
+    h, w = size
+    scale = max(h / picture.height, w / picture.width)
+    width, height = max(w, round(picture.width * scale)), max(h, round(picture.height * scale))
+    picture = picture.resize((width, height), Image.BICUBIC)
+    left, top = (width - w) // 2, (height - h) // 2
+    picture = picture.crop((left, top, left + w, top + h))
+    return torch.from_numpy(np.asarray(picture).copy()).permute(2, 0, 1).unsqueeze(0).float() / 255
+
+
+def drawn_face(size: tuple[int, int]) -> dict[str, Tensor]:
+    """A drawn frontal face with its mouth closed: {"image": (1, 3, H, W), "landmarks": (1, 9, 2)}."""
+    params = random_parameters(1, torch.Generator().manual_seed(0), mouth_open=torch.zeros(1), roll=torch.zeros(1),
+                               yaw=torch.zeros(1))
+    return draw_faces(params, size)
+
+
+def load_speech(path: str) -> Tensor:
+    """The recording as a mono 16 kHz waveform; UsageError for a missing, undecodable, silent
+    or too short one."""
+    try:
+        waveform, _ = audio.load(path, sample_rate=SAMPLE_RATE)
+        audio.check_waveform(waveform, SAMPLE_RATE, min_seconds=1.0 / FPS)
+    except (FileNotFoundError, ValueError) as error:
+        raise UsageError(str(error)) from error
+    return waveform
+
+
+@torch.no_grad()
+def animate(model_name: str, state: dict, waveform: Tensor, face: Optional[Tensor] = None) -> Tensor:
+    """(T, 3, H, W) frames in [0, 1], one per 1/25 s of the 16 kHz waveform, of the face
+    (1, 3, H, W) at the model's frame size (default: a drawn one)."""
+    modules, config = build_modules(model_name, state)
+    for module in modules.values():
+        module.eval()
+    drawn = drawn_face(tuple(config["frame_size"]))
+    still = drawn["image"] if face is None else face
+    if model_name == "speech-gan":
+        torch.manual_seed(0)  # the generator's per-frame noise
+        return modules["generator"](still, audio.waveform_windows(waveform, SAMPLE_RATE, fps=FPS).unsqueeze(0))[0]
+    at, vg = modules["at"], modules["vg"]
+    example = drawn["landmarks"] if face is None else at.pca.mean.view(1, -1, 2)
+    landmarks = at(audio.mfcc_windows(waveform, SAMPLE_RATE, fps=FPS).unsqueeze(0), example)
+    return vg(still, example, landmarks)["frames"][0]
+
+
+def write_video(frames: Tensor, waveform: Tensor, path: Path, fps: int = FPS, sample_rate: int = SAMPLE_RATE) -> None:
+    """An H.264 MP4 of (T, 3, H, W) frames at fps, scaled up to about VIDEO_HEIGHT, with the
+    mono waveform as its AAC sound track."""
+    import av
+
+    factor = max(1, round(VIDEO_HEIGHT / frames.shape[-2]))
+    big = F.interpolate(frames.float(), scale_factor=factor, mode="bilinear", align_corners=False)
+    pixels = (big.clamp(0, 1) * 255).round().byte().permute(0, 2, 3, 1).numpy()
+    samples = waveform.float().clamp(-1, 1).numpy()
+    with av.open(str(path), mode="w") as container:
+        video = container.add_stream("libx264", rate=fps)
+        video.width, video.height, video.pix_fmt = pixels.shape[2], pixels.shape[1], "yuv420p"
+        video.options = {"crf": "18"}
+        sound = container.add_stream("aac", rate=sample_rate, layout="mono")
+        for picture in pixels:
+            for packet in video.encode(av.VideoFrame.from_ndarray(picture, format="rgb24")):
+                container.mux(packet)
+        for packet in video.encode():
+            container.mux(packet)
+        chunk = 1024  # AAC's frame length
+        for start in range(0, samples.shape[0], chunk):
+            frame = av.AudioFrame.from_ndarray(samples[None, start:start + chunk], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts, frame.time_base = sample_rate, start, Fraction(1, sample_rate)
+            for packet in sound.encode(frame):
+                container.mux(packet)
+        for packet in sound.encode():
+            container.mux(packet)
+
+
+def write_grid(frames: Tensor, path: Path, columns: int = 10) -> None:
     from PIL import Image
 
-    if max_frames < 1:
-        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
-    state = None if checkpoint is None else load_checkpoint(checkpoint, "speech-gan")
-    try:
-        waveform, rate = audio.load(wav, sample_rate=SAMPLE_RATE)
-        windows = audio.waveform_windows(waveform, rate, fps=FPS)[:max_frames]
-    except (FileNotFoundError, ValueError) as error:  # missing, undecodable, silent or too short
-        raise UsageError(str(error)) from error
-    generator = _speech_gan(None, torch.device("cpu"), 2e-4).modules["generator"]
-    if state is None:
-        warn("no --checkpoint: the generator is untrained, so the frames are noise, not a face")
-    else:
-        generator.load_state_dict(state["modules"]["generator"])
-        if state["step"] < BARELY_TRAINED_STEPS:
-            warn(f"{checkpoint} is barely trained ({state['step']} steps, fewer than {BARELY_TRAINED_STEPS}): "
-                 f"expect a blurred face with little mouth motion")
-    generator.eval()
-    still = _still_frame(image, generator.frame_size)
-    with torch.no_grad():
-        frames = generator(still, windows.unsqueeze(0))[0]  # (T, 3, H, W)
     t, _, h, w = frames.shape
     rows = -(-t // columns)
     grid = torch.ones(3, rows * h, min(t, columns) * w)
     for i in range(t):
         r, c = divmod(i, columns)
         grid[:, r * h:(r + 1) * h, c * w:(c + 1) * w] = frames[i]
+    Image.fromarray((grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()).save(path)
+
+
+def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: Optional[str] = None,
+                 max_frames: int = 50) -> Path:
+    """Animates the face from the recording with the checkpoint's model; writes an MP4 with
+    the recording's sound (out ending in .mp4) or a grid of the first max_frames frames
+    (.png)."""
+    if model_name not in DEMO_MODELS:
+        raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(DEMO_MODELS)}")
     path = Path(out)
+    if path.suffix.lower() not in (".mp4", ".png"):
+        raise UsageError(f"--out must end in .mp4 (a video with the sound) or .png (a grid of frames), got {out}")
+    if max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
+    state = load_checkpoint(checkpoint, model_name)
+    waveform = load_speech(wav)
+    face = None if image is None else load_face(image, tuple(state["config"]["frame_size"]))
+    if state["step"] < BARELY_TRAINED_STEPS:
+        warn(f"{checkpoint} is barely trained ({state['step']} steps, fewer than {BARELY_TRAINED_STEPS}): "
+             f"expect a blurred face with little mouth motion")
+    frames = animate(model_name, state, waveform, face)
     path.parent.mkdir(parents=True, exist_ok=True)
-    Image.fromarray((grid.permute(1, 2, 0) * 255).round().byte().numpy()).save(path)
+    if path.suffix.lower() == ".mp4":
+        write_video(frames, waveform, path)
+    else:
+        write_grid(frames[:max_frames], path)
     return path

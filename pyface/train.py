@@ -9,8 +9,11 @@ loss (the generator's, for the GANs).
 """
 from __future__ import annotations
 
+import contextlib
+import json
+import math
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -21,6 +24,7 @@ from tqdm import tqdm
 
 from pyface._backends import backends
 from pyface._usage import UsageError
+from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
 from pyface.data import emotion_batch, style_pair_batch, talking_sequence_batch
 from pyface.models import (
     ATNet, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator, SequenceDiscriminator,
@@ -64,7 +68,7 @@ def _single_loss(model: nn.Module, loss_fn, batches, lr: float) -> Trainer:
     return Trainer({"model": model}, {"model": optimizer}, batches, step)
 
 
-def _glamor(backend, device, lr):
+def _glamor(backend, device, lr, config):
     model = GLAMORNet(backend=backend).to(device)
 
     def loss_fn(batch):
@@ -73,7 +77,8 @@ def _glamor(backend, device, lr):
     return _single_loss(model, loss_fn, lambda g, n: emotion_batch(n, g, device), lr)
 
 
-def _style_mapping(backend, device, lr, size: int = 64):
+def _style_mapping(backend, device, lr, config):
+    size = config["size"]
     model = StyleMapping(backend=backend).to(device)
     criterion = StyleMappingLoss(backend=backend).to(device)
 
@@ -95,7 +100,8 @@ def _talking_batches(device, frames: int, frame_size, feature: str):
     return batches
 
 
-def _atvgnet(backend, device, lr, frames: int = 8, frame_size=(64, 64)):
+def _atvgnet(backend, device, lr, config):
+    frames, frame_size = config["frames"], tuple(config["frame_size"])
     pca = LandmarkPCA(9, 6).fit(talking_sequence_batch(32, 16, torch.Generator().manual_seed(12345))["landmarks"])
     at = ATNet(pca, hidden=128).to(device)
     vg = VGNet(DRAWN_FACE_CONNECTIONS, width=16).to(device)
@@ -108,12 +114,16 @@ def _atvgnet(backend, device, lr, frames: int = 8, frame_size=(64, 64)):
         # audio -> landmarks
         at_loss = F.mse_loss(at(batch["mfcc"], landmarks[:, 0]), landmarks)
         # landmarks -> video: the dynamic pixel-wise loss, fooling the discriminator, and its
-        # landmark regression agreeing with the landmarks the frames were drawn from
+        # landmark regression agreeing with the landmarks the frames were drawn from; plus a
+        # squared error on the frames (frame_mse_weight, 0 for the paper's losses alone): the
+        # mouth is a few percent of the pixels, and an L1 loss alone leaves the example frame
+        # copied for thousands of steps, where the squared error's pull on the mouth's large
+        # errors makes it open and close within a hundred (measured on the synthetic data)
         out = vg(real[:, 0], landmarks[:, 0], landmarks)
         score, coefficients = disc(out["frames"])
         target = pca.transform(landmarks).to(coefficients)
         vg_loss = pixelwise(out["frames"], real, out["attention"]) + 0.01 * _adversarial(score, True) + \
-            0.1 * F.mse_loss(coefficients, target)
+            0.1 * F.mse_loss(coefficients, target) + config["frame_mse_weight"] * F.mse_loss(out["frames"], real)
         for name, loss in (("at", at_loss), ("vg", vg_loss)):
             optimizers[name].zero_grad(set_to_none=True)
             loss.backward()
@@ -132,7 +142,8 @@ def _atvgnet(backend, device, lr, frames: int = 8, frame_size=(64, 64)):
                    _talking_batches(device, frames, frame_size, "mfcc"), step)
 
 
-def _speech_gan(backend, device, lr, frames: int = 8, frame_size=(64, 48)):
+def _speech_gan(backend, device, lr, config):
+    frames, frame_size = config["frames"], tuple(config["frame_size"])
     generator = SpeechDrivenGenerator(frame_size, width=16, blocks=4).to(device)
     frame_disc = FrameDiscriminator(width=16).to(device)
     sequence_disc = SequenceDiscriminator(width=16, hidden=64).to(device)
@@ -167,20 +178,78 @@ def _speech_gan(backend, device, lr, frames: int = 8, frame_size=(64, 48)):
 _BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping, "atvgnet": _atvgnet,
                                   "speech-gan": _speech_gan}
 _DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 1e-3, "atvgnet": 1e-3, "speech-gan": 2e-4}
+# What each model is built with (saved in the checkpoint, so that eval and demo rebuild it).
+DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64},
+                                   "atvgnet": {"frames": 8, "frame_size": [64, 64], "frame_mse_weight": 10.0},
+                                   "speech-gan": {"frames": 8, "frame_size": [64, 48]}}
 
 
-def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional[str] = None, batch_size: int = 16,
-          lr: Optional[float] = None, seed: int = 0, checkpoint: Optional[str] = None, resume: bool = False,
-          save_every: int = 0, progress: bool = True, log: Callable[[str], None] = tqdm.write) -> TrainResult:
+@dataclass(frozen=True)
+class Preset:
+    """A training recipe: the steps, batch, learning rate (decayed along a cosine to a tenth
+    by the last step), config overrides, and how often to measure the learning curve."""
+    steps: int
+    batch_size: int
+    lr: float
+    eval_every: int
+    config: dict = field(default_factory=dict)
+
+
+# `--preset cpu`: what reaches its stated result on a 2-core CPU in at most 15 minutes
+# (README, "What each model learns in 15 CPU minutes").
+PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
+    "glamor": Preset(steps=1800, batch_size=16, lr=1e-3, eval_every=200),
+    "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
+    "atvgnet": Preset(steps=600, batch_size=16, lr=1e-3, eval_every=100),
+    "style-mapping": Preset(steps=900, batch_size=8, lr=1e-3, eval_every=100),
+}}
+
+
+@contextlib.contextmanager
+def _subnormals_flushed(device: torch.device):
+    """Subnormal floats (the far tails of the keypoint Gaussians and softmaxes) make CPU
+    arithmetic on them many times slower: style-mapping's step went from 0.8 s to 16 s
+    within 30 steps. Flushing them to zero changes values below 1.2e-38 only."""
+    flushing = device.type == "cpu" and torch.set_flush_denormal(True)
+    try:
+        yield
+    finally:
+        if flushing:
+            torch.set_flush_denormal(False)
+
+
+def _cosine_lr(base: float, step: int, total: int) -> float:
+    return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
+
+
+def train(model_name: str, steps: Optional[int] = None, device: str = "cpu", *, backend: Optional[str] = None,
+          batch_size: Optional[int] = None, lr: Optional[float] = None, seed: int = 0,
+          checkpoint: Optional[str] = None, resume: bool = False, save_every: int = 0, preset: Optional[str] = None,
+          eval_every: Optional[int] = None, progress: bool = True,
+          log: Callable[[str], None] = tqdm.write) -> TrainResult:
     """Trains `model_name` for `steps` more steps on fresh synthetic batches (Adam). With a
     checkpoint path, saves modules, optimisers and data-generator state there at the end (and
-    every `save_every` steps); resume=True continues from it."""
+    every `save_every` steps); resume=True continues from it. A preset supplies steps, batch
+    size, learning rate and its schedule, and the learning-curve interval (explicit arguments
+    win). Every `eval_every` steps the model's main metric on a small held-out set is
+    measured; with a checkpoint, the curve is written beside it (`<checkpoint>.curve.json`)."""
     if model_name not in _BUILDERS:
         raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(MODELS)}")
+    if preset is not None and preset not in PRESETS:
+        raise UsageError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
+    recipe = PRESETS[preset][model_name] if preset else None
+    steps = steps if steps is not None else recipe.steps if recipe else 100
+    batch_size = batch_size if batch_size is not None else recipe.batch_size if recipe else 16
+    eval_every = eval_every if eval_every is not None else recipe.eval_every if recipe else 0
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
     if batch_size < 1:
         raise UsageError(f"--batch-size must be at least 1, got {batch_size}")
+    if eval_every < 0:
+        raise UsageError(f"--eval-every must be 0 (never) or more, got {eval_every}")
+    if not 0 <= seed <= MAX_TRAIN_SEED:
+        raise UsageError(f"--seed must lie in [0, {MAX_TRAIN_SEED}] (the seeds above are pyface eval's held-out "
+                         f"data), got {seed}")
     usable = backends().get(torch.device(device).type, [])
     if backend is not None and backend not in usable:
         raise UsageError(f"--backend {backend} cannot run on {device} here; usable: {', '.join(usable)}")
@@ -189,39 +258,74 @@ def train(model_name: str, steps: int, device: str = "cpu", *, backend: Optional
     state = load_checkpoint(checkpoint, model_name) if resume else None
     torch.manual_seed(seed)
     device = torch.device(device)
-    trainer = _BUILDERS[model_name](backend, device, lr or _DEFAULT_LR[model_name])
+    config = state["config"] if state is not None else {**DEFAULT_CONFIG[model_name], **(recipe.config if recipe else {})}
+    base_lr = lr or (recipe.lr if recipe else _DEFAULT_LR[model_name])
+    trainer = _BUILDERS[model_name](backend, device, base_lr, config)
     generator = torch.Generator().manual_seed(seed)
-    done, first_loss = 0, None
+    done, first_loss, curve = 0, None, []
     if state is not None:
         for name, module in trainer.modules.items():
             module.load_state_dict(state["modules"][name])
         for name, optimizer in trainer.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         generator.set_state(state["generator"])
-        done, first_loss = state["step"], state["first_loss"]
+        done, first_loss, curve = state["step"], state["first_loss"], state.get("curve", [])
+    schedule_total = done + steps  # the cosine runs over the whole training, resumed or not
 
-    def save(step):
-        if checkpoint is not None:
-            Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
-            torch.save({"model_name": model_name, "step": step, "first_loss": first_loss,
-                        "modules": {n: m.state_dict() for n, m in trainer.modules.items()},
-                        "optimizers": {n: o.state_dict() for n, o in trainer.optimizers.items()},
-                        "generator": generator.get_state()}, checkpoint)
+    def save(step, final=False):
+        if checkpoint is None:
+            return
+        Path(checkpoint).parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"model_name": model_name, "step": step, "first_loss": first_loss, "config": config,
+                    "curve": curve, "modules": {n: m.state_dict() for n, m in trainer.modules.items()},
+                    "optimizers": {n: o.state_dict() for n, o in trainer.optimizers.items()},
+                    "generator": generator.get_state()}, checkpoint)
+        if curve:
+            Path(f"{checkpoint}.curve.json").write_text(json.dumps(
+                {"model": model_name, "metric": MAIN_METRIC[model_name], "points": curve}, indent=1) + "\n")
+            if final:
+                plot_curve(model_name, curve, f"{checkpoint}.curve.png")
+
+    def measure(step, loss):
+        value = evaluate_modules(model_name, trainer.modules, config, CURVE, device)["metrics"][MAIN_METRIC[model_name]]
+        curve.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "loss": loss,
+                      **{key: value[key] for key in ("value", "floor", "ceiling", "gap_closed")}})
+        log(f"step {step}: held-out {MAIN_METRIC[model_name]} {value['value']:.3f} "
+            f"(floor {value['floor']:.3f}, ceiling {value['ceiling']:.3f}, gap closed {value['gap_closed']:.0%})")
 
     for module in trainer.modules.values():
         module.train()
-    start, main_loss = time.perf_counter(), float("nan")
-    bar = tqdm(range(done + 1, done + steps + 1), desc=f"train {model_name}", disable=not progress, unit="step")
-    for step in bar:
-        losses = trainer.step(trainer.batches(generator, batch_size))
-        main_loss = next(iter(losses.values()))
-        first_loss = main_loss if first_loss is None else first_loss
-        bar.set_postfix({name: f"{value:.4f}" for name, value in losses.items()})
-        log(f"step {step} " + " ".join(f"{name} {value:.4f}" for name, value in losses.items()))
-        if save_every and step % save_every == 0:
-            save(step)
-    save(done + steps)
+    start, main_loss, since_measured = time.perf_counter(), float("nan"), []
+    with _subnormals_flushed(device):
+        bar = tqdm(range(done + 1, done + steps + 1), desc=f"train {model_name}", disable=not progress, unit="step")
+        for step in bar:
+            if recipe is not None:
+                for optimizer in trainer.optimizers.values():
+                    for group in optimizer.param_groups:
+                        group["lr"] = _cosine_lr(base_lr, step - 1, schedule_total)
+            losses = trainer.step(trainer.batches(generator, batch_size))
+            main_loss = next(iter(losses.values()))
+            first_loss = main_loss if first_loss is None else first_loss
+            since_measured.append(main_loss)
+            bar.set_postfix({name: f"{value:.4f}" for name, value in losses.items()})
+            log(f"step {step} " + " ".join(f"{name} {value:.4f}" for name, value in losses.items()))
+            if eval_every and (step % eval_every == 0 or step == done + steps):
+                measure(step, sum(since_measured) / len(since_measured))  # the loss averaged since the last point
+                since_measured.clear()
+            if save_every and step % save_every == 0:
+                save(step)
+    save(done + steps, final=True)
     return TrainResult(done + 1, done + steps, first_loss, main_loss, time.perf_counter() - start)
+
+
+def build_modules(model_name: str, state: dict, device="cpu") -> tuple[dict[str, nn.Module], dict]:
+    """The modules of a checkpoint (as `load_checkpoint` returns it), weights loaded, and
+    the config they were built with."""
+    config = state["config"]
+    trainer = _BUILDERS[model_name](None, torch.device(device), _DEFAULT_LR[model_name], config)
+    for name, module in trainer.modules.items():
+        module.load_state_dict(state["modules"][name])
+    return trainer.modules, config
 
 
 def load_checkpoint(path: str, model_name: str) -> dict:
@@ -237,6 +341,7 @@ def load_checkpoint(path: str, model_name: str) -> dict:
         raise UsageError(f"{path} is not a `pyface train` checkpoint")
     if state["model_name"] != model_name:
         raise UsageError(f"{path} holds a {state['model_name']} checkpoint, not a {model_name} one")
+    state["config"] = {**DEFAULT_CONFIG[model_name], **state.get("config", {})}  # older checkpoints lack some
     return state
 
 
@@ -245,7 +350,8 @@ def main_train(args, device: str) -> int:
         raise UsageError("only the synthetic data source is built in; pass --synthetic")
     result = train(args.model, args.steps, device,
                    backend=args.backend, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
-                   checkpoint=args.checkpoint, resume=args.resume, save_every=args.save_every)
+                   checkpoint=args.checkpoint, resume=args.resume, save_every=args.save_every, preset=args.preset,
+                   eval_every=args.eval_every)
     print(f"{args.model}: steps {result.first_step}-{result.last_step} in {result.seconds:.1f} s, "
           f"first loss {result.first_loss:.4f}, last loss {result.last_loss:.4f}")
     return 0

@@ -30,9 +30,11 @@ def _usage_error(capsys, argv: list[str], expected: str) -> None:
     (["train", "glamor", "--synthetic", "--resume"], "--resume needs --checkpoint"),
     (["train", "glamor", "--synthetic", "--batch-size", "0"], "--batch-size must be at least 1"),
     (["train", "glamor", "--synthetic", "--device", "cpu", "--backend", "cuda"], "--backend cuda cannot run on cpu"),
-    (["demo", "speech-gan", "--wav", "a.wav", "--out", "/tmp/x.png", "--max-frames", "0"], "--max-frames must be"),
+    (["demo", "speech-gan", "--wav", "a.wav", "--checkpoint", "c.pt", "--out", "/tmp/x.png", "--max-frames", "0"],
+     "--max-frames must be"),
     (["train", "glamor", "--synthetic", "--resume", "--checkpoint", "/nonexistent/c.pt"], "no checkpoint file"),
-    (["demo", "speech-gan", "--wav", "/nonexistent/a.wav", "--out", "/tmp/x.png"], "no such file"),
+    (["demo", "speech-gan", "--wav", "a.wav", "--checkpoint", "/nonexistent/c.pt", "--out", "/tmp/x.png"],
+     "no checkpoint file"),
 ])
 def test_usage_errors_are_one_line(capsys, argv, expected):
     _usage_error(capsys, argv, expected)

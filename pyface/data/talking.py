@@ -44,18 +44,21 @@ def speech_envelope(batch_size: int, frames: int, generator: torch.Generator) ->
 
 def speech_waveform(envelope: Tensor, generator: torch.Generator, fps: float = 25.0,
                     sample_rate: int = 16000) -> Tensor:
-    """(N, T) envelopes -> (N, T * sample_rate / fps) waveforms: a voiced sound (a few
+    """(N, T) envelopes -> (N, T * sample_rate / fps) waveforms: a voiced sound (eight
     harmonics of a pitch drawn per speaker, 100-220 Hz) whose loudness follows the envelope,
-    plus faint noise."""
+    plus faint noise. The opening also brightens the voice (the upper harmonics grow with
+    it, as an open vowel's formants rise), so the spectrum's shape follows the mouth as well
+    as its level: features that discard the level (MFCCs without coefficient 0) still hear it."""
     n, frames = envelope.shape
     samples = int(frames * sample_rate / fps)
     t = torch.arange(samples, dtype=torch.float64) / sample_rate
     pitch = 100 + 120 * torch.rand(n, 1, 1, generator=generator, dtype=torch.float64)
-    harmonics = torch.arange(1, 6, dtype=torch.float64).view(1, -1, 1)
-    voice = (torch.sin(2 * torch.pi * pitch * harmonics * t) / harmonics).sum(1).float()
-    loudness = torch.nn.functional.interpolate(envelope.unsqueeze(1), size=samples, mode="linear",
-                                               align_corners=False).squeeze(1)
-    return 0.3 * loudness * voice + 0.003 * torch.randn(n, samples, generator=generator)
+    harmonics = torch.arange(1, 9, dtype=torch.float64).view(1, -1, 1)
+    opening = torch.nn.functional.interpolate(envelope.unsqueeze(1), size=samples, mode="linear",
+                                              align_corners=False).squeeze(1)
+    brightness = torch.exp(-(harmonics.float() - 1) * (1.2 - opening.unsqueeze(1)))  # (N, 8, samples)
+    voice = (torch.sin(2 * torch.pi * pitch * harmonics * t).float() / harmonics.float() * brightness).sum(1)
+    return 0.3 * opening * voice + 0.003 * torch.randn(n, samples, generator=generator)
 
 
 def talking_sequence_batch(batch_size: int, frames: int, generator: torch.Generator, audio_dim: int = 16,

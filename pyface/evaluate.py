@@ -1,0 +1,251 @@
+"""`pyface eval`: how well a `pyface train` checkpoint does its task on held-out synthetic
+data, every metric beside its floor (a trivial baseline) and its ceiling (the ground truth
+scored the same way), and the share of the gap between them the model closed.
+
+    pyface eval glamor --checkpoint runs/glamor.pt --json runs/glamor-eval.json
+
+Held-out data come from generators seeded at HELD_OUT_SEED and above, a range `pyface train
+--seed` refuses, so no evaluated sample was trained on.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import Tensor, nn
+
+from pyface import metrics
+from pyface.data import EMOTIONS, emotion_batch, style_pair_batch, talking_sequence_batch
+
+HELD_OUT_SEED = 1 << 40
+MAX_TRAIN_SEED = (1 << 31) - 1
+# Held-out set sizes: a full `pyface eval`, and the small one `pyface train --eval-every` uses
+# for its learning curve.
+FULL, CURVE = "full", "curve"
+_SIZES = {"glamor": {FULL: 1400, CURVE: 280}, "speech-gan": {FULL: 48, CURVE: 12}, "atvgnet": {FULL: 48, CURVE: 12},
+          "style-mapping": {FULL: 160, CURVE: 32}}
+CLIP_FRAMES = 50  # 2 s at 25 fps: long enough for the lip-sync correlation to mean something
+SHIFT_FRAMES = 5  # the time-shifted ground truth the lip-sync score must rank below the truth: 0.2 s
+# The metric each model's learning curve follows and its preset's target is set on.
+MAIN_METRIC = {"glamor": "accuracy", "speech-gan": "lip_sync", "atvgnet": "lip_sync", "style-mapping": "ssim"}
+
+
+def _batches(total: int, size: int):
+    for start in range(0, total, size):
+        yield min(size, total - start)
+
+
+def _eval_glamor(modules: dict[str, nn.Module], config: dict, samples: int, device) -> dict:
+    model = modules["model"]
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    labels, ambiguous, predicted, face_only = [], [], [], []
+    for n in _batches(samples, 100):
+        batch = emotion_batch(n, generator, device)
+        predicted.append(model(batch["face"], batch["context"]).argmax(1).cpu())
+        # the ablation: the context removed, a black scene in its place
+        face_only.append(model(batch["face"], torch.zeros_like(batch["context"])).argmax(1).cpu())
+        labels.append(batch["label"].cpu())
+        ambiguous.append(batch["ambiguous"].cpu())
+    labels, ambiguous = torch.cat(labels), torch.cat(ambiguous)
+    predicted, face_only = torch.cat(predicted), torch.cat(face_only)
+    classes = len(EMOTIONS)
+
+    def accuracy(guess, subset):
+        return (guess[subset] == labels[subset]).float().mean().item()
+
+    def majority(subset):  # the trivial classifier: always the most frequent class of the subset
+        return torch.bincount(labels[subset], minlength=classes).max().item() / subset.sum().item()
+
+    everything = torch.ones_like(ambiguous)
+    confusion = torch.zeros(classes, classes, dtype=torch.long)
+    confusion.index_put_((labels, predicted), torch.ones_like(labels), accumulate=True)
+    with_context, without = accuracy(predicted, ambiguous), accuracy(face_only, ambiguous)
+    floor_is, ceiling_is = "the majority class", "the true labels"
+    return {
+        "metrics": {
+            "accuracy": metrics.scored(accuracy(predicted, everything), majority(everything), 1.0,
+                                       floor_is=floor_is, ceiling_is=ceiling_is),
+            "accuracy_clear": metrics.scored(accuracy(predicted, ~ambiguous), majority(~ambiguous), 1.0,
+                                             floor_is=floor_is, ceiling_is=ceiling_is),
+            "accuracy_ambiguous": metrics.scored(with_context, majority(ambiguous), 1.0,
+                                                 floor_is=floor_is, ceiling_is=ceiling_is),
+            "accuracy_ambiguous_face_only": metrics.scored(without, majority(ambiguous), 1.0,
+                                                           floor_is=floor_is, ceiling_is=ceiling_is),
+            "context_gain_ambiguous": metrics.scored(with_context - without, 0.0, 1.0 - without,
+                                                     floor_is="no gain", ceiling_is="every face-only miss fixed"),
+        },
+        "confusion": {"classes": list(EMOTIONS), "rows_true_columns_predicted": confusion.tolist()},
+        "samples": {"total": samples, "ambiguous": int(ambiguous.sum())},
+    }
+
+
+def _image_metrics(frames: Tensor, truth: Tensor, floor_frames: Tensor, floor_is: str) -> dict:
+    """PSNR (gap on the squared error: the truth's own PSNR is infinite) and SSIM. For
+    clips, (N, T, 3, H, W), frame 0 is left out: it is the model's input, its floor's copy."""
+    if frames.dim() == 5:
+        frames, truth, floor_frames = frames[:, 1:], truth[:, 1:], floor_frames[:, 1:]
+    return {
+        "psnr": metrics.scored(metrics.psnr(frames, truth).mean().item(), metrics.psnr(floor_frames, truth).mean().item(),
+                               None, value_error=metrics.mean_squared_error(frames, truth).mean().item(),
+                               floor_error=metrics.mean_squared_error(floor_frames, truth).mean().item(),
+                               floor_is=floor_is, ceiling_is="the true frames (infinite PSNR; gap on the MSE)"),
+        "ssim": metrics.scored(metrics.ssim(frames, truth).mean().item(), metrics.ssim(floor_frames, truth).mean().item(),
+                               1.0, floor_is=floor_is, ceiling_is="the true frames"),
+    }
+
+
+def _lip_sync_metric(frames: Tensor, truth: Tensor, waveform: Tensor) -> dict:
+    still = truth[:, :1].expand_as(truth)
+    entry = metrics.scored(metrics.lip_sync(frames, waveform).mean().item(), metrics.lip_sync(still, waveform).mean().item(),
+                           metrics.lip_sync(truth, waveform).mean().item(), floor_is="the still first frame",
+                           ceiling_is="the true frames")
+    entry["truth_shifted_0.2s"] = metrics.lip_sync(truth.roll(SHIFT_FRAMES, dims=1), waveform).mean().item()
+    return entry
+
+
+def _talking_clips(config: dict, clips: int, feature: str, device):
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    return [talking_sequence_batch(n, CLIP_FRAMES, generator, render=True, frame_size=tuple(config["frame_size"]),
+                                   features=(feature,), device=device) for n in _batches(clips, 8)]
+
+
+def _eval_speech_gan(modules, config, clips, device) -> dict:
+    generator = modules["generator"]
+    torch.manual_seed(HELD_OUT_SEED)  # the generator's per-frame noise
+    fakes, truths, waveforms = [], [], []
+    for batch in _talking_clips(config, clips, "windows", device):
+        fakes.append(generator(batch["frames"][:, 0], batch["windows"]).cpu())
+        truths.append(batch["frames"].cpu())
+        waveforms.append(batch["waveform"].cpu())
+    fake, truth, waveform = torch.cat(fakes), torch.cat(truths), torch.cat(waveforms)
+    still = truth[:, :1].expand_as(truth)
+    return {"metrics": {"lip_sync": _lip_sync_metric(fake, truth, waveform),
+                        **_image_metrics(fake, truth, still, "the still first frame")},
+            "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES}}
+
+
+def _eval_atvgnet(modules, config, clips, device) -> dict:
+    at, vg = modules["at"], modules["vg"]
+    predicted, true_landmarks, from_truth, end_to_end, truths, waveforms = [], [], [], [], [], []
+    for batch in _talking_clips(config, clips, "mfcc", device):
+        frames, landmarks = batch["frames"], batch["landmarks"]
+        guess = at(batch["mfcc"], landmarks[:, 0])
+        predicted.append(guess.cpu())
+        true_landmarks.append(landmarks.cpu())
+        from_truth.append(vg(frames[:, 0], landmarks[:, 0], landmarks)["frames"].cpu())
+        end_to_end.append(vg(frames[:, 0], landmarks[:, 0], guess)["frames"].cpu())
+        truths.append(frames.cpu())
+        waveforms.append(batch["waveform"].cpu())
+    predicted, true_landmarks = torch.cat(predicted), torch.cat(true_landmarks)
+    truth, waveform = torch.cat(truths), torch.cat(waveforms)
+    mean_landmarks = at.pca.mean.cpu().view(-1, 2).expand_as(true_landmarks)
+    held = true_landmarks[:, :1].expand_as(true_landmarks)
+    landmarks = metrics.scored(metrics.landmark_error(predicted, true_landmarks).mean().item(),
+                               metrics.landmark_error(mean_landmarks, true_landmarks).mean().item(), 0.0,
+                               floor_is="the mean landmarks of the training set", ceiling_is="the true landmarks")
+    # a harder trivial baseline than the mean: the example frame's landmarks, held still
+    landmarks["example_landmarks_held"] = metrics.landmark_error(held, true_landmarks).mean().item()
+    images = _image_metrics(torch.cat(from_truth), truth, truth[:, :1].expand_as(truth), "the example frame copied")
+    return {"metrics": {"lip_sync": _lip_sync_metric(torch.cat(end_to_end), truth, waveform),
+                        "lip_sync_vg_true_landmarks": _lip_sync_metric(torch.cat(from_truth), truth, waveform),
+                        "landmark_nme": landmarks, **images},
+            "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
+            "notes": "lip_sync: the whole audio -> landmarks -> frames path; lip_sync_vg_true_landmarks, psnr and "
+                     "ssim: VG-net alone, fed the true landmarks; landmark_nme: AT-net alone (audio -> landmarks)"}
+
+
+def _eval_style_mapping(modules, config, pairs, device) -> dict:
+    model = modules["model"]
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    outputs, references, neutrals = [], [], []
+    for n in _batches(pairs, 16):
+        batch = style_pair_batch(n, generator, config["size"], device)
+        outputs.append(model(batch["neutral"], batch["reference"])["image"].clamp(0, 1).cpu())
+        references.append(batch["reference"].cpu())
+        neutrals.append(batch["neutral"].cpu())
+    output, reference = torch.cat(outputs), torch.cat(references)
+    return {"metrics": _image_metrics(output, reference, torch.cat(neutrals), "the neutral input copied"),
+            "samples": {"pairs": pairs}}
+
+
+_EVALUATORS: dict[str, Callable] = {"glamor": _eval_glamor, "speech-gan": _eval_speech_gan, "atvgnet": _eval_atvgnet,
+                                    "style-mapping": _eval_style_mapping}
+
+
+@torch.no_grad()
+def evaluate_modules(model_name: str, modules: dict[str, nn.Module], config: dict, size: str = FULL,
+                     device="cpu") -> dict:
+    """The metrics of trained modules (as `pyface.train` builds them) on the held-out data;
+    the modules are put in eval mode and back in the mode they were in."""
+    modes = {name: module.training for name, module in modules.items()}
+    for module in modules.values():
+        module.eval()
+    try:
+        return _EVALUATORS[model_name](modules, config, _SIZES[model_name][size], torch.device(device))
+    finally:
+        for name, module in modules.items():
+            module.train(modes[name])
+
+
+def evaluate(model_name: str, checkpoint: str, device: str = "cpu") -> dict:
+    """`pyface eval`: the checkpoint's metrics, in the JSON shape the command writes."""
+    from pyface.train import build_modules, load_checkpoint
+
+    state = load_checkpoint(checkpoint, model_name)
+    modules, config = build_modules(model_name, state, device)
+    result = evaluate_modules(model_name, modules, config, FULL, device)
+    return {"model": model_name, "checkpoint": str(checkpoint), "steps": state["step"], **result}
+
+
+def plot_curve(model_name: str, curve: list[dict], path: str) -> None:
+    """The learning curve as a PNG: the training loss, and the held-out main metric between
+    its floor and ceiling, against the step (and the wall time). Skipped without matplotlib."""
+    try:
+        import matplotlib
+    except ImportError:
+        return
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    steps = [p["step"] for p in curve]
+    figure, (loss_axis, metric_axis) = plt.subplots(1, 2, figsize=(10, 3.6), constrained_layout=True)
+    loss_axis.plot(steps, [p["loss"] for p in curve], marker=".")
+    loss_axis.set(xlabel="step", ylabel="training loss (mean since the previous point)",
+                  title=f"{model_name}: training loss")
+    metric = MAIN_METRIC[model_name]
+    metric_axis.plot(steps, [p["value"] for p in curve], marker=".", label="model")
+    metric_axis.axhline(curve[-1]["floor"], color="grey", linestyle="--", label="floor")
+    if curve[-1]["ceiling"] is not None:
+        metric_axis.axhline(curve[-1]["ceiling"], color="green", linestyle="--", label="ceiling (ground truth)")
+    metric_axis.set(xlabel=f"step ({curve[-1]['seconds'] / 60:.1f} min in all)", ylabel=f"held-out {metric}",
+                    title=f"{model_name}: held-out {metric}")
+    metric_axis.legend(loc="best", fontsize="small")
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+
+
+def format_result(result: dict) -> str:
+    lines = [f"{result['model']} ({result['checkpoint']}, {result['steps']} steps), held-out synthetic data:",
+             f"  {'metric':30s} {'floor':>8s} {'model':>8s} {'ceiling':>8s} {'gap closed':>10s}"]
+    for name, m in result["metrics"].items():
+        ceiling = "inf" if m["ceiling"] is None else f"{m['ceiling']:.3f}"
+        lines.append(f"  {name:30s} {m['floor']:8.3f} {m['value']:8.3f} {ceiling:>8s} {m['gap_closed']:10.1%}")
+    if "confusion" in result:
+        names = result["confusion"]["classes"]
+        lines.append("  confusion (rows: true, columns: predicted): " + " ".join(f"{n[:4]:>5s}" for n in names))
+        for name, row in zip(names, result["confusion"]["rows_true_columns_predicted"]):
+            lines.append(f"    {name:>8s} " + " ".join(f"{v:5d}" for v in row))
+    return "\n".join(lines)
+
+
+def main_eval(args, device: str) -> int:
+    result = evaluate(args.model, args.checkpoint, device)
+    print(format_result(result))
+    if args.json:
+        path = Path(args.json)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(result, indent=1) + "\n")
+        print(f"wrote {path}")
+    return 0
