@@ -51,7 +51,7 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data (required)")
     train.add_argument("--preset", default=None, choices=["cpu"],
                        help="a training recipe: steps, batch size, learning rate and its schedule, learning-curve "
-                            "interval; `cpu` reaches the README's stated results on a 2-core CPU in at most 15 minutes "
+                            "interval; `cpu` is sized for about 15 minutes on a 2-core CPU (the README gives what it reaches) "
                             "(explicit flags win)")
     train.add_argument("--steps", type=int, default=None, help="optimiser steps to take (default 100, or the preset's)")
     train.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
