@@ -57,3 +57,11 @@ def loaded() -> bool:
 def has_cuda_kernels() -> bool:
     """True when pyface._C was compiled with its CUDA kernels."""
     return _C is not None and bool(_C.build_info["cuda"])
+
+
+def set_flush_denormal(on: bool) -> bool:
+    """torch.set_flush_denormal for every ATen CPU thread (with the extension; without it,
+    the calling thread's alone, which is all torch reaches). False where the CPU cannot."""
+    if _C is not None:
+        return _C.set_flush_denormal_all_threads(on)
+    return torch.set_flush_denormal(on)

@@ -159,15 +159,19 @@ def _eval_atvgnet(modules, config, clips, device) -> dict:
 def _eval_style_mapping(modules, config, pairs, device) -> dict:
     model = modules["model"]
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
-    outputs, references, neutrals = [], [], []
+    outputs, reconstructions, references, neutrals = [], [], [], []
     for n in _batches(pairs, 16):
         batch = style_pair_batch(n, generator, config["size"], device)
         outputs.append(model(batch["neutral"], batch["reference"])["image"].clamp(0, 1).cpu())
+        reconstructions.append(model(batch["reference"], batch["reference"])["image"].clamp(0, 1).cpu())
         references.append(batch["reference"].cpu())
         neutrals.append(batch["neutral"].cpu())
     output, reference = torch.cat(outputs), torch.cat(references)
-    return {"metrics": _image_metrics(output, reference, torch.cat(neutrals), "the neutral input copied"),
-            "samples": {"pairs": pairs}}
+    scores = _image_metrics(output, reference, torch.cat(neutrals), "the neutral input copied")
+    # The reference rendered from itself (no motion to learn): how far the decoder alone gets,
+    # which bounds what any warp can reach at this point of training.
+    scores["ssim"]["reference_from_itself"] = metrics.ssim(torch.cat(reconstructions), reference).mean().item()
+    return {"metrics": scores, "samples": {"pairs": pairs}}
 
 
 _EVALUATORS: dict[str, Callable] = {"glamor": _eval_glamor, "speech-gan": _eval_speech_gan, "atvgnet": _eval_atvgnet,
@@ -226,12 +230,16 @@ def plot_curve(model_name: str, curve: list[dict], path: str) -> None:
     plt.close(figure)
 
 
+_SCORED_KEYS = ("value", "floor", "ceiling", "gap_closed", "floor_is", "ceiling_is")  # metrics.scored's; the rest are extras
+
+
 def format_result(result: dict) -> str:
     lines = [f"{result['model']} ({result['checkpoint']}, {result['steps']} steps), held-out synthetic data:",
              f"  {'metric':30s} {'floor':>8s} {'model':>8s} {'ceiling':>8s} {'gap closed':>10s}"]
     for name, m in result["metrics"].items():
         ceiling = "inf" if m["ceiling"] is None else f"{m['ceiling']:.3f}"
         lines.append(f"  {name:30s} {m['floor']:8.3f} {m['value']:8.3f} {ceiling:>8s} {m['gap_closed']:10.1%}")
+        lines += [f"    {key}: {value:.3f}" for key, value in m.items() if key not in _SCORED_KEYS]
     if "confusion" in result:
         names = result["confusion"]["classes"]
         lines.append("  confusion (rows: true, columns: predicted): " + " ".join(f"{n[:4]:>5s}" for n in names))

@@ -13,7 +13,7 @@ import contextlib
 import json
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Optional
 
@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm import tqdm
 
+from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
 from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
@@ -187,22 +188,21 @@ DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64},
 @dataclass(frozen=True)
 class Preset:
     """A training recipe: the steps, batch, learning rate (decayed along a cosine to a tenth
-    by the last step), config overrides, and how often to measure the learning curve."""
+    by the last step), and how often to measure the learning curve."""
     steps: int
     batch_size: int
     lr: float
     eval_every: int
-    config: dict = field(default_factory=dict)
 
 
 # `--preset cpu`: recipes sized for 15 minutes on a 2-core CPU. Measured (README, "What
 # each model learns in 15 CPU minutes"): atvgnet 9.7 min, speech-gan 8.5, glamor 15.8;
 # style-mapping was still training at 18 and was stopped.
 PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
-    "glamor": Preset(steps=1800, batch_size=16, lr=1e-3, eval_every=200),
+    "glamor": Preset(steps=1500, batch_size=16, lr=1e-3, eval_every=250),
     "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
     "atvgnet": Preset(steps=600, batch_size=16, lr=1e-3, eval_every=100),
-    "style-mapping": Preset(steps=900, batch_size=8, lr=1e-3, eval_every=100),
+    "style-mapping": Preset(steps=650, batch_size=8, lr=1e-3, eval_every=50),
 }}
 
 
@@ -210,13 +210,14 @@ PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
 def _subnormals_flushed(device: torch.device):
     """Subnormal floats (the far tails of the keypoint Gaussians and softmaxes) make CPU
     arithmetic on them many times slower: style-mapping's step went from 0.8 s to 16 s
-    within 30 steps. Flushing them to zero changes values below 1.2e-38 only."""
-    flushing = device.type == "cpu" and torch.set_flush_denormal(True)
+    within 30 steps. Flushing them to zero, in every CPU thread, changes values below
+    1.2e-38 only."""
+    flushing = device.type == "cpu" and _extension.set_flush_denormal(True)
     try:
         yield
     finally:
         if flushing:
-            torch.set_flush_denormal(False)
+            _extension.set_flush_denormal(False)
 
 
 def _cosine_lr(base: float, step: int, total: int) -> float:
@@ -259,7 +260,7 @@ def train(model_name: str, steps: Optional[int] = None, device: str = "cpu", *, 
     state = load_checkpoint(checkpoint, model_name) if resume else None
     torch.manual_seed(seed)
     device = torch.device(device)
-    config = state["config"] if state is not None else {**DEFAULT_CONFIG[model_name], **(recipe.config if recipe else {})}
+    config = state["config"] if state is not None else dict(DEFAULT_CONFIG[model_name])
     base_lr = lr or (recipe.lr if recipe else _DEFAULT_LR[model_name])
     trainer = _BUILDERS[model_name](backend, device, base_lr, config)
     generator = torch.Generator().manual_seed(seed)

@@ -71,3 +71,21 @@ def test_demo_writes_a_grid_from_real_speech(tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     width, height = Image.open(tmp_path / "grid.png").size
     assert (width, height) == (10 * 48, 2 * 64)  # 12 frames of 64 x 48, ten a row
+
+
+def test_subnormals_flushed_in_every_cpu_thread():
+    # torch.set_flush_denormal reaches only the calling thread; training flushes in all of
+    # ATen's threads, so a parallel op's every chunk is flushed, and the mode is restored.
+    from pyface import _extension
+    from pyface.train import _subnormals_flushed
+
+    if not _extension.loaded():
+        pytest.skip(f"needs the compiled extension: {_extension.missing_reason()}")
+    tiny = torch.full((1 << 20,), 1e-39)  # subnormal; the product with 0.5 is too
+    with _subnormals_flushed(torch.device("cpu")):
+        flushed = tiny * 0.5
+    kept = tiny * 0.5
+    if not torch.set_flush_denormal(False):
+        pytest.skip("this CPU cannot flush subnormals")
+    assert torch.count_nonzero(flushed) == 0, "some threads kept subnormals"
+    assert torch.all(kept == torch.tensor(5e-40))
