@@ -196,8 +196,8 @@ class Preset:
 
 
 # `--preset cpu`: recipes sized for 15 minutes on a 2-core CPU. Measured (README, "What
-# each model learns in 15 CPU minutes"): atvgnet 9.7 min, speech-gan 8.5, glamor 15.8;
-# style-mapping was still training at 18 and was stopped.
+# each model learns in 15 CPU minutes"), learning curve included: glamor 13.1 min,
+# style-mapping 13.4, atvgnet 9.7, speech-gan 8.5.
 PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
     "glamor": Preset(steps=1500, batch_size=16, lr=1e-3, eval_every=250),
     "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
