@@ -114,6 +114,14 @@ def test_gradient_of_the_deformation_alone(backend):
     assert got["feature"] is None or not got["feature"].any()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_no_channels_still_give_the_deformation_its_gradients(backend, dims):
+    # With C = 0 the backward once returned zeros early, though the deformation it also
+    # returns depends on the keypoints and the mask.
+    check(make(dims, c=0, device=device_of(backend)), backend, mask_logits=True)
+
+
 @needs_extension
 @pytest.mark.parametrize("dims", [2, 3])
 def test_gradcheck(dims):
@@ -157,6 +165,20 @@ def test_mask_channels():
     t = make(2)
     with pytest.raises(ValueError, match="mask must be \\(N, K\\+1"):
         keypoint_warp(**dict(t, mask=t["mask"][:, 1:]))
+
+
+@pytest.mark.parametrize("dims", [2, 3])
+def test_empty_feature_plane(dims):
+    # An input plane with no cells once crashed the process (the sampler read past it).
+    for axis in range(2, dims + 2):
+        t = make(dims)
+        feature = t["feature"].narrow(axis, 0, 0)
+        with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
+            keypoint_warp(**dict(t, feature=feature))
+        if pyface._extension.loaded():
+            with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
+                torch.ops.pyface.keypoint_warp_forward(feature, t["kp_source"], t["kp_driving"], t["mask"],
+                                                       t["jacobian"], True, False, 0)
 
 
 def test_keypoint_dims_differ_from_feature_dims():

@@ -39,6 +39,16 @@ def test_odd_sizes(backend, cells, channels):
     check_against_reference(make((cells,), n=2, c=channels, device=device_of(backend)), backend, torch.float32)
 
 
+@pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
+@pytest.mark.parametrize("dims", [1, 2])
+def test_empty_batch(backend, dims):
+    # N = 0 once raised "cannot reshape tensor of 0 elements" (a reshape to (N, -1))
+    tensors = make(SPATIAL[dims], n=0, device=device_of(backend))
+    (pooled, attention), grads = outputs_and_grads(softmax_pool, tensors, backend=backend, return_attention=True)
+    assert pooled.shape == (0, 37) and attention.shape == (0, *SPATIAL[dims])
+    assert grads["scores"].shape == tensors["scores"].shape and grads["values"].shape == tensors["values"].shape
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
 def test_dtypes(backend, dtype):

@@ -98,7 +98,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   at::Tensor grad_mask = at::empty(mask.sizes(), feature.options());
   at::Tensor grad_jacobian = jacobian.has_value() ? at::empty(jacobian->sizes(), feature.options())
                                                   : at::empty({0}, feature.options());
-  if (deformation.numel() == 0 || feature.numel() == 0) {  // nothing is sampled: every gradient is zero
+  // No output position: every gradient is zero. (With C = 0 the deformation still depends on
+  // the keypoints and the mask, so their gradients are computed.)
+  if (deformation.numel() == 0) {
     for (at::Tensor* t : {&grad_feature, &grad_source, &grad_driving, &grad_mask, &grad_jacobian}) t->zero_();
     return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
   }

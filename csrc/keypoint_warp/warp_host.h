@@ -52,6 +52,7 @@ inline PreparedKeypoints prepare_keypoints(const char* op, const at::Tensor& fea
     p.jacobian = jacobian->contiguous();
   }
   const int64_t D = dims == 3 ? feature.size(2) : 1, H = feature.size(dims), W = feature.size(dims + 1);
+  TORCH_CHECK_VALUE(D > 0 && H > 0 && W > 0, op, ": feature's spatial sizes must be non-zero");  // the sampler reads them
   p.pb = Problem{scalar_kind(feature, op, "feature"),
                  feature.size(0),
                  feature.size(1),

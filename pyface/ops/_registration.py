@@ -1,6 +1,6 @@
 """What every op module registers for its custom ops: the fake implementations and the
 autograd of the Triton ops (defined in Python) and, when the extension is loaded, of the
-C++/CUDA ops. Each op names its pair `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
+C++/CUDA ops, and their autocast policy (pyface/_autocast.py). Each op names its pair `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
 from __future__ import annotations
 
 from typing import Callable, Optional
@@ -8,6 +8,7 @@ from typing import Callable, Optional
 import torch
 
 from pyface import _extension
+from pyface._autocast import register_custom_op_autocast
 
 
 def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Callable, backward: Callable,
@@ -24,3 +25,5 @@ def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Calla
         torch.library.register_fake(forward_name)(forward_fake)
         torch.library.register_fake(backward_name)(backward_fake)
         torch.library.register_autograd(forward_name, backward, setup_context=make_setup_context(backward_op))
+        register_custom_op_autocast(forward_name)
+        register_custom_op_autocast(backward_name)

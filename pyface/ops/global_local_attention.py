@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
 from pyface.ops.softmax_pool import as_kernel_layout
@@ -23,6 +24,7 @@ from pyface.reference.global_local_attention import OP, check_args
 from pyface.reference.global_local_attention import global_local_attention as reference_global_local_attention
 
 
+@follows_autocast
 def global_local_attention(
     face: Tensor,
     context: Tensor,

@@ -10,11 +10,13 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._autocast import follows_autocast
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.keypoint_heatmaps import OP, check_args
 from pyface.reference.keypoint_heatmaps import keypoint_heatmaps as reference_keypoint_heatmaps
 
 
+@follows_autocast
 def keypoint_heatmaps(
     kp_driving: Tensor,
     kp_source: Tensor,

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.keypoint_warp import OP, check_args
@@ -23,6 +24,7 @@ from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_w
 _PADDING_CODES = {"zeros": 0, "border": 1}
 
 
+@follows_autocast
 def keypoint_warp(
     feature: Tensor,
     kp_source: Tensor,

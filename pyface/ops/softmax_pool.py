@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.softmax_pool import OP, check_args
@@ -26,6 +27,7 @@ def as_kernel_layout(values: Tensor) -> Tensor:
     return values.contiguous()
 
 
+@follows_autocast
 def softmax_pool(scores: Tensor, values: Tensor, *, return_attention: bool = False, backend: Optional[str] = None):
     """a = softmax of scores over all positions of S; pooled (N, C) = sum_s a_s * values[:, :, s].
 
@@ -38,7 +40,8 @@ def softmax_pool(scores: Tensor, values: Tensor, *, return_attention: bool = Fal
     if chosen == "reference":
         return reference_softmax_pool(scores, values, return_attention=return_attention)
     forward = _triton_forward if chosen == "triton" else torch.ops.pyface.softmax_pool_forward
-    pooled, attention = forward(scores.reshape(scores.shape[0], -1), as_kernel_layout(values.flatten(2)))
+    cells = as_kernel_layout(values.flatten(2))
+    pooled, attention = forward(scores.reshape(scores.shape[0], cells.shape[2]), cells)  # not -1: N may be 0
     if return_attention:
         return pooled, attention.to(scores.dtype).view(scores.shape)
     return pooled

@@ -11,6 +11,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends
+from pyface._autocast import follows_autocast
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.sparse_motion_warp import OP, check_args
 from pyface.reference.sparse_motion_warp import sparse_motion_warp as reference_sparse_motion_warp
@@ -18,6 +19,7 @@ from pyface.reference.sparse_motion_warp import sparse_motion_warp as reference_
 _PADDING_CODES = {"zeros": 0, "border": 1}
 
 
+@follows_autocast
 def sparse_motion_warp(
     feature: Tensor,
     kp_source: Tensor,

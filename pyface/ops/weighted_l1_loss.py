@@ -14,6 +14,7 @@ import torch
 from torch import Tensor
 
 from pyface import _backends, _checks
+from pyface._autocast import follows_autocast
 from pyface.ops._registration import register_custom_ops
 from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight
 from pyface.reference.weighted_l1_loss import weighted_l1_loss as reference_weighted_l1_loss
@@ -22,6 +23,7 @@ _REDUCTION_CODES = {"none": 0, "sum": 1, "mean": 2}
 _NONE = _REDUCTION_CODES["none"]
 
 
+@follows_autocast
 def weighted_l1_loss(
     input: Tensor,
     target: Tensor,

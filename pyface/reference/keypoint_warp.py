@@ -25,6 +25,8 @@ def check_keypoint_args(op, feature, kp_source, kp_driving, jacobian, padding_mo
     if feature.dim() not in (4, 5):
         raise ValueError(f"{op}: feature must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(feature.shape)}")
     n, dims = feature.shape[0], feature.dim() - 2
+    if 0 in feature.shape[2:]:  # nothing to sample from (grid_sample refuses it too)
+        raise ValueError(f"{op}: feature's spatial sizes must be non-zero, got shape {tuple(feature.shape)}")
     if kp_source.dim() != 3 or kp_source.shape[0] != n or kp_source.shape[2] != dims:
         raise ValueError(
             f"{op}: kp_source must be (N, K, {dims}) for a {dims}-D feature of batch {n}, got shape {tuple(kp_source.shape)}"

@@ -1,6 +1,8 @@
 """Spatial softmax attention pooling in plain PyTorch: the readable definition (SPEC section 2)."""
 from __future__ import annotations
 
+import math
+
 import torch
 
 from pyface import _checks
@@ -30,6 +32,7 @@ def softmax_pool(scores, values, *, return_attention=False, backend=None):
     Returns pooled, or (pooled, a) with a shaped like scores. `backend` is accepted for
     signature parity with pyface.ops and ignored."""
     check_args(scores, values)
-    attention = torch.softmax(scores.reshape(scores.shape[0], -1), dim=1)
+    positions = math.prod(values.shape[2:])  # not -1: N may be 0
+    attention = torch.softmax(scores.reshape(scores.shape[0], positions), dim=1)
     pooled = (values.flatten(2) * attention.unsqueeze(1)).sum(dim=2)
     return (pooled, attention.view(scores.shape)) if return_attention else pooled

@@ -163,7 +163,7 @@ def backward(grad_output, grad_deformation, feature, kp_source, kp_driving, mask
     dims, size_in, size_out = _sizes(feature, mask)
     positions = size_out[0] * size_out[1] * size_out[2]
     grad_mask = mask.new_empty(mask.shape)
-    if positions == 0 or feature.numel() == 0:  # nothing is sampled: every gradient is zero
+    if positions == 0:  # no output position: every gradient is zero (with C = 0 the deformation still has them)
         zeros = [torch.zeros_like(t) for t in (feature, kp_source, kp_driving)]
         jac = torch.zeros_like(jacobian) if jacobian is not None else feature.new_empty((0,))
         return zeros[0] if feature_grad else feature.new_empty((0,)), zeros[1], zeros[2], grad_mask.zero_(), jac
