@@ -168,17 +168,21 @@ def test_mask_channels():
 
 
 @pytest.mark.parametrize("dims", [2, 3])
-def test_empty_feature_plane(dims):
-    # An input plane with no cells once crashed the process (the sampler read past it).
+@pytest.mark.parametrize("op", ["keypoint_warp", "sparse_motion_warp"])
+def test_empty_feature_plane(op, dims):
+    # An input plane with no cells once crashed the process (the sampler read past it); both
+    # warps share the check.
     for axis in range(2, dims + 2):
         t = make(dims)
-        feature = t["feature"].narrow(axis, 0, 0)
+        t["feature"] = t["feature"].narrow(axis, 0, 0)
+        if op == "sparse_motion_warp":
+            del t["mask"]
         with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
-            keypoint_warp(**dict(t, feature=feature))
+            getattr(pyface.ops, op)(**t)
         if pyface._extension.loaded():
+            options = (True, False, 0) if op == "keypoint_warp" else (False, 0)
             with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
-                torch.ops.pyface.keypoint_warp_forward(feature, t["kp_source"], t["kp_driving"], t["mask"],
-                                                       t["jacobian"], True, False, 0)
+                getattr(torch.ops.pyface, f"{op}_forward")(*t.values(), *options)
 
 
 def test_keypoint_dims_differ_from_feature_dims():

@@ -110,20 +110,6 @@ def test_torch_compile_fullgraph(backend):
 # --- bad input: each raises a clear error naming the argument --------------------------------
 
 
-@pytest.mark.parametrize("dims", [2, 3])
-def test_empty_feature_plane(dims):
-    # An input plane with no cells once crashed the process (the sampler read past it).
-    for axis in range(2, dims + 2):
-        t = make(dims)
-        feature = t["feature"].narrow(axis, 0, 0)
-        with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
-            sparse_motion_warp(**dict(t, feature=feature))
-        if pyface._extension.loaded():
-            with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
-                torch.ops.pyface.sparse_motion_warp_forward(feature, t["kp_source"], t["kp_driving"], t["jacobian"],
-                                                            False, 0)
-
-
 def test_keypoint_dims_differ_from_feature_dims():
     t = make(3)
     with pytest.raises(ValueError, match="kp_source must be \\(N, K, 3\\)"):
