@@ -46,3 +46,18 @@ def labels_in_range(op: str, labels: torch.Tensor, num_classes: int) -> None:
     if low < 0 or high >= num_classes:
         bad = low if low < 0 else high
         raise ValueError(f"{op}: labels holds {bad}, outside [0, num_classes={num_classes})")
+
+
+@torch.library.custom_op("pyface::labels_in_range", mutates_args=())
+def labels_checked(op: str, labels: torch.Tensor, num_classes: int) -> torch.Tensor:
+    """labels_in_range for compiled code: an opaque op that reads the labels when the graph
+    runs (a plain check is skipped while tracing, leaving an index error deep in the
+    kernel) and returns a copy of them, which keeps the check from being pruned."""
+    labels_in_range(op, labels, num_classes)
+    return labels.clone()
+
+
+@labels_checked.register_fake
+def _(op, labels, num_classes):
+    return torch.empty_like(labels)
+

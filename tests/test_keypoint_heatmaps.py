@@ -35,6 +35,14 @@ def test_matches_reference(backend, dims, keypoints):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_no_keypoints(backend, dims):
+    # K = 0 leaves the background slot alone; the Triton kernel once read a keypoint that
+    # did not exist (a crash in the interpreter)
+    check_against_reference(make(dims, k=0, device=device_of(backend)), backend, torch.float32, SIZES[dims])
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("spatial_size", [(1, 1), (1, 17), (16, 1), (3, 1, 4), (1, 8, 8)])
 def test_degenerate_axes(backend, spatial_size):
     tensors = make(len(spatial_size), device=device_of(backend))

@@ -62,7 +62,9 @@ def weighted_l1_loss(
     D = input.numel() (normalize="elements") or the sum of w broadcast to input (normalize="weight",
     0 when that sum is 0). `backend` is accepted for signature parity with pyface.ops and ignored."""
     check_args(input, target, weight, labels, class_weights, reduction, normalize)
-    if labels is not None and not torch.compiler.is_compiling():
+    if labels is not None and torch.compiler.is_compiling():
+        labels = _checks.labels_checked(OP, labels, class_weights.numel())
+    elif labels is not None:
         _checks.labels_in_range(OP, labels, class_weights.numel())
     w = effective_weight(input, weight, labels, class_weights)
     loss = (input - target).abs()

@@ -100,6 +100,8 @@ def forward(kp_driving, kp_source, spatial_size, variance):
     N, K, dims = kp_driving.shape
     D, H, W = _volume(spatial_size)
     heatmaps = kp_driving.new_empty((N, K + 1, *spatial_size))
+    if K == 0:  # the background slot alone, all zeros (the kernel reads keypoint 0 for every slot)
+        return heatmaps.zero_()
     if heatmaps.numel():
         _forward_kernel[(triton.cdiv(D * H * W, BLOCK), N * (K + 1))](
             kp_driving.contiguous(), kp_source.contiguous(), heatmaps, K, D, H, W, 0.5 / variance,

@@ -113,7 +113,8 @@ def forward(input, target, weight, labels, class_weights, reduction, weight_norm
             _launch(WRITE_MAP, input, target, weight, labels, class_weights, out=loss_map)
         return loss_map, empty
     if input.numel() == 0:  # empty: sum and weighted mean 0, plain mean 0/0 as torch's l1_loss
-        return input.new_full((), float("nan") if reduction == 2 and not weight_normalize else 0.0), empty
+        loss = input.new_full((), float("nan") if reduction == 2 and not weight_normalize else 0.0)
+        return loss, torch.empty_like(input) if compute_grad else empty  # the gradient keeps input's shape
     acc = accumulation_dtype(input.dtype)
     if reduction == 2 and weight_normalize:
         total = _launch(WEIGHT_SUM, input, target, weight, labels, class_weights).sum()
