@@ -224,6 +224,11 @@ def test_label_out_of_range_under_compile(backend):
         loss(labels)
 
 
+def test_opcheck_of_the_compiled_label_check():
+    _, _, _, labels, _ = make((6, 6), label_dtype=torch.int64)
+    torch.library.opcheck(torch.ops.pyface.labels_in_range.default, ("weighted_l1_loss", labels, 6))
+
+
 def test_label_out_of_range():
     x, t, _, labels, cw = make((6, 6), label_dtype=torch.int64)
     labels[1, 2, 3] = 6
