@@ -86,10 +86,10 @@ def _image_metrics(frames: Tensor, truth: Tensor, floor_frames: Tensor, floor_is
     clips, (N, T, 3, H, W), frame 0 is left out: it is the model's input, its floor's copy."""
     if frames.dim() == 5:
         frames, truth, floor_frames = frames[:, 1:], truth[:, 1:], floor_frames[:, 1:]
+    error, floor_error = metrics.mean_squared_error(frames, truth), metrics.mean_squared_error(floor_frames, truth)
     return {
-        "psnr": metrics.scored(metrics.psnr(frames, truth).mean().item(), metrics.psnr(floor_frames, truth).mean().item(),
-                               None, value_error=metrics.mean_squared_error(frames, truth).mean().item(),
-                               floor_error=metrics.mean_squared_error(floor_frames, truth).mean().item(),
+        "psnr": metrics.scored(metrics.psnr_of_error(error).mean().item(), metrics.psnr_of_error(floor_error).mean().item(),
+                               None, value_error=error.mean().item(), floor_error=floor_error.mean().item(),
                                floor_is=floor_is, ceiling_is="the true frames (infinite PSNR; gap on the MSE)"),
         "ssim": metrics.scored(metrics.ssim(frames, truth).mean().item(), metrics.ssim(floor_frames, truth).mean().item(),
                                1.0, floor_is=floor_is, ceiling_is="the true frames"),

@@ -29,7 +29,12 @@ DARK, SOFTNESS = 0.2, 0.15
 def psnr(images: Tensor, targets: Tensor) -> Tensor:
     """Per image (the leading dims of (..., C, H, W)) PSNR in dB, for values in [0, 1]; inf
     for an exact copy."""
-    return 10 * torch.log10(1.0 / mean_squared_error(images, targets))
+    return psnr_of_error(mean_squared_error(images, targets))
+
+
+def psnr_of_error(mse: Tensor) -> Tensor:
+    """PSNR in dB of a mean squared error, for values in [0, 1]."""
+    return 10 * torch.log10(1.0 / mse)
 
 
 def mean_squared_error(images: Tensor, targets: Tensor) -> Tensor:

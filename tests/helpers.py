@@ -62,14 +62,17 @@ def device_of(backend):
     return "cuda" if backend == "cuda" or (backend == "triton" and torch.cuda.is_available()) else "cpu"
 
 
-def outputs_and_grads(fn, tensors, **kwargs):
-    """Runs fn(**tensors, **kwargs) with every float tensor a fresh leaf, then backward from a
-    fixed random weighting of every output. -> (outputs, {name: grad})."""
+def outputs_and_grads(fn, tensors, autocast_dtype=None, **kwargs):
+    """Runs fn(**tensors, **kwargs) with every float tensor a fresh leaf (the forward under
+    torch.autocast in autocast_dtype when given), then backward, outside autocast as torch
+    recommends, from a fixed random weighting of every output. -> (outputs, {name: grad})."""
     leaves = {
         name: None if t is None else t.detach().clone().requires_grad_(t.is_floating_point())
         for name, t in tensors.items()
     }
-    out = fn(**leaves, **kwargs)
+    device_type = next(t.device.type for t in tensors.values() if t is not None)
+    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
+        out = fn(**leaves, **kwargs)
     outs = out if isinstance(out, tuple) else (out,)
     generator = torch.Generator().manual_seed(1)
     weighting = [torch.rand(o.shape, generator=generator, dtype=torch.float64) + 0.5 for o in outs]

@@ -9,7 +9,7 @@ import pyface
 from pyface import ops, reference
 from pyface.models import GLAMORNet
 from pyface.nn import DenseMotion, DynamicPixelWiseLoss, GlobalLocalAttention, LowerFaceL1Loss, StyleAwarePhotometricLoss
-from helpers import BACKENDS, TOLERANCES, assert_close_to_largest, device_of, in_float64
+from helpers import BACKENDS, TOLERANCES, assert_close_to_largest, device_of, in_float64, outputs_and_grads
 import test_global_local_attention
 import test_keypoint_heatmaps
 import test_keypoint_warp
@@ -41,22 +41,6 @@ CASES = {
 }
 
 
-def _run(fn, tensors, autocast_dtype=None, **options):
-    """fn's outputs (forward under autocast when a dtype is given; backward outside it, as
-    torch recommends) and the gradient of every float input, from a fixed weighting."""
-    leaves = {name: None if t is None else t.detach().clone().requires_grad_(t.is_floating_point())
-              for name, t in tensors.items()}
-    device_type = next(t.device.type for t in tensors.values() if t is not None)
-    with torch.autocast(device_type, dtype=autocast_dtype or torch.bfloat16, enabled=autocast_dtype is not None):
-        out = fn(**leaves, **options)
-    outs = out if isinstance(out, tuple) else (out,)
-    generator = torch.Generator().manual_seed(1)
-    weights = [torch.rand(o.shape, generator=generator, dtype=torch.float64).to(o.device) + 0.5 for o in outs]
-    sum((o.double() * w).sum() for o, w in zip(outs, weights)).backward()
-    grads = {name: leaf.grad for name, leaf in leaves.items() if leaf is not None and leaf.requires_grad}
-    return [o.detach() for o in outs], grads
-
-
 @pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
 @pytest.mark.parametrize("half", HALF_TYPES)
 @pytest.mark.parametrize("op_name", CASES)
@@ -64,8 +48,8 @@ def test_op_runs_in_float32_under_autocast(op_name, half, backend):
     make, activations, options = CASES[op_name]
     tensors = make(device_of(backend))
     tensors = {name: t.to(half) if name in activations else t for name, t in tensors.items()}
-    got, got_grads = _run(getattr(ops, op_name), tensors, half, backend=backend, **options)
-    want, want_grads = _run(getattr(reference, op_name), in_float64(tensors), **options)
+    got, got_grads = outputs_and_grads(getattr(ops, op_name), tensors, autocast_dtype=half, backend=backend, **options)
+    want, want_grads = outputs_and_grads(getattr(reference, op_name), in_float64(tensors), **options)
     for g, w in zip(got, want):
         assert g.dtype == (torch.float32 if w.is_floating_point() else w.dtype)
         assert_close_to_largest(g, w, torch.float32)
