@@ -14,8 +14,13 @@ BACKENDS = ("cpu", "cuda", "triton", "reference")
 _PREFERRED = {"cpu": ("cpu", "reference"), "cuda": ("cuda", "triton", "reference")}
 
 
+# Looked up once: torch.compile traces backend resolution, and Dynamo (torch 2.11) refuses
+# to trace importlib's find_spec.
+_TRITON_INSTALLED = importlib.util.find_spec("triton") is not None
+
+
 def triton_installed() -> bool:
-    return importlib.util.find_spec("triton") is not None
+    return _TRITON_INSTALLED
 
 
 def _triton_interpreted() -> bool:

@@ -38,7 +38,7 @@ def grads_of(fn, x, t, w, labels, cw, **kw):
     x_, t_, w_, cw_ = leaves
     out = fn(x_, t_, w_, labels=labels, class_weights=cw_, **kw)
     seed = torch.Generator().manual_seed(1)
-    upstream = torch.rand(out.shape, generator=seed, dtype=torch.float64).to(out.dtype) + 0.5
+    upstream = torch.rand(out.shape, generator=seed, dtype=torch.float64).to(out.device, out.dtype) + 0.5
     (out * upstream).sum().backward()
     return out.detach(), [v.grad if v is not None else None for v in leaves]
 
