@@ -207,6 +207,26 @@ def test_empty_input(backend, reduction, normalize, want):
     assert x.grad.shape == x.shape
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("total", ["nan", "zero", "negative"])
+def test_weight_normalized_mean_special_totals(backend, total):
+    # a NaN weight once gave gradients [0, nan, 0, 0] (1/NaN taken as 0) where the reference's are all NaN;
+    # mixed-sign weights summing to 0 or below once gave 0 where the reference divides by the sum
+    x, t, _, _, _ = make((2, 3), n=1, c=2)
+    w = torch.tensor({"nan": [1.0, float("nan"), 2.0, 3.0, 1.0, 1.0],
+                      "zero": [1.0, -1.0, 2.0, -2.0, 0.5, -0.5],
+                      "negative": [1.0, -3.0, 2.0, -2.0, 0.5, -0.5]}[total]).reshape(1, 2, 1, 3)
+    w = w.expand(1, 2, 2, 3).contiguous()
+    device = device_of(backend)
+    got, (gx, gt, _, _) = grads_of(weighted_l1_loss, x.to(device), t.to(device), w.to(device), None, None,
+                                   normalize="weight", backend=backend)
+    want, (rx, rt, _, _) = grads_of(reference, x.double(), t.double(), w.double(), None, None, normalize="weight")
+    for g, r in ((got, want), (gx, rx), (gt, rt)):
+        torch.testing.assert_close(g.cpu().double(), r, rtol=1e-5, atol=1e-6, equal_nan=True)
+    if total == "nan":
+        assert gx.isnan().all()
+
+
 # --- bad inputs: one test each -------------------------------------------------------------
 
 

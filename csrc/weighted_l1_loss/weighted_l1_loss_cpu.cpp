@@ -205,7 +205,7 @@ void forward_typed(const Problem& pb, int64_t reduction, bool weight_normalize, 
   double inv_d = 1.0;
   if (reduction == kMean) {
     const double d = weight_normalize ? weight_total(tiles, pb) : double(pb.N * pb.C * pb.P);
-    inv_d = d > 0 ? 1.0 / d : 0.0;  // an all-zero weight gives loss 0, not NaN
+    inv_d = d != 0 ? 1.0 / d : 0.0;  // a zero total weight gives 0, not NaN; a NaN total stays NaN
   }
   auto* grad = static_cast<scalar_t*>(out.grad);
   const double total =

@@ -90,7 +90,7 @@ finalize_kernel(const acc_t* partials, int64_t count, const acc_t* inv_d_dev, ac
   sum = pyface::cuda::block_reduce<kThreads>(sum);
   if (threadIdx.x != 0) return;
   if (inv_total != nullptr) {
-    *inv_total = sum > acc_t(0) ? acc_t(1) / sum : acc_t(0);
+    *inv_total = sum != acc_t(0) ? acc_t(1) / sum : acc_t(0);  // zero total: 0; NaN total: NaN
   } else {
     *loss = scalar_t(sum * (inv_d_dev != nullptr ? *inv_d_dev : inv_d_host));
   }

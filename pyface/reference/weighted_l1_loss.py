@@ -59,8 +59,9 @@ def weighted_l1_loss(
     input, target, weight=None, *, labels=None, class_weights=None, reduction="mean", normalize="elements", backend=None
 ):
     """reduction "none": w * |input - target|; "sum": its sum; "mean": the sum over D, with
-    D = input.numel() (normalize="elements") or the sum of w broadcast to input (normalize="weight",
-    0 when that sum is 0). `backend` is accepted for signature parity with pyface.ops and ignored."""
+    D = input.numel() (normalize="elements") or the sum of w broadcast to input (normalize="weight":
+    a zero sum gives 0, a NaN sum makes the loss and every gradient NaN). `backend` is accepted
+    for signature parity with pyface.ops and ignored."""
     check_args(input, target, weight, labels, class_weights, reduction, normalize)
     if labels is not None and torch.compiler.is_compiling():
         labels = _checks.labels_checked(OP, labels, class_weights.numel())
@@ -78,5 +79,7 @@ def weighted_l1_loss(
     if normalize == "elements":
         return total / input.numel()
     denominator = w.expand(input.shape).sum() if w is not None else total.new_tensor(float(input.numel()))
-    # an all-zero weight makes total 0 too: divide by 1 instead of 0 so loss and gradients stay 0
-    return total / torch.where(denominator > 0, denominator, torch.ones_like(denominator))
+    # 1/D, and 0 for D = 0 (1/1 in the branch not taken, so that no inf reaches a gradient)
+    nonzero = denominator != 0
+    inverse = torch.where(nonzero, 1 / torch.where(nonzero, denominator, torch.ones_like(denominator)), 0.0)
+    return total * inverse

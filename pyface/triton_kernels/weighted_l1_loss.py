@@ -118,7 +118,7 @@ def forward(input, target, weight, labels, class_weights, reduction, weight_norm
     acc = accumulation_dtype(input.dtype)
     if reduction == 2 and weight_normalize:
         total = _launch(WEIGHT_SUM, input, target, weight, labels, class_weights).sum()
-        inv_d = torch.where(total > 0, 1.0 / total, torch.zeros_like(total))  # stays on the device
+        inv_d = torch.where(total != 0, 1.0 / total, torch.zeros_like(total))  # NaN stays NaN; on the device
     else:
         inv_d = torch.tensor(1.0 / input.numel() if reduction == 2 else 1.0, device=input.device, dtype=acc)
     grad = torch.empty_like(input, memory_format=torch.contiguous_format) if compute_grad else empty
