@@ -99,6 +99,27 @@ def check_against_reference(op, reference, tensors, backend, dtype, **kwargs):
         assert_close_to_largest(got_grads[name], want_grads[name], dtype)
 
 
+def assert_same_specials_and_close(got, want, dtype):
+    """NaN and +-inf exactly where the reference has them; the finite rest as
+    assert_close_to_largest."""
+    got, want = got.detach().double().cpu(), want.detach().double().cpu()
+    assert torch.equal(got.isnan(), want.isnan()), f"NaN at {got.isnan().sum()} places, the reference at {want.isnan().sum()}"
+    assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf())
+    finite = want.isfinite()
+    assert_close_to_largest(got[finite], want[finite], dtype)
+
+
+def check_specials_against_reference(op, reference, tensors, backend, **kwargs):
+    """check_against_reference for inputs holding NaN or inf: outputs and gradients must have
+    the reference's NaN and inf in the same places (float32 against float64)."""
+    got, got_grads = outputs_and_grads(op, tensors, backend=backend, **kwargs)
+    want, want_grads = outputs_and_grads(reference, in_float64(tensors), **kwargs)
+    for g, w in zip(got, want):
+        assert_same_specials_and_close(g, w, torch.float32)
+    for name in want_grads:
+        assert_same_specials_and_close(got_grads[name], want_grads[name], torch.float32)
+
+
 @contextlib.contextmanager
 def deterministic_algorithms():
     """torch.use_deterministic_algorithms(True) for the block, restored after."""

@@ -59,6 +59,29 @@ def test_keypoints_far_outside_the_grid(backend, padding_mode):
     check(make(2, spread=3.0, device=device_of(backend)), backend, mask_logits=True, padding_mode=padding_mode)
 
 
+# Where each special value goes: (input, index, value); "logits" sets every logit of one position
+SPECIALS = {
+    "nan kp_source": ("kp_source", (0, 1, 0), float("nan")),
+    "inf kp_driving": ("kp_driving", (1, 2, -1), float("inf")),
+    "-inf jacobian": ("jacobian", (0, 3, 0, 1), float("-inf")),
+    "nan mask": ("mask", (1, 2, 0, 1), float("nan")),
+    "all logits -inf": ("mask", (0, slice(None), 1, 2), float("-inf")),
+}
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("special", list(SPECIALS))
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_non_finite_inputs_give_nan_where_the_reference_does(backend, dims, special, padding_mode):
+    # they gave 0 (2-D, zeros padding), where the reference gives NaN
+    tensors = make(dims, k=4, device=device_of(backend))
+    name, index, value = SPECIALS[special]
+    tensors[name][index] = value
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True,
+                                             mask_logits=special != "nan mask", padding_mode=padding_mode)
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_output_larger_than_input(backend):  # a 64x64 deformation driving a 128x128 output, scaled down
     check(make(2, sizes=((4, 4), (9, 11)), device=device_of(backend)), backend, mask_logits=True)

@@ -44,6 +44,17 @@ def test_keypoint_counts(backend, k):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("name,value", [("kp_source", float("nan")), ("kp_driving", float("-inf")),
+                                        ("jacobian", float("inf"))])
+@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
+def test_non_finite_keypoints_give_nan_where_the_reference_does(backend, dims, name, value, padding_mode):
+    tensors = make(dims, k=3, device=device_of(backend))
+    tensors[name][1, 2, 0] = value  # one motion of one sample: the other slots stay finite
+    helpers.check_specials_against_reference(sparse_motion_warp, reference, tensors, backend, padding_mode=padding_mode)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_keypoints_far_outside_the_grid(backend):
     check(make(2, spread=3.0, device=device_of(backend)), backend, padding_mode="border")
 

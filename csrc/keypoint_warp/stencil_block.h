@@ -3,6 +3,8 @@
 // arrays) so that building them, gathering the channels through them and differentiating
 // them are loops over the block's positions the compiler vectorises (AVX2 gathers). Corners
 // outside the input read element 0 with weight 0, as zeros padding reads them: branch-free.
+// A position that is not finite reads nothing: its sample and its position gradient are NaN
+// (the reference's rule, pyface.reference.keypoint_warp.sample).
 // Included by sources compiled once per instruction set (cpu_isa.h), so everything lives
 // in that copy's namespace.
 #pragma once
@@ -10,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
+#include <limits>
 
 #include "coordinate_grid.h"
 #include "cpu_isa.h"
@@ -68,6 +71,7 @@ struct StencilBlock {
   alignas(64) acc_t weight[kCorners][kBlock];
   alignas(64) acc_t dweight[kCorners][DIMS][kBlock];  // d weight / d source coordinate
   alignas(64) acc_t factor[DIMS][kBlock];             // d source coordinate / d position (0 where clipped)
+  alignas(64) acc_t poison[kBlock];                   // 0, or NaN where the position is not finite
 
   // From sample positions pos[a * kBlock + j] (grid_sample's coordinates), as torch computes
   // grid_sample's source coordinates; the derivatives only when asked for.
@@ -76,17 +80,25 @@ struct StencilBlock {
     alignas(64) int32_t base[DIMS][kBlock];
     alignas(64) acc_t frac[DIMS][kBlock];
     const bool border = pb.padding == kBorder, align = pb.align_corners;
+    std::fill(poison, poison + len, acc_t(0));
     for (int a = 0; a < DIMS; ++a) {
       const acc_t size = acc_t(sizes[a]), last = size - 1, slope = align ? last / 2 : size / 2;
       const acc_t* coordinate = pos + a * kBlock;
 #pragma omp simd
       for (int64_t j = 0; j < len; ++j) {
         acc_t x = align ? (coordinate[j] + 1) / 2 * last : ((coordinate[j] + 1) * size - 1) / 2;
+        // NaN and inf become a coordinate outside the input (no cast of NaN to int) and poison the position
+        const bool finite = std::abs(coordinate[j]) < std::numeric_limits<acc_t>::infinity();
+        poison[j] = finite ? poison[j] : std::numeric_limits<acc_t>::quiet_NaN();
+        x = finite ? x : acc_t(-2);
         acc_t f = slope;
         if (border) {
           f = (x < 0 || x > last) ? acc_t(0) : slope;
           x = std::min(std::max(x, acc_t(0)), last);
         }
+        // every corner of a coordinate beyond [-2, size + 1] is outside, as at those bounds:
+        // clamped, the integer corners below cannot overflow
+        x = std::min(std::max(x, acc_t(-2)), size + 1);
         const acc_t floored = std::floor(x);
         base[a][j] = static_cast<int32_t>(floored);
         frac[a][j] = x - floored;
@@ -102,7 +114,7 @@ struct StencilBlock {
       for (int64_t j = 0; j < len; ++j) {
         const int32_t ix = base[0][j] + bx, iy = base[1][j] + by;
         const acc_t wx = acc_t(1 - bx) + sx * frac[0][j], wy = acc_t(1 - by) + sy * frac[1][j];
-        bool inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H);
+        bool inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H) & (poison[j] == acc_t(0));
         int32_t at = iy * W + ix;
         acc_t wz = 1;
         if constexpr (DIMS == 3) {
@@ -129,7 +141,7 @@ struct StencilBlock {
     for (int64_t j = 0; j < len; ++j) {
       acc_t sum = 0;
       for (int o = 0; o < kCorners; ++o) sum += weight[o][j] * acc_t(plane[offset[o][j]]);
-      out[j] = scalar_t(sum);
+      out[j] = scalar_t(sum + poison[j]);
     }
   }
 
@@ -144,7 +156,7 @@ struct StencilBlock {
         for (int a = 0; a < DIMS; ++a) g[a] += v * dweight[o][a][j];
       }
       const acc_t scale = acc_t(go[j]);
-      for (int a = 0; a < DIMS; ++a) grad[a * kBlock + j] += scale * g[a];
+      for (int a = 0; a < DIMS; ++a) grad[a * kBlock + j] += scale * g[a] + poison[j];
     }
   }
 

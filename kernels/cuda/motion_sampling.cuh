@@ -67,6 +67,8 @@ __device__ acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb,
 
 // The 2^dims corners a sample reads: flat offsets in the input plane, weights, d weight /
 // d source coordinate per axis, and whether the corner lies inside (outside ones read 0).
+// A position that is not finite reads nothing: its sample and its position gradient are NaN
+// (`poison`, the reference's rule: pyface.reference.keypoint_warp.sample).
 template <int DIMS, typename acc_t>
 struct Stencil {
   int64_t offset[8];
@@ -74,6 +76,7 @@ struct Stencil {
   acc_t dweight[8][3];
   bool inside[8];
   acc_t factor[3];
+  acc_t poison;
   static constexpr int corners = 1 << DIMS;
 
   __device__ void build(const Problem& pb, const acc_t def[3]) {
@@ -81,8 +84,15 @@ struct Stencil {
     int64_t base[3] = {0, 0, 0};
     acc_t frac[3] = {0, 0, 0};
     factor[2] = 0;
+    poison = 0;
     for (int64_t a = 0; a < DIMS; ++a) {
-      const acc_t x = source_coordinate(def[a], sizes[a], pb, &factor[a]);
+      acc_t x = source_coordinate(def[a], sizes[a], pb, &factor[a]);
+      if (!isfinite(def[a])) {  // outside, never cast to an integer
+        poison = acc_t(NAN);
+        x = -2;
+      }
+      // every corner of a coordinate beyond [-2, size + 1] is outside, as at those bounds
+      x = fmin(fmax(x, acc_t(-2)), acc_t(sizes[a] + 1));
       const acc_t floored = std::floor(x);
       base[a] = static_cast<int64_t>(floored);
       frac[a] = x - floored;
@@ -98,7 +108,7 @@ struct Stencil {
         sign[a] = bit ? acc_t(1) : acc_t(-1);
         in = in && idx[a] >= 0 && idx[a] < sizes[a];
       }
-      inside[o] = in;
+      inside[o] = in && poison == acc_t(0);
       offset[o] = in ? (idx[2] * pb.H_in + idx[1]) * pb.W_in + idx[0] : 0;
       weight[o] = w[0] * w[1] * w[2];
       dweight[o][0] = sign[0] * w[1] * w[2];
@@ -128,7 +138,7 @@ __device__ void gather_channels(const Problem& pb, const Stencil<DIMS, acc_t>& s
 #pragma unroll
     for (int o = 0; o < st.corners; ++o)
       if (st.inside[o]) sum += st.weight[o] * acc_t(plane[st.offset[o]]);
-    out[c * out_stride] = scalar_t(sum);
+    out[c * out_stride] = scalar_t(sum + st.poison);
   }
 }
 
@@ -150,6 +160,7 @@ __device__ void backward_channels(const Problem& pb, const Stencil<DIMS, acc_t>&
       for (int a = 0; a < DIMS; ++a) grad[a] += v * st.dweight[o][a];
       if (scatter.sums != nullptr) scatter_add(scatter, n * pb.C + c, pb.in_size(), st.offset[o], st.weight[o] * g);
     }
+    for (int a = 0; a < DIMS; ++a) grad[a] += st.poison;
   }
 }
 

@@ -13,6 +13,7 @@ from typing import Callable, Optional
 import torch
 
 import pyface
+from pyface.bench import baselines
 
 # CPU runs scale the batch so the input stays near this many elements (and say so).
 CPU_ELEMENT_BUDGET = 4 * 2**20
@@ -321,7 +322,10 @@ CASES += [
     ),
 ]
 
-# The op each case's name refers to: pyface's public op and the eager reference.
+# The op each case's name refers to: pyface's public op and the eager reference (the float64
+# truth of every row); BASELINES: what the eager and torch.compile rows time, where that is
+# not the reference itself.
+BASELINES = {"keypoint_warp": baselines.keypoint_warp, "sparse_motion_warp": baselines.sparse_motion_warp}
 OPS = {
     "weighted_l1_loss": (pyface.ops.weighted_l1_loss, pyface.reference.weighted_l1_loss),
     "global_local_attention": (pyface.ops.global_local_attention, pyface.reference.global_local_attention),

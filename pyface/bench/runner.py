@@ -11,7 +11,7 @@ from typing import Callable, Optional
 import torch
 
 import pyface
-from pyface.bench.cases import OPS, Case
+from pyface.bench.cases import BASELINES, OPS, Case
 from pyface.bench.memory import peak_bytes
 
 TOLERANCE = {torch.float32: 1e-4, torch.float64: 1e-9, torch.float16: 2e-2, torch.bfloat16: 2e-2}
@@ -137,7 +137,8 @@ def timed_backends(device: torch.device) -> list[str]:
 
 def implementations(op: str, device: torch.device) -> dict[str, Callable]:
     public, reference = OPS[op]
-    impls: dict[str, Callable] = {"eager": reference, "torch.compile": torch.compile(reference)}
+    baseline = BASELINES.get(op, reference)
+    impls: dict[str, Callable] = {"eager": baseline, "torch.compile": torch.compile(baseline)}
     for backend in timed_backends(device):
         impls[f"pyface[{backend}]"] = lambda *a, _b=backend, **k: public(*a, backend=_b, **k)
     return impls

@@ -65,18 +65,38 @@ def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device):
     return torch.cat([identity_grid, driving_to_source], dim=1)
 
 
+def sample(feature, positions, padding_mode, align_corners):
+    """grid_sample (bilinear in 2-D, trilinear in 3-D) with one rule where a position is not
+    finite: the sample is NaN in every channel, the gradient reaching that position is NaN and
+    the feature's gradient gets nothing from it. (torch's grid_sample gives NaN or 0 there by
+    device and number of dims, and its CPU kernel crashes on NaN with padding_mode="border".)"""
+    finite = torch.isfinite(positions).all(-1)  # (N, *S)
+    sampled = F.grid_sample(feature, torch.where(finite.unsqueeze(-1), positions, 0), mode="bilinear",
+                            padding_mode=padding_mode, align_corners=align_corners)
+    # NaN in value and in d/d positions where not finite; its gradient is 0 elsewhere
+    poison = torch.zeros_like(positions[..., :1]).masked_fill(~finite.unsqueeze(-1), float("nan"))
+    nan_sample = (poison * (positions - positions.detach())).sum(-1)
+    return torch.where(finite.unsqueeze(1), sampled, nan_sample.unsqueeze(1))
+
+
 def keypoint_warp(
     feature, kp_source, kp_driving, mask, jacobian=None, *, mask_logits=False, align_corners=False,
     padding_mode="zeros", return_deformation=False, backend=None,
 ):
     """deformation(z) = sum_k m_k(z) T_k(z), T_0(z) = z, T_k(z) = kp_source_k + J_k (z - kp_driving_k),
     m = mask (or softmax over dim 1 of it with mask_logits); output = grid_sample(feature,
-    deformation), bilinear in 2-D, trilinear in 3-D. Returns the output (N, C, *S_out), or
-    (output, deformation (N, *S_out, d)). `backend` is ignored (signature parity)."""
+    deformation), bilinear in 2-D, trilinear in 3-D, NaN where the deformation is not finite
+    (`sample`). Returns the output (N, C, *S_out), or (output, deformation (N, *S_out, d)).
+    `backend` is ignored (signature parity)."""
     check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
-    spatial = tuple(mask.shape[2:])
-    sparse = sparse_motions(kp_source, kp_driving, jacobian, spatial, feature.dtype, feature.device)  # (N, K+1, *S, d)
-    weights = torch.softmax(mask, dim=1) if mask_logits else mask
-    deformation = (sparse * weights.unsqueeze(-1)).sum(dim=1)  # (N, *S, d)
-    output = F.grid_sample(feature, deformation, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
+    deformation = mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits)
+    output = sample(feature, deformation, padding_mode, align_corners)
     return (output, deformation) if return_deformation else output
+
+
+def mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits):
+    """(N, *S_out, d): sum_k m_k T_k(z), m = mask or its softmax over the K+1 motions."""
+    spatial = tuple(mask.shape[2:])
+    sparse = sparse_motions(kp_source, kp_driving, jacobian, spatial, mask.dtype, mask.device)  # (N, K+1, *S, d)
+    weights = torch.softmax(mask, dim=1) if mask_logits else mask
+    return (sparse * weights.unsqueeze(-1)).sum(dim=1)

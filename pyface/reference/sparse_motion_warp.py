@@ -4,9 +4,7 @@ on an expanded identity grid, and one grid_sample over the (N*(K+1), C, *S) batc
 (SPEC section 3)."""
 from __future__ import annotations
 
-import torch.nn.functional as F
-
-from pyface.reference.keypoint_warp import check_keypoint_args, sparse_motions
+from pyface.reference.keypoint_warp import check_keypoint_args, sample, sparse_motions
 
 OP = "sparse_motion_warp"
 
@@ -19,12 +17,18 @@ def check_args(feature, kp_source, kp_driving, jacobian, padding_mode) -> None:
 def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros",
                        backend=None):
     """(N, K+1, C, *S): slot k is grid_sample(feature, T_k(identity grid)), slot 0 the feature
-    resampled on the identity grid. `backend` is ignored (signature parity)."""
+    resampled on the identity grid; NaN where a motion is not finite (keypoint_warp's `sample`).
+    `backend` is ignored (signature parity)."""
     check_args(feature, kp_source, kp_driving, jacobian, padding_mode)
+    repeated, motions = motion_batch(feature, kp_source, kp_driving, jacobian)
+    return sample(repeated, motions, padding_mode, align_corners).view(*kp_source.shape[:1], -1, *feature.shape[1:])
+
+
+def motion_batch(feature, kp_source, kp_driving, jacobian):
+    """The feature repeated once per motion, (N*(K+1), C, *S), and the K+1 motions on the
+    identity grid, (N*(K+1), *S, d): one grid_sample batch."""
     n, k, d = kp_source.shape
     c, spatial = feature.shape[1], tuple(feature.shape[2:])
     motions = sparse_motions(kp_source, kp_driving, jacobian, spatial, feature.dtype, feature.device)
     repeated = feature.unsqueeze(1).repeat(1, k + 1, *[1] * (d + 1)).view(n * (k + 1), c, *spatial)
-    warped = F.grid_sample(repeated, motions.view(n * (k + 1), *spatial, d), mode="bilinear",
-                           padding_mode=padding_mode, align_corners=align_corners)
-    return warped.view(n, k + 1, c, *spatial)
+    return repeated, motions.view(n * (k + 1), *spatial, d)

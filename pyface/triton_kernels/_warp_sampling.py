@@ -79,21 +79,38 @@ def source_coordinate(coord, size, ALIGN: tl.constexpr, BORDER: tl.constexpr):
 
 
 @triton.jit
+def _outside_if_not(finite, x, size):
+    """x, or a coordinate outside the input where the position is not finite; clamped to
+    [-2, size + 1], beyond which every corner is outside anyway (no integer overflow)."""
+    x = tl.where(finite, x, -2.0)
+    return tl.minimum(tl.maximum(x, -2.0), size.to(tl.float32) + 1.0)
+
+
+@triton.jit
 def stencil(px, py, pz, W, H, D, DIMS: tl.constexpr, ALIGN: tl.constexpr, BORDER: tl.constexpr):
-    """Where samples at (px, py, pz) land: lower corner, fractions and per-axis factors."""
+    """Where samples at (px, py, pz) land: lower corner, fractions and per-axis factors. A
+    position that is not finite reads no corner and gets NaN fractions, so its sample and its
+    position gradient are NaN (the reference's rule, pyface.reference.keypoint_warp.sample)."""
     x, factor_x = source_coordinate(px, W, ALIGN, BORDER)
     y, factor_y = source_coordinate(py, H, ALIGN, BORDER)
-    x0 = tl.floor(x)
-    y0 = tl.floor(y)
+    finite = (tl.abs(px) < float("inf")) & (tl.abs(py) < float("inf"))
     if DIMS == 3:
         z, factor_z = source_coordinate(pz, D, ALIGN, BORDER)
+        finite = finite & (tl.abs(pz) < float("inf"))
+        z = _outside_if_not(finite, z, D)
         z0 = tl.floor(z)
-        fz = z - z0
+        fz = tl.where(finite, z - z0, float("nan"))
     else:
         z0 = tl.zeros_like(x)
         fz = tl.zeros_like(x)
         factor_z = tl.zeros_like(x)
-    return x0.to(tl.int32), y0.to(tl.int32), z0.to(tl.int32), x - x0, y - y0, fz, factor_x, factor_y, factor_z
+    x = _outside_if_not(finite, x, W)
+    y = _outside_if_not(finite, y, H)
+    x0 = tl.floor(x)
+    y0 = tl.floor(y)
+    fx = tl.where(finite, x - x0, float("nan"))
+    fy = tl.where(finite, y - y0, float("nan"))
+    return x0.to(tl.int32), y0.to(tl.int32), z0.to(tl.int32), fx, fy, fz, factor_x, factor_y, factor_z
 
 
 @triton.jit
