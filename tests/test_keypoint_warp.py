@@ -1,6 +1,7 @@
 """pyface.ops.keypoint_warp on every backend against the reference (the Triton backend runs
 in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
 import itertools
+import os
 
 import pytest
 import torch
@@ -80,6 +81,33 @@ def test_non_finite_inputs_give_nan_where_the_reference_does(backend, dims, spec
     tensors[name][index] = value
     helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True,
                                              mask_logits=special != "nan mask", padding_mode=padding_mode)
+
+
+def _memory_gib():
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_plane_past_2_31_elements(backend):
+    # one 49152 x 49152 float32 plane (2.4e9 elements): the int32 stencil offsets segfaulted.
+    # Only the rows the samples read are written, so most of the 9 GiB is never touched.
+    if device_of(backend) == "cpu" and backend == "triton":
+        pytest.skip("Triton's interpreter copies the whole plane")
+    if _memory_gib() < 16:
+        pytest.skip(f"needs a 9 GiB allocation; this machine has {_memory_gib():.0f} GiB")
+    device, side = device_of(backend), 49152
+    feature = torch.empty(1, 1, side, side, device=device)
+    feature[0, 0, -1024:] = torch.randn(1024, side, generator=torch.Generator().manual_seed(0)).to(device)
+    kp_source = torch.tensor([[[0.3, 0.999]]], device=device)  # the last rows, offsets past 2^31
+    kp_driving = torch.zeros(1, 1, 2, device=device)
+    jacobian = 0.01 * torch.eye(2, device=device).expand(1, 1, 2, 2)
+    mask = torch.zeros(1, 2, 6, 7, device=device)
+    mask[:, 1] = 1
+    args = (feature, kp_source, kp_driving, mask, jacobian)
+    got = keypoint_warp(*args, align_corners=True, backend=backend)
+    want = reference(*args, align_corners=True)
+    assert want.abs().max() > 0.1  # the samples did land on the written rows
+    helpers.assert_close(got, want, torch.float32)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

@@ -98,12 +98,12 @@ void deformation_block(const Problem& pb, int64_t n, const acc_t* weights, const
   }
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
   const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> weights((pb.K + 1) * kBlock), z(3 * kBlock), pos(3 * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
@@ -132,7 +132,7 @@ void load_deformation(const acc_t* deformation, int64_t at, int64_t len, acc_t* 
 // Per task: d/d kp_source (K, dims), d/d kp_driving (K, dims), d/d jacobian (K, dims, dims).
 int64_t partial_width(const Problem& pb) { return pb.K * (2 * pb.dims + pb.dims * pb.dims); }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
                            std::vector<acc_t>& partials) {
   const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
@@ -142,7 +142,7 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
   auto* grad_mask = static_cast<scalar_t*>(grads.grad_mask);
   const int64_t width = partial_width(pb);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> pos(3 * kBlock), g(3 * kBlock), z(3 * kBlock), dm(slots * kBlock), mean(kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
@@ -217,13 +217,13 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
   });
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const Grads& grads) {
   const int64_t S = pb.out_size(), blocks = (pb.C + kLanes - 1) / kLanes;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> sums(pb.in_size() * kLanes), pos(3 * kBlock), go_t(kBlock * kLanes);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
@@ -240,11 +240,11 @@ void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const G
   });
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads) {
   const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = DIMS;
   std::vector<acc_t> partials(pb.N * blocks * width);
-  motion_backward_tasks<DIMS, scalar_t, acc_t>(pb, deformation, motion_weights, grads, partials);
+  motion_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, deformation, motion_weights, grads, partials);
   // the tasks' keypoint and jacobian sums, added in task order
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);
   auto* grad_driving = static_cast<scalar_t*>(grads.grad_kp_driving);
@@ -263,7 +263,7 @@ void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* moti
     if (grad_jac != nullptr)
       for (int64_t i = 0; i < kp * dims; ++i) grad_jac[n * kp * dims + i] = scalar_t(total[2 * kp + i]);
   }
-  if (grads.grad_feature != nullptr) feature_backward_tasks<DIMS, scalar_t, acc_t>(pb, deformation, grads);
+  if (grads.grad_feature != nullptr) feature_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, deformation, grads);
 }
 
 }  // namespace
@@ -273,9 +273,10 @@ void forward_cpu(const Problem& pb, void* output, void* deformation, void* motio
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     auto run = [&](auto dims) {
-      forward_tasks<decltype(dims)::value, scalar_t, acc_t>(pb, static_cast<scalar_t*>(output),
-                                                            static_cast<acc_t*>(deformation),
-                                                            static_cast<acc_t*>(motion_weights));
+      with_index_type(pb, [&](auto index) {
+        forward_tasks<decltype(dims)::value, scalar_t, acc_t, decltype(index)>(
+            pb, static_cast<scalar_t*>(output), static_cast<acc_t*>(deformation), static_cast<acc_t*>(motion_weights));
+      });
     };
     if (pb.dims == 3)
       run(std::integral_constant<int, 3>{});
@@ -289,8 +290,10 @@ void backward_cpu(const Problem& pb, const void* deformation, const void* motion
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     auto run = [&](auto dims) {
-      backward_all<decltype(dims)::value, scalar_t, acc_t>(pb, static_cast<const acc_t*>(deformation),
-                                                           static_cast<const acc_t*>(motion_weights), grads);
+      with_index_type(pb, [&](auto index) {
+        backward_all<decltype(dims)::value, scalar_t, acc_t, decltype(index)>(
+            pb, static_cast<const acc_t*>(deformation), static_cast<const acc_t*>(motion_weights), grads);
+      });
     };
     if (pb.dims == 3)
       run(std::integral_constant<int, 3>{});

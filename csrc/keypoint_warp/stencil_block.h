@@ -64,10 +64,11 @@ struct KeypointMotion {
   }
 };
 
-template <int DIMS, typename acc_t>
+// index_t: int32_t (8 indices per AVX2 gather), or int64_t for a plane of 2^31 elements or more.
+template <int DIMS, typename acc_t, typename index_t>
 struct StencilBlock {
   static constexpr int kCorners = 1 << DIMS;
-  alignas(64) int32_t offset[kCorners][kBlock];  // into the input plane
+  alignas(64) index_t offset[kCorners][kBlock];  // into the input plane
   alignas(64) acc_t weight[kCorners][kBlock];
   alignas(64) acc_t dweight[kCorners][DIMS][kBlock];  // d weight / d source coordinate
   alignas(64) acc_t factor[DIMS][kBlock];             // d source coordinate / d position (0 where clipped)
@@ -106,6 +107,7 @@ struct StencilBlock {
       }
     }
     const int32_t W = int32_t(sizes[0]), H = int32_t(sizes[1]), D = int32_t(sizes[2]);
+    const index_t row = index_t(sizes[0]), plane = index_t(sizes[0] * sizes[1]);
     for (int o = 0; o < kCorners; ++o) {
       // per axis: the corner's index is base + bit, its weight frac (bit 1) or 1 - frac (bit 0)
       const int bx = o & 1, by = (o >> 1) & 1, bz = (o >> 2) & 1;
@@ -115,12 +117,12 @@ struct StencilBlock {
         const int32_t ix = base[0][j] + bx, iy = base[1][j] + by;
         const acc_t wx = acc_t(1 - bx) + sx * frac[0][j], wy = acc_t(1 - by) + sy * frac[1][j];
         bool inside = (ix >= 0) & (ix < W) & (iy >= 0) & (iy < H) & (poison[j] == acc_t(0));
-        int32_t at = iy * W + ix;
+        index_t at = index_t(iy) * row + ix;
         acc_t wz = 1;
         if constexpr (DIMS == 3) {
           const int32_t iz = base[DIMS - 1][j] + bz;
           inside = inside & (iz >= 0) & (iz < D);
-          at += iz * W * H;
+          at += index_t(iz) * plane;
           wz = acc_t(1 - bz) + sz * frac[DIMS - 1][j];
         }
         offset[o][j] = inside ? at : 0;
@@ -173,6 +175,15 @@ struct StencilBlock {
     }
   }
 };
+
+// fn(index_t{}) with the stencils' offset type for the problem's input plane.
+template <typename Fn>
+void with_index_type(const Problem& pb, Fn&& fn) {
+  if (pb.in_size() > std::numeric_limits<int32_t>::max())
+    fn(int64_t{});
+  else
+    fn(int32_t{});
+}
 
 // go_t[j * kLanes + ch] = go[ch * stride + j] for `channels` <= kLanes rows (the rest 0).
 template <typename scalar_t, typename acc_t>

@@ -36,12 +36,12 @@ void motion_block(const Problem& pb, int64_t n, int64_t slot, const acc_t* z, in
   }
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void forward_tasks(const Problem& pb, scalar_t* output) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   at::parallel_for(0, pb.N * slots * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> z(3 * kBlock), pos(3 * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (slots * blocks), slot = (task / blocks) % slots;
@@ -59,13 +59,13 @@ void forward_tasks(const Problem& pb, scalar_t* output) {
 // g = d loss / d sample position.
 constexpr int64_t partial_width(int64_t dims) { return dims + dims * dims; }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<acc_t>& partials) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   at::parallel_for(0, pb.N * pb.K * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> z(3 * kBlock), pos(3 * kBlock), g(3 * kBlock);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (pb.K * blocks), k = (task / blocks) % pb.K;
@@ -95,13 +95,13 @@ void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<
   });
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void feature_backward_tasks(const Problem& pb, const Grads& grads) {
   const int64_t S = pb.in_size(), blocks = (pb.C + kLanes - 1) / kLanes, slots = pb.K + 1;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
-    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t>>();
+    auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> sums(S * kLanes), z(3 * kBlock), pos(3 * kBlock), go_t(kBlock * kLanes);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
@@ -121,11 +121,11 @@ void feature_backward_tasks(const Problem& pb, const Grads& grads) {
   });
 }
 
-template <int DIMS, typename scalar_t, typename acc_t>
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void backward_all(const Problem& pb, const Grads& grads) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   std::vector<acc_t> partials(pb.N * pb.K * blocks * width);
-  keypoint_backward_tasks<DIMS, scalar_t, acc_t>(pb, grads, partials);
+  keypoint_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, grads, partials);
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);
   auto* grad_driving = static_cast<scalar_t*>(grads.grad_kp_driving);
   auto* grad_jac = static_cast<scalar_t*>(grads.grad_jacobian);
@@ -144,7 +144,7 @@ void backward_all(const Problem& pb, const Grads& grads) {
     if (grad_jac != nullptr)
       for (int64_t i = 0; i < DIMS * DIMS; ++i) grad_jac[nk * DIMS * DIMS + i] = scalar_t(total[DIMS + i]);
   }
-  if (grads.grad_feature != nullptr) feature_backward_tasks<DIMS, scalar_t, acc_t>(pb, grads);
+  if (grads.grad_feature != nullptr) feature_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, grads);
 }
 
 }  // namespace
@@ -153,10 +153,13 @@ void sparse_forward_cpu(const Problem& pb, void* output) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
-    if (pb.dims == 3)
-      forward_tasks<3, scalar_t, acc_t>(pb, static_cast<scalar_t*>(output));
-    else
-      forward_tasks<2, scalar_t, acc_t>(pb, static_cast<scalar_t*>(output));
+    with_index_type(pb, [&](auto index) {
+      using index_t = decltype(index);
+      if (pb.dims == 3)
+        forward_tasks<3, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output));
+      else
+        forward_tasks<2, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output));
+    });
   });
 }
 
@@ -164,10 +167,13 @@ void sparse_backward_cpu(const Problem& pb, const Grads& grads) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
-    if (pb.dims == 3)
-      backward_all<3, scalar_t, acc_t>(pb, grads);
-    else
-      backward_all<2, scalar_t, acc_t>(pb, grads);
+    with_index_type(pb, [&](auto index) {
+      using index_t = decltype(index);
+      if (pb.dims == 3)
+        backward_all<3, scalar_t, acc_t, index_t>(pb, grads);
+      else
+        backward_all<2, scalar_t, acc_t, index_t>(pb, grads);
+    });
   });
 }
 

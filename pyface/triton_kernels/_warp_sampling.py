@@ -137,7 +137,7 @@ def corner(o: tl.constexpr, x0, y0, z0, fx, fy, fz, W, H, D, DIMS: tl.constexpr)
     else:
         wz, sz = 1.0, 0.0
         iz = z0
-    offset = tl.where(inside, (iz * H + iy) * W + ix, 0)
+    offset = tl.where(inside, (iz.to(tl.int64) * H + iy) * W + ix, 0)  # planes may pass 2^31 elements
     return offset, inside, wx * wy * wz, sx * wy * wz, sy * wx * wz, sz * wx * wy
 
 
