@@ -149,10 +149,10 @@ def _backward(ctx, grad_loss, _unused):
             grad = ctx.backward_op(grad_loss, input, target, weight, labels, class_weights)
         elif not ctx.has_fused_grad:
             # forward ran without compute_grad (called directly, not through weighted_l1_loss)
-            scale = grad_loss / _denominator(ctx, input, weight, labels, class_weights)
+            scale = grad_loss * _inverse_denominator(ctx, input, weight, labels, class_weights)
             grad = ctx.backward_op(scale.expand(input.shape), input, target, weight, labels, class_weights)
         else:
-            grad = fused_grad if _is_unit_gradient(grad_loss) else fused_grad * grad_loss
+            grad = _hand_out(fused_grad) if _is_unit_gradient(grad_loss) else fused_grad * grad_loss
     grad_weight = grad_class_weights = None
     if needs_weight or needs_class_weights:
         grad_weight, grad_class_weights = _weight_gradients(
@@ -170,13 +170,22 @@ def _backward(ctx, grad_loss, _unused):
     )
 
 
-def _denominator(ctx, input, weight, labels, class_weights) -> Tensor:
+def _hand_out(fused_grad: Tensor) -> Tensor:
+    """The saved gradient itself when autograd frees the graph after this pass, a copy when it
+    keeps the graph for another: whoever gets it may modify it in place (autograd.grad hands
+    it to the caller as it is), and the next pass must still find the saved one intact."""
+    keeps_graph = getattr(torch._C._autograd, "_get_current_graph_task_keep_graph", None)
+    return fused_grad.clone() if keeps_graph is None or keeps_graph() else fused_grad
+
+
+def _inverse_denominator(ctx, input, weight, labels, class_weights) -> Tensor:
+    """1 / D, and 0 for a zero total weight (the kernels' rule; NaN stays NaN)."""
     if ctx.reduction == _REDUCTION_CODES["sum"]:
         return input.new_tensor(1.0)
     if not ctx.weight_normalize:
-        return input.new_tensor(float(input.numel()))
+        return input.new_tensor(1.0 / input.numel())
     total = _weight_total(input, weight, labels, class_weights)
-    return torch.where(total > 0, total, torch.ones_like(total))
+    return torch.where(total != 0, 1 / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
 
 
 def _weight_gradients(ctx, grad_loss, input, target, weight, labels, class_weights, loss):
@@ -187,7 +196,7 @@ def _weight_gradients(ctx, grad_loss, input, target, weight, labels, class_weigh
         per_element = grad_loss * distance
     else:
         offset = loss if ctx.weight_normalize and ctx.reduction != _REDUCTION_CODES["sum"] else 0
-        per_element = grad_loss * (distance - offset) / _denominator(ctx, input, weight, labels, class_weights)
+        per_element = grad_loss * (distance - offset) * _inverse_denominator(ctx, input, weight, labels, class_weights)
     grad_weight = grad_class_weights = None
     if weight is not None:
         pixel = None if labels is None else class_weights.to(input.dtype)[labels.long()].unsqueeze(1)
