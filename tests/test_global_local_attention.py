@@ -109,6 +109,21 @@ def test_stable_for_huge_scores(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name,index", [("face", (1, 3)), ("context", (0, 5, 2, 1)), ("w1", (7, 40))])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_non_finite_inputs_give_nan_and_inf_where_the_reference_does(backend, name, index, value, batchnorm):
+    # an inf cell gave NaN gradients where torch's are finite (relu's mask multiplied an inf
+    # gradient by 0), and the CUDA and Triton relus (max) turned NaN into 0.
+    # b2's gradient is exactly 0 here (softmax ignores a shift); the reference's autograd sum
+    # of zeros turns NaN when anything upstream is.
+    tensors = make((3, 4), batchnorm=batchnorm, device=device_of(backend))
+    tensors[name][index] = value
+    helpers.check_specials_against_reference(global_local_attention, reference, tensors, backend, skip_grads=("b2",),
+                                             return_attention=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_bias_after_the_score_net_has_no_effect(backend):
     tensors = make((4, 4), device=device_of(backend))
     _, grads = outputs_and_grads(global_local_attention, tensors, backend=backend)

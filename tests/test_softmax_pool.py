@@ -24,6 +24,15 @@ def check_against_reference(tensors, backend, dtype):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("name,index", [("scores", (1, 2, 3)), ("values", (0, 4, 5, 6)), ("scores", (2, slice(None)))])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")])
+def test_non_finite_inputs_give_nan_and_inf_where_the_reference_does(backend, name, index, value):
+    tensors = make(device=device_of(backend))  # the last case: every score of a sample
+    tensors[name][index] = value
+    helpers.check_specials_against_reference(softmax_pool, reference, tensors, backend, return_attention=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("keep_dim", [False, True])
 def test_matches_reference(backend, dims, keep_dim):

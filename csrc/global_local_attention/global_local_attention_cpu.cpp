@@ -74,7 +74,8 @@ void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const S
         const scalar_t* z = static_cast<const scalar_t*>(net.projection) + cell * Hd;
         scalar_t* out = static_cast<scalar_t*>(grads.grad_projection) + cell * Hd;
         const acc_t ds = grad_scores[cell];
-        // branch-free (masks as 0/1 factors), so the loop vectorises: the signs are random
+        // branch-free (selects, vectorised), as torch's relu backward: 0 where the unit is
+        // <= 0, else the gradient as it is (an inf or NaN gradient is not multiplied by 0)
 #pragma omp simd
         for (int64_t h = 0; h < Hd; ++h) {
           const acc_t pre = acc_t(z[h]) + f[h];
@@ -83,14 +84,14 @@ void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const S
           if constexpr (kBatchNorm) {
             const acc_t pre2 = scale[h] * hidden1 + shift[h];
             sum_w2[h] += ds * std::max(pre2, acc_t(0));
-            const acc_t grad_pre2 = grad_hidden1 * acc_t(pre2 > acc_t(0));
+            const acc_t grad_pre2 = pre2 <= acc_t(0) ? acc_t(0) : grad_hidden1;
             sum_scale[h] += grad_pre2 * hidden1;
             sum_shift[h] += grad_pre2;
             grad_hidden1 = grad_pre2 * scale[h];
           } else {
             sum_w2[h] += ds * hidden1;
           }
-          const acc_t grad_pre = grad_hidden1 * acc_t(pre > acc_t(0));
+          const acc_t grad_pre = pre <= acc_t(0) ? acc_t(0) : grad_hidden1;
           out[h] = scalar_t(grad_pre);
           sum_pre[h] += grad_pre;
         }

@@ -23,6 +23,17 @@ constexpr int kWarps = kThreads / 32;
 
 int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
 
+// torch.relu and its backward: NaN passes through (max() would drop it), and the gradient
+// is 0 where the unit is <= 0, else passed as it is
+template <typename acc_t>
+__device__ __forceinline__ acc_t relu(acc_t x) {
+  return x <= acc_t(0) ? acc_t(0) : x;
+}
+template <typename acc_t>
+__device__ __forceinline__ acc_t relu_grad(acc_t pre, acc_t grad) {
+  return pre <= acc_t(0) ? acc_t(0) : grad;
+}
+
 template <typename scalar_t, typename acc_t, bool kBatchNorm>
 __global__ void __launch_bounds__(kThreads) scores_kernel(ScoreNet net, acc_t* scores) {
   const int64_t cell = int64_t(blockIdx.x) * kWarps + (threadIdx.x >> 5);  // n * P + p
@@ -34,11 +45,10 @@ __global__ void __launch_bounds__(kThreads) scores_kernel(ScoreNet net, acc_t* s
   const auto* w2 = static_cast<const scalar_t*>(net.w2);
   acc_t score = 0;
   for (int64_t h = lane; h < net.Hd; h += 32) {
-    acc_t hidden = max(acc_t(z[h]) + acc_t(f[h]), acc_t(0));
+    acc_t hidden = relu(acc_t(z[h]) + acc_t(f[h]));
     if constexpr (kBatchNorm)
-      hidden = max(acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]) * hidden +
-                       acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]),
-                   acc_t(0));
+      hidden = relu(acc_t(static_cast<const scalar_t*>(net.hidden_scale)[h]) * hidden +
+                    acc_t(static_cast<const scalar_t*>(net.hidden_shift)[h]));
     score += acc_t(w2[h]) * hidden;
   }
   score = warp_reduce(score);
@@ -68,19 +78,19 @@ scores_backward_kernel(ScoreNet net, const acc_t* grad_scores, ScoreNetGrads gra
     const int64_t at = (n * net.P + p) * net.Hd + h;
     const acc_t ds = grad_scores[n * net.P + p];
     const acc_t pre = acc_t(static_cast<const scalar_t*>(net.projection)[at]) + face_term;
-    const acc_t hidden1 = max(pre, acc_t(0));
+    const acc_t hidden1 = relu(pre);
     acc_t grad_hidden1 = ds * w2;
     if constexpr (kBatchNorm) {
       const acc_t pre2 = scale * hidden1 + shift;
-      sums[1] += ds * max(pre2, acc_t(0));
-      const acc_t grad_pre2 = pre2 > acc_t(0) ? grad_hidden1 : acc_t(0);
+      sums[1] += ds * relu(pre2);
+      const acc_t grad_pre2 = relu_grad(pre2, grad_hidden1);
       sums[2] += grad_pre2 * hidden1;
       sums[3] += grad_pre2;
       grad_hidden1 = grad_pre2 * scale;
     } else {
       sums[1] += ds * hidden1;
     }
-    const acc_t grad_pre = pre > acc_t(0) ? grad_hidden1 : acc_t(0);
+    const acc_t grad_pre = relu_grad(pre, grad_hidden1);
     static_cast<scalar_t*>(grads.grad_projection)[at] = scalar_t(grad_pre);
     sums[0] += grad_pre;
   }

@@ -16,6 +16,12 @@ BLOCK_P = 64
 
 
 @triton.jit
+def _relu(x):
+    """torch.relu: NaN passes through (tl.maximum would drop it)."""
+    return tl.where(x <= 0.0, 0.0, x)
+
+
+@triton.jit
 def _scores_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, shift_ptr, scores_ptr, Hd, P,
                    BATCHNORM: tl.constexpr, BLOCK_H: tl.constexpr, BLOCK_P: tl.constexpr):
     """Scores of BLOCK_P cells of one sample from the cell-major projection (N, P, Hd)."""
@@ -30,11 +36,11 @@ def _scores_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, shift_ptr, 
         z = tl.load(projection_ptr + (n.to(tl.int64) * P + p[:, None]) * Hd + h[None, :],
                     mask=(p[:, None] < P) & in_h[None, :], other=0.0).to(ACC)
         f = tl.load(face_term_ptr + n * Hd + h, mask=in_h, other=0.0).to(ACC)
-        hidden = tl.maximum(z + f[None, :], 0.0)
+        hidden = _relu(z + f[None, :])
         if BATCHNORM:
             scale = tl.load(scale_ptr + h, mask=in_h, other=0.0).to(ACC)
             shift = tl.load(shift_ptr + h, mask=in_h, other=0.0).to(ACC)
-            hidden = tl.maximum(scale[None, :] * hidden + shift[None, :], 0.0)
+            hidden = _relu(scale[None, :] * hidden + shift[None, :])
         w2 = tl.load(w2_ptr + h, mask=in_h, other=0.0).to(ACC)  # 0 past Hd: those units add nothing
         score += tl.sum(hidden * w2[None, :], axis=1)
     tl.store(scores_ptr + n * P + p, score, mask=p < P)
@@ -67,18 +73,18 @@ def _scores_backward_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, sh
         z = tl.load(projection_ptr + at, mask=mask, other=0.0)
         ds = tl.load(grad_scores_ptr + n * P + p, mask=p < P, other=0.0)[:, None]  # 0 past P: nothing flows
         pre = z.to(ACC) + f[None, :]
-        hidden1 = tl.maximum(pre, 0.0)
+        hidden1 = _relu(pre)
         grad_hidden1 = ds * w2[None, :]
         if BATCHNORM:
             pre2 = scale[None, :] * hidden1 + shift[None, :]
-            sum_w2 += tl.sum(ds * tl.maximum(pre2, 0.0), axis=0)
-            grad_pre2 = tl.where(pre2 > 0, grad_hidden1, 0.0)
+            sum_w2 += tl.sum(ds * _relu(pre2), axis=0)
+            grad_pre2 = tl.where(pre2 <= 0, 0.0, grad_hidden1)
             sum_scale += tl.sum(grad_pre2 * hidden1, axis=0)
             sum_shift += tl.sum(grad_pre2, axis=0)
             grad_hidden1 = grad_pre2 * scale[None, :]
         else:
             sum_w2 += tl.sum(ds * hidden1, axis=0)
-        grad_pre = tl.where(pre > 0, grad_hidden1, 0.0)
+        grad_pre = tl.where(pre <= 0, 0.0, grad_hidden1)
         sum_pre += tl.sum(grad_pre, axis=0)
         tl.store(grad_projection_ptr + at, grad_pre.to(grad_projection_ptr.dtype.element_ty), mask=mask)
     at = n * Hd + h
