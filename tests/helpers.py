@@ -99,12 +99,14 @@ def check_against_reference(op, reference, tensors, backend, dtype, **kwargs):
         assert_close_to_largest(got_grads[name], want_grads[name], dtype)
 
 
-def assert_same_specials_and_close(got, want, dtype):
+def assert_same_specials_and_close(got, want, dtype, what="output"):
     """NaN and +-inf exactly where the reference has them; the finite rest as
     assert_close_to_largest."""
     got, want = got.detach().double().cpu(), want.detach().double().cpu()
-    assert torch.equal(got.isnan(), want.isnan()), f"NaN at {got.isnan().sum()} places, the reference at {want.isnan().sum()}"
-    assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf())
+    assert torch.equal(got.isnan(), want.isnan()), \
+        f"{what}: NaN at {got.isnan().sum()} places, the reference at {want.isnan().sum()}"
+    assert torch.equal(got.isposinf(), want.isposinf()) and torch.equal(got.isneginf(), want.isneginf()), \
+        f"{what}: inf at {got.isinf().sum()} places, the reference at {want.isinf().sum()}"
     finite = want.isfinite()
     assert_close_to_largest(got[finite], want[finite], dtype)
 
@@ -115,10 +117,10 @@ def check_specials_against_reference(op, reference, tensors, backend, skip_grads
     against float64)."""
     got, got_grads = outputs_and_grads(op, tensors, backend=backend, **kwargs)
     want, want_grads = outputs_and_grads(reference, in_float64(tensors), **kwargs)
-    for g, w in zip(got, want):
-        assert_same_specials_and_close(g, w, torch.float32)
+    for i, (g, w) in enumerate(zip(got, want)):
+        assert_same_specials_and_close(g, w, torch.float32, f"output {i}")
     for name in want_grads.keys() - set(skip_grads):
-        assert_same_specials_and_close(got_grads[name], want_grads[name], torch.float32)
+        assert_same_specials_and_close(got_grads[name], want_grads[name], torch.float32, f"d/d {name}")
 
 
 @contextlib.contextmanager

@@ -2,7 +2,8 @@
 // / trilinear stencils for a block of sample positions, laid out corner-major (structure of
 // arrays) so that building them, gathering the channels through them and differentiating
 // them are loops over the block's positions the compiler vectorises (AVX2 gathers). Corners
-// outside the input read element 0 with weight 0, as zeros padding reads them: branch-free.
+// outside the input have offset 0 and weight 0 and are masked out of every read and write
+// (element 0 may hold a NaN or inf, which a weight of 0 would not cancel).
 // A position that is not finite reads nothing: its sample and its position gradient are NaN
 // (the reference's rule, pyface.reference.keypoint_warp.sample).
 // Included by sources compiled once per instruction set (cpu_isa.h), so everything lives
@@ -69,6 +70,7 @@ template <int DIMS, typename acc_t, typename index_t>
 struct StencilBlock {
   static constexpr int kCorners = 1 << DIMS;
   alignas(64) index_t offset[kCorners][kBlock];  // into the input plane
+  alignas(64) int32_t inside[kCorners][kBlock];  // 1 where the corner lies in the input
   alignas(64) acc_t weight[kCorners][kBlock];
   alignas(64) acc_t dweight[kCorners][DIMS][kBlock];  // d weight / d source coordinate
   alignas(64) acc_t factor[DIMS][kBlock];             // d source coordinate / d position (0 where clipped)
@@ -126,6 +128,7 @@ struct StencilBlock {
           wz = acc_t(1 - bz) + sz * frac[DIMS - 1][j];
         }
         offset[o][j] = inside ? at : 0;
+        this->inside[o][j] = inside;
         weight[o][j] = inside ? wx * wy * wz : acc_t(0);
         if (derivatives) {
           dweight[o][0][j] = inside ? sx * wy * wz : acc_t(0);
@@ -142,7 +145,10 @@ struct StencilBlock {
 #pragma omp simd
     for (int64_t j = 0; j < len; ++j) {
       acc_t sum = 0;
-      for (int o = 0; o < kCorners; ++o) sum += weight[o][j] * acc_t(plane[offset[o][j]]);
+      for (int o = 0; o < kCorners; ++o) {
+        const acc_t v = acc_t(plane[offset[o][j]]);  // read unmasked (offset 0 outside), then selected
+        sum += inside[o][j] ? weight[o][j] * v : acc_t(0);
+      }
       out[j] = scalar_t(sum + poison[j]);
     }
   }
@@ -154,7 +160,8 @@ struct StencilBlock {
     for (int64_t j = 0; j < len; ++j) {
       acc_t g[3] = {0, 0, 0};
       for (int o = 0; o < kCorners; ++o) {
-        const acc_t v = acc_t(plane[offset[o][j]]);
+        const acc_t read = acc_t(plane[offset[o][j]]);
+        const acc_t v = inside[o][j] ? read : acc_t(0);
         for (int a = 0; a < DIMS; ++a) g[a] += v * dweight[o][a][j];
       }
       const acc_t scale = acc_t(go[j]);
@@ -167,6 +174,7 @@ struct StencilBlock {
   void scatter(const acc_t* go_t, acc_t* sums, int64_t len) const {
     for (int64_t j = 0; j < len; ++j) {
       for (int o = 0; o < kCorners; ++o) {
+        if (!inside[o][j]) continue;
         const acc_t w = weight[o][j];
         acc_t* sum = sums + int64_t(offset[o][j]) * kLanes;
 #pragma omp simd

@@ -5,6 +5,9 @@
 
 #include <ATen/ops/empty.h>
 #include <ATen/ops/empty_like.h>
+#include <ATen/ops/mul.h>
+#include <ATen/ops/sub.h>
+#include <ATen/ops/sum.h>
 #include <ATen/ops/zeros.h>
 #include <torch/library.h>
 
@@ -86,8 +89,11 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, c
   }
   at::Tensor grad_scores = at::empty(attention.sizes(), attention.options());
   at::Tensor grad_values = values_grad ? at::empty_like(values.tensor) : at::Tensor();
-  if (v.N * v.C * v.P == 0) {  // nothing to read: every gradient is zero
-    grad_scores.zero_();
+  if (v.N * v.C * v.P == 0) {  // no values to read: only the attention's own gradient reaches the scores
+    if (ga.defined() && grad_scores.numel() > 0)
+      grad_scores.copy_(at::mul(attention, at::sub(ga, at::sum(at::mul(attention, ga), {1}, /*keepdim=*/true))));
+    else
+      grad_scores.zero_();
     if (values_grad) grad_values.zero_();
     return {grad_scores, grad_values};
   }

@@ -22,4 +22,5 @@ def keypoint_warp(feature, kp_source, kp_driving, mask, jacobian=None, *, mask_l
 def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros"):
     repeated, motions = motion_batch(feature, kp_source, kp_driving, jacobian)
     warped = F.grid_sample(repeated, motions, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
-    return warped.view(*kp_source.shape[:1], -1, *feature.shape[1:])
+    n, k = kp_source.shape[:2]
+    return warped.view(n, k + 1, *feature.shape[1:])

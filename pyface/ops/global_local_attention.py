@@ -55,6 +55,10 @@ def global_local_attention(
         )
     forward = _triton_forward if chosen == "triton" else torch.ops.pyface.global_local_attention_forward
     cells = as_kernel_layout(context.flatten(2))
+    # The kernels skip b2, which moves every score alike (the softmax ignores it); a NaN or inf
+    # b2 still makes the reference's scores, so everything after them, NaN: b2 - b2 (0, or
+    # NaN) added to w2 makes the scores NaN just there
+    w2 = w2 + (b2 - b2).reshape(())
     pooled, attention, *_ = forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift)
     if return_attention:
         return pooled, attention.to(face.dtype).view(context.shape[0], *context.shape[2:])

@@ -183,7 +183,7 @@ def _inverse_denominator(ctx, input, weight, labels, class_weights) -> Tensor:
     if ctx.reduction == _REDUCTION_CODES["sum"]:
         return input.new_tensor(1.0)
     if not ctx.weight_normalize:
-        return input.new_tensor(1.0 / input.numel())
+        return input.new_tensor(float(input.numel())).reciprocal()  # inf for an empty input, as 1/0
     total = _weight_total(input, weight, labels, class_weights)
     return torch.where(total != 0, 1 / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
 

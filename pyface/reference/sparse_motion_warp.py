@@ -21,7 +21,8 @@ def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_c
     `backend` is ignored (signature parity)."""
     check_args(feature, kp_source, kp_driving, jacobian, padding_mode)
     repeated, motions = motion_batch(feature, kp_source, kp_driving, jacobian)
-    return sample(repeated, motions, padding_mode, align_corners).view(*kp_source.shape[:1], -1, *feature.shape[1:])
+    n, k = kp_source.shape[:2]
+    return sample(repeated, motions, padding_mode, align_corners).view(n, k + 1, *feature.shape[1:])
 
 
 def motion_batch(feature, kp_source, kp_driving, jacobian):

@@ -104,21 +104,22 @@ def pool_backward(values, attention, grad_pooled, grad_attention, values_grad: b
     """-> grad_scores (N, P) in the accumulation dtype, grad_values in the values' layout (or None)."""
     N, C, P = values.shape
     grad_values = torch.empty_like(values) if values_grad else None
-    if N * C * P == 0:
+    if N * C * P == 0:  # no values to read: only the attention's own gradient reaches the scores
         if grad_values is not None:
             grad_values.zero_()
-        return torch.zeros_like(attention), grad_values
-    c_blocks = triton.cdiv(C, BLOCK_C)
-    partial = torch.empty((N, c_blocks, P), device=values.device, dtype=attention.dtype)
-    grad_pooled = grad_pooled.to(values.dtype).contiguous()
-    _pool_backward_kernel[(N * c_blocks,)](
-        values, attention, grad_pooled, partial, partial if grad_values is None else grad_values, C, P,
-        *_strides(values), VALUES_GRAD=values_grad, BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
-    )
+        g = torch.zeros_like(attention, dtype=torch.float64)
+    else:
+        c_blocks = triton.cdiv(C, BLOCK_C)
+        partial = torch.empty((N, c_blocks, P), device=values.device, dtype=attention.dtype)
+        grad_pooled = grad_pooled.to(values.dtype).contiguous()
+        _pool_backward_kernel[(N * c_blocks,)](
+            values, attention, grad_pooled, partial, partial if grad_values is None else grad_values, C, P,
+            *_strides(values), VALUES_GRAD=values_grad, BLOCK_C=BLOCK_C, BLOCK_P=BLOCK_P,
+        )
+        g = partial.double().sum(dim=1)
     # d loss / d attention and the softmax backward, small (N, P) work, in torch and in float64:
     # g and sum(a * g) agree in most of their leading digits, and in float32 much of their
     # difference would be rounding
-    g = partial.double().sum(dim=1)
     if grad_attention is not None:
         g = g + grad_attention.double()
     a = attention.double()
