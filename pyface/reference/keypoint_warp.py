@@ -73,10 +73,11 @@ def sample(feature, positions, padding_mode, align_corners):
     finite = torch.isfinite(positions).all(-1)  # (N, *S)
     sampled = F.grid_sample(feature, torch.where(finite.unsqueeze(-1), positions, 0), mode="bilinear",
                             padding_mode=padding_mode, align_corners=align_corners)
-    # NaN in value and in d/d positions where not finite; its gradient is 0 elsewhere
-    poison = torch.zeros_like(positions[..., :1]).masked_fill(~finite.unsqueeze(-1), float("nan"))
-    nan_sample = (poison * (positions - positions.detach())).sum(-1)
-    return torch.where(finite.unsqueeze(1), sampled, nan_sample.unsqueeze(1))
+    # NaN in value and, from each channel, in d/d position where not finite (so not without
+    # channels); 0 elsewhere
+    poison = torch.zeros_like(sampled).masked_fill(~finite.unsqueeze(1), float("nan"))
+    shift = (positions - positions.detach()).sum(-1).unsqueeze(1)  # 0, with d/d positions 1
+    return torch.where(finite.unsqueeze(1), sampled, poison * shift)
 
 
 def keypoint_warp(

@@ -71,19 +71,21 @@ def _scores_backward_kernel(projection_ptr, face_term_ptr, w2_ptr, scale_ptr, sh
         mask = (p[:, None] < P) & in_h[None, :]
         at = (n.to(tl.int64) * P + p[:, None]) * Hd + h[None, :]
         z = tl.load(projection_ptr + at, mask=mask, other=0.0)
-        ds = tl.load(grad_scores_ptr + n * P + p, mask=p < P, other=0.0)[:, None]  # 0 past P: nothing flows
+        ds = tl.load(grad_scores_ptr + n * P + p, mask=p < P, other=0.0)[:, None]
         pre = z.to(ACC) + f[None, :]
         hidden1 = _relu(pre)
-        grad_hidden1 = ds * w2[None, :]
+        # past P and Hd nothing flows: selected to 0, not multiplied by a 0 (a NaN or inf
+        # weight times 0 would be NaN)
+        grad_hidden1 = tl.where(mask, ds * w2[None, :], 0.0)
         if BATCHNORM:
             pre2 = scale[None, :] * hidden1 + shift[None, :]
-            sum_w2 += tl.sum(ds * _relu(pre2), axis=0)
+            sum_w2 += tl.sum(tl.where(mask, ds * _relu(pre2), 0.0), axis=0)
             grad_pre2 = tl.where(pre2 <= 0, 0.0, grad_hidden1)
-            sum_scale += tl.sum(grad_pre2 * hidden1, axis=0)
+            sum_scale += tl.sum(tl.where(mask, grad_pre2 * hidden1, 0.0), axis=0)
             sum_shift += tl.sum(grad_pre2, axis=0)
-            grad_hidden1 = grad_pre2 * scale[None, :]
+            grad_hidden1 = tl.where(mask, grad_pre2 * scale[None, :], 0.0)
         else:
-            sum_w2 += tl.sum(ds * hidden1, axis=0)
+            sum_w2 += tl.sum(tl.where(mask, ds * hidden1, 0.0), axis=0)
         grad_pre = tl.where(pre <= 0, 0.0, grad_hidden1)
         sum_pre += tl.sum(grad_pre, axis=0)
         tl.store(grad_projection_ptr + at, grad_pre.to(grad_projection_ptr.dtype.element_ty), mask=mask)
