@@ -1,5 +1,6 @@
 """pyface.ops.weighted_l1_loss on the C++ CPU backend (and backend selection) against the reference."""
 import itertools
+import os
 import subprocess
 import sys
 
@@ -231,6 +232,28 @@ def test_weight_normalized_mean_special_totals(backend, total):
         assert gx.isnan().all()
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("reduction", ["sum", "none"])
+def test_past_2_31_elements(backend, reduction):
+    # 2^31 + 4097 float16 elements in one (N, C, P) input: every offset must be 64-bit
+    if device_of(backend) == "cpu" and backend == "triton":
+        pytest.skip("Triton's interpreter is too slow for 2^31 elements")
+    memory = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    if memory < (20 if reduction == "sum" else 32) * 2**30:  # two inputs of 4 GiB (and a loss map)
+        pytest.skip(f"needs more memory than this machine's {memory / 2**30:.0f} GiB")
+    device, count = device_of(backend), 2**31 + 4097
+    x = torch.zeros(1, 1, count, dtype=torch.float16, device=device)
+    t = torch.zeros_like(x)
+    tail = torch.randn(4096, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    x[0, 0, -4096:] = tail.to(device, torch.float16)  # only past 2^31 is anything non-zero
+    loss = weighted_l1_loss(x, t, reduction=reduction, backend=backend)
+    if reduction == "sum":
+        want = x[0, 0, -4096:].double().abs().sum()
+        torch.testing.assert_close(loss.double(), want.to(device), rtol=1e-3, atol=1e-3)
+    else:
+        assert torch.equal(loss[0, 0, -4096:], x[0, 0, -4096:].abs()) and not loss[0, 0, :-4096].any()
+
+
 # --- bad inputs: one test each -------------------------------------------------------------
 
 
@@ -251,6 +274,15 @@ def test_label_out_of_range_under_compile(backend):
 def test_opcheck_of_the_compiled_label_check():
     _, _, _, labels, _ = make((6, 6), label_dtype=torch.int64)
     torch.library.opcheck(torch.ops.pyface.labels_in_range.default, ("weighted_l1_loss", labels, 6))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_label_out_of_range_with_no_channels(backend):
+    # an input with no channels was never read, so its labels were never checked (found by fuzzing)
+    x = torch.empty(1, 0, 2, device=device_of(backend))
+    labels = torch.tensor([[1, 0]], device=x.device)
+    with pytest.raises(ValueError, match="labels holds 1"):
+        weighted_l1_loss(x, x, labels=labels, class_weights=torch.rand(1, device=x.device), backend=backend)
 
 
 def test_label_out_of_range():

@@ -93,8 +93,8 @@ Prepared prepare(const at::Tensor& input, const at::Tensor& target, const std::o
   return p;
 }
 
-#ifdef PYFACE_WITH_CUDA
-// The CUDA kernels trust the labels, so they are checked here (one reduction and a sync).
+// The CUDA kernels trust the labels, so they are checked here (one reduction and a sync);
+// the CPU kernel checks them as it reads them, which an empty input never does.
 void check_label_range(const Prepared& p) {
   if (!p.labels.defined() || p.labels.numel() == 0) return;
   auto [lo, hi] = at::aminmax(p.labels);
@@ -103,7 +103,6 @@ void check_label_range(const Prepared& p) {
   TORCH_CHECK_VALUE(low >= 0 && high < p.pb.num_classes, "weighted_l1_loss: labels holds ", bad,
                     ", outside [0, num_classes=", p.pb.num_classes, ")");
 }
-#endif
 
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Tensor& target,
                                            const std::optional<at::Tensor>& weight,
@@ -128,6 +127,7 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Te
   }
   if (input.numel() == 0) {
     // nothing to read; an empty sum or weighted mean is 0, an empty mean 0/0 as in torch's l1_loss
+    check_label_range(p);  // no channels, yet labels (N, *S) to check
     if (reduction != kNone) loss.fill_(reduction == kMean && !weight_normalize ? NAN : 0.0);
   } else if (input.is_cpu()) {
     PYFACE_CPU_CALL(forward_cpu)(p.pb, reduction, weight_normalize, out);
