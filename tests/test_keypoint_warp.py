@@ -83,6 +83,16 @@ def test_non_finite_inputs_give_nan_where_the_reference_does(backend, dims, spec
                                              mask_logits=special != "nan mask", padding_mode=padding_mode)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("channels", [0, 3])
+def test_inf_mask_weight_without_jacobian(backend, channels):
+    # the CPU kernel formed d/d kp_driving = -J^T sg with J = I: inf * 0 gave NaN where the
+    # reference has inf (found by fuzzing)
+    tensors = make(3, c=channels, jacobian=False, logits=False, device=device_of(backend))
+    tensors["mask"][0, 1, 0, 0, 0] = float("inf")
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True)
+
+
 def _memory_gib():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 

@@ -136,8 +136,11 @@ void backward_all(const Problem& pb, const Grads& grads) {
     KeypointMotion<DIMS, acc_t> motion;
     motion.template load<scalar_t>(pb, nk / pb.K, nk % pb.K);
     for (int b = 0; b < DIMS; ++b) {  // d/d kp_source = sg, d/d kp_driving = -J^T sg, d/d J = sgr
-      acc_t jt_sg = 0;
-      for (int a = 0; a < DIMS; ++a) jt_sg += motion.jac[a][b] * total[a];
+      acc_t jt_sg = total[b];  // without a jacobian J = I: no product (inf * 0 would be NaN)
+      if (pb.jacobian != nullptr) {
+        jt_sg = 0;
+        for (int a = 0; a < DIMS; ++a) jt_sg += motion.jac[a][b] * total[a];
+      }
       grad_source[nk * DIMS + b] = scalar_t(total[b]);
       grad_driving[nk * DIMS + b] = scalar_t(-jt_sg);
     }
