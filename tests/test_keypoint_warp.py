@@ -93,6 +93,17 @@ def test_inf_mask_weight_without_jacobian(backend, channels):
     helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_inf_keypoint_without_jacobian_keeps_the_other_axes(backend, dims):
+    # the CPU kernel formed T_k(z) = source + I (z - driving): an inf in one axis times the
+    # identity's 0s made the other axes of the deformation NaN where the reference keeps them
+    tensors = make(dims, jacobian=False, device=device_of(backend))
+    tensors["kp_driving"][1, 2, 1] = float("inf")
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True,
+                                             mask_logits=True)
+
+
 def _memory_gib():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 

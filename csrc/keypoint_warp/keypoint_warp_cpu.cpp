@@ -193,15 +193,8 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
         acc_t* grad_source = partial + k * DIMS;
         acc_t* grad_driving = partial + (pb.K + k) * DIMS;
         acc_t* grad_jac = partial + 2 * pb.K * DIMS + k * DIMS * DIMS;
-        for (int b = 0; b < DIMS; ++b) {
-          grad_source[b] = sg[b];
-          acc_t jt_sg = sg[b];  // without a jacobian J = I: no product (inf * 0 would be NaN)
-          if (pb.jacobian != nullptr) {
-            jt_sg = 0;
-            for (int a = 0; a < DIMS; ++a) jt_sg += motion.jac[a][b] * sg[a];
-          }
-          grad_driving[b] = -jt_sg;
-        }
+        std::copy(sg, sg + DIMS, grad_source);
+        motion.driving_gradient(sg, grad_driving);
         std::copy(sgr, sgr + DIMS * DIMS, grad_jac);
       }
       for (int64_t k = 0; k < slots; ++k) {

@@ -37,20 +37,22 @@ void identity_block(const Problem& pb, int64_t s0, int64_t len, acc_t* z) {
   }
 }
 
-// Keypoint k of sample n: T_k(z) = source + J (z - driving), J = I without a jacobian.
+// Keypoint k of sample n: T_k(z) = source + J (z - driving), and z - driving alone without a
+// jacobian: no product by an identity, whose 0s would turn an inf into NaN.
 template <int DIMS, typename acc_t>
 struct KeypointMotion {
   acc_t source[3], driving[3], jac[3][3];
+  bool has_jacobian;
 
   template <typename scalar_t>
   void load(const Problem& pb, int64_t n, int64_t k) {
     const int64_t at = (n * pb.K + k) * DIMS;
     const auto* jacobian = static_cast<const scalar_t*>(pb.jacobian);
+    has_jacobian = jacobian != nullptr;
     for (int a = 0; a < DIMS; ++a) {
       source[a] = acc_t(static_cast<const scalar_t*>(pb.kp_source)[at + a]);
       driving[a] = acc_t(static_cast<const scalar_t*>(pb.kp_driving)[at + a]);
-      for (int b = 0; b < DIMS; ++b)
-        jac[a][b] = jacobian != nullptr ? acc_t(jacobian[(at + a) * DIMS + b]) : acc_t(a == b ? 1 : 0);
+      for (int b = 0; b < DIMS; ++b) jac[a][b] = has_jacobian ? acc_t(jacobian[(at + a) * DIMS + b]) : acc_t(0);
     }
   }
 
@@ -59,8 +61,23 @@ struct KeypointMotion {
     for (int b = 0; b < DIMS; ++b) rel[b] = z[b * kBlock + j] - driving[b];
     for (int a = 0; a < DIMS; ++a) {
       acc_t moved = source[a];
-      for (int b = 0; b < DIMS; ++b) moved += jac[a][b] * rel[b];
+      if (has_jacobian)
+        for (int b = 0; b < DIMS; ++b) moved += jac[a][b] * rel[b];
+      else
+        moved += rel[a];
       motion[a] = moved;
+    }
+  }
+
+  // d/d kp_driving = -J^T sg from sg = d/d kp_source (-sg without a jacobian).
+  void driving_gradient(const acc_t sg[], acc_t out[]) const {
+    for (int b = 0; b < DIMS; ++b) {
+      acc_t jt_sg = sg[b];
+      if (has_jacobian) {
+        jt_sg = 0;
+        for (int a = 0; a < DIMS; ++a) jt_sg += jac[a][b] * sg[a];
+      }
+      out[b] = -jt_sg;
     }
   }
 };

@@ -135,14 +135,11 @@ void backward_all(const Problem& pb, const Grads& grads) {
       for (int64_t i = 0; i < width; ++i) total[i] += partials[(nk * blocks + b) * width + i];
     KeypointMotion<DIMS, acc_t> motion;
     motion.template load<scalar_t>(pb, nk / pb.K, nk % pb.K);
-    for (int b = 0; b < DIMS; ++b) {  // d/d kp_source = sg, d/d kp_driving = -J^T sg, d/d J = sgr
-      acc_t jt_sg = total[b];  // without a jacobian J = I: no product (inf * 0 would be NaN)
-      if (pb.jacobian != nullptr) {
-        jt_sg = 0;
-        for (int a = 0; a < DIMS; ++a) jt_sg += motion.jac[a][b] * total[a];
-      }
+    acc_t driving_grad[DIMS];  // d/d kp_source = sg, d/d kp_driving = -J^T sg, d/d J = sgr
+    motion.driving_gradient(total, driving_grad);
+    for (int b = 0; b < DIMS; ++b) {
       grad_source[nk * DIMS + b] = scalar_t(total[b]);
-      grad_driving[nk * DIMS + b] = scalar_t(-jt_sg);
+      grad_driving[nk * DIMS + b] = scalar_t(driving_grad[b]);
     }
     if (grad_jac != nullptr)
       for (int64_t i = 0; i < DIMS * DIMS; ++i) grad_jac[nk * DIMS * DIMS + i] = scalar_t(total[DIMS + i]);
