@@ -16,7 +16,7 @@ from torch import Tensor
 from pyface import _backends, _checks
 from pyface._autocast import follows_autocast
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight
+from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight, inverse_or_zero
 from pyface.reference.weighted_l1_loss import weighted_l1_loss as reference_weighted_l1_loss
 
 _REDUCTION_CODES = {"none": 0, "sum": 1, "mean": 2}
@@ -184,8 +184,7 @@ def _inverse_denominator(ctx, input, weight, labels, class_weights) -> Tensor:
         return input.new_tensor(1.0)
     if not ctx.weight_normalize:
         return input.new_tensor(float(input.numel())).reciprocal()  # inf for an empty input, as 1/0
-    total = _weight_total(input, weight, labels, class_weights)
-    return torch.where(total != 0, 1 / torch.where(total != 0, total, torch.ones_like(total)), 0.0)
+    return inverse_or_zero(_weight_total(input, weight, labels, class_weights))
 
 
 def _weight_gradients(ctx, grad_loss, input, target, weight, labels, class_weights, loss):

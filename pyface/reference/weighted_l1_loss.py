@@ -79,7 +79,11 @@ def weighted_l1_loss(
     if normalize == "elements":
         return total / input.numel()
     denominator = w.expand(input.shape).sum() if w is not None else total.new_tensor(float(input.numel()))
-    # 1/D, and 0 for D = 0 (1/1 in the branch not taken, so that no inf reaches a gradient)
-    nonzero = denominator != 0
-    inverse = torch.where(nonzero, 1 / torch.where(nonzero, denominator, torch.ones_like(denominator)), 0.0)
-    return total * inverse
+    return total * inverse_or_zero(denominator)
+
+
+def inverse_or_zero(total):
+    """1 / total, and 0 for a zero total; NaN stays NaN (1/1 in the branch not taken, so that
+    no inf reaches a gradient)."""
+    nonzero = total != 0
+    return torch.where(nonzero, 1 / torch.where(nonzero, total, torch.ones_like(total)), 0.0)

@@ -78,9 +78,8 @@ def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding):
     output = feature.new_empty((n, k + 1, c, *feature.shape[2:]))
     if output.numel() == 0:
         return output
-    kp_source, kp_driving, jacobian = _keypoint_buffers(kp_source, kp_driving, jacobian)
     _forward_kernel[(triton.cdiv(D * H * W, BLOCK), n * (k + 1))](
-        feature.contiguous(), kp_source, kp_driving, kp_source if jacobian is None else jacobian, output,
+        feature.contiguous(), *_keypoint_buffers(kp_source, kp_driving, jacobian), output,
         c, k, D, H, W, DIMS=feature.dim() - 2, HAS_JAC=jacobian is not None, ALIGN=align_corners,
         BORDER=padding == 1, BLOCK=BLOCK,
     )
@@ -88,13 +87,14 @@ def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding):
 
 
 def _keypoint_buffers(kp_source, kp_driving, jacobian):
-    """What the kernels read the keypoints from. Without keypoints (K = 0) slot 0, the identity,
-    still forms a keypoint motion it then ignores: it reads a small zero buffer, not past an
-    empty tensor."""
+    """The kernels' source, driving and jacobian pointers (the jacobian's is any tensor when
+    HAS_JAC is off). Without keypoints (K = 0) slot 0, the identity, still forms a keypoint
+    motion it then ignores: it reads a small zero buffer, not past an empty tensor."""
     if kp_source.shape[1] == 0:
         zeros = kp_source.new_zeros((9,))
-        return zeros, zeros, None if jacobian is None else zeros
-    return kp_source.contiguous(), kp_driving.contiguous(), None if jacobian is None else jacobian.contiguous()
+        return zeros, zeros, zeros
+    kp_source = kp_source.contiguous()
+    return kp_source, kp_driving.contiguous(), kp_source if jacobian is None else jacobian.contiguous()
 
 
 def backward(grad_output, feature, kp_source, kp_driving, jacobian, align_corners, padding, feature_grad,
@@ -110,9 +110,8 @@ def backward(grad_output, feature, kp_source, kp_driving, jacobian, align_corner
     grad_output = grad_output.to(feature.dtype).contiguous()
     partials = feature.new_empty((n, blocks, k, PARTIAL_WIDTH), dtype=torch.float32)
     sums = ScatterSums(feature, grad_output.transpose(1, 2), feature_grad, deterministic)  # every motion reaches (n, c)
-    kp_buffers = _keypoint_buffers(kp_source, kp_driving, jacobian)
     _backward_kernel[(blocks, n * (k + 1))](
-        feature.contiguous(), kp_buffers[0], kp_buffers[1], kp_buffers[0] if jacobian is None else kp_buffers[2],
+        feature.contiguous(), *_keypoint_buffers(kp_source, kp_driving, jacobian),
         grad_output, *sums.pointers(), partials, c, k, D, H, W,
         DIMS=dims, HAS_JAC=jacobian is not None, ALIGN=align_corners, BORDER=padding == 1, FEATURE_GRAD=feature_grad,
         DETERMINISTIC=sums.deterministic, BLOCK=BLOCK,
