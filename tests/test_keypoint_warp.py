@@ -104,6 +104,40 @@ def test_inf_keypoint_without_jacobian_keeps_the_other_axes(backend, dims):
                                              mask_logits=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_minus_inf_logit_weighs_exactly_zero(backend):
+    # the CPU softmax's exp stopped at exp(-87): a -inf logit kept a weight of 1e-38, and its
+    # keypoint's inf motion gave an inf deformation where the reference has 0 * inf = NaN
+    tensors = make(2, device=device_of(backend))
+    tensors["kp_source"][0, 1, 0] = float("inf")
+    tensors["mask"][0, 2] = float("-inf")  # slot 2 is keypoint 1's
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True,
+                                             mask_logits=True)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+def test_positions_on_the_border_bounds_get_no_gradient(backend, dims):
+    # torch's rule: a coordinate on a bound counts as clipped; the kernels counted it inside
+    # (found by fuzzing). Identity motions on a 2-wide output grid with align_corners put every
+    # position on a bound (and none on an inner cell edge, where float32 and float64 may round
+    # to either side of the bilinear kink)
+    tensors = make(dims, jacobian=False, logits=False, sizes=(SIZES[dims][0], (2,) * dims), device=device_of(backend))
+    tensors["mask"].zero_()[:, 0] = 1  # all weight on the identity: deformation = z exactly
+    tensors["kp_source"].zero_()  # T_k(z) = z exactly, on the bounds in float32 as in float64
+    tensors["kp_driving"].zero_()
+    check(tensors, backend, align_corners=True, padding_mode="border")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_inf_feature_in_2d_keeps_the_mask_gradient(backend):
+    # Triton's 2-D backward added inf * 0 into a third axis it does not have: d/d mask was NaN
+    # where the reference has -inf (found by fuzzing, float16)
+    tensors = make(2, k=0, jacobian=False, logits=False, sizes=((1, 1), (1, 1)), device=device_of(backend))
+    tensors["feature"][0, 0, 0, 0] = float("inf")
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True)
+
+
 def _memory_gib():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 

@@ -27,8 +27,11 @@ namespace {
 
 // exp for the softmax, in a form GCC vectorises (glibc's expf has no vector variant without
 // -ffast-math): 2^n * p(r) with r = x - n ln 2, |r| <= ln2 / 2, p a degree-6 polynomial
-// (relative error ~2e-7 on float); arguments here are <= 0 and clamped where exp underflows.
+// (relative error ~2e-7 on float); arguments here are <= 0. Below -87 the result is 0, as
+// expf's underflows there (so a -inf logit weighs exactly 0: 0 * an inf motion is NaN, as in
+// torch's softmax, not inf).
 inline float vector_exp(float x) {
+  const bool underflows = x < -87.0f;
   x = std::max(x, -87.0f);
   const float n = std::floor(x * 1.44269504088896341f + 0.5f);
   const float r = (x - n * 0.693359375f) + n * 2.12194440e-4f;
@@ -39,7 +42,7 @@ inline float vector_exp(float x) {
   p = p * r + 1.6666665459e-1f;
   p = p * r + 5.0000001201e-1f;
   p = p * r * r + r + 1.0f;
-  return p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
+  return underflows ? 0.0f : p * std::bit_cast<float>((static_cast<int32_t>(n) + 127) << 23);
 }
 inline double vector_exp(double x) { return std::exp(x); }
 

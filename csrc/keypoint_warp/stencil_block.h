@@ -113,7 +113,7 @@ struct StencilBlock {
         x = finite ? x : acc_t(-2);
         acc_t f = slope;
         if (border) {
-          f = (x < 0 || x > last) ? acc_t(0) : slope;
+          f = (x <= 0 || x >= last) ? acc_t(0) : slope;  // torch's rule: the bounds count as clipped
           x = std::min(std::max(x, acc_t(0)), last);
         }
         // every corner of a coordinate beyond [-2, size + 1] is outside, as at those bounds:

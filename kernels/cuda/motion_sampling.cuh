@@ -54,10 +54,11 @@ __device__ acc_t source_coordinate(acc_t coord, int64_t size, const Problem& pb,
     *factor = acc_t(size) / 2;
   }
   if (pb.padding == kBorder) {
-    if (x < 0) {
+    // torch's rule: a coordinate on a bound counts as clipped (no gradient)
+    if (x <= 0) {
       x = 0;
       *factor = 0;
-    } else if (x > acc_t(size - 1)) {
+    } else if (x >= acc_t(size - 1)) {
       x = acc_t(size - 1);
       *factor = 0;
     }

@@ -73,7 +73,7 @@ def source_coordinate(coord, size, ALIGN: tl.constexpr, BORDER: tl.constexpr):
         x = ((coord + 1.0) * n - 1.0) * 0.5
         factor = tl.zeros_like(coord) + n * 0.5
     if BORDER:
-        factor = tl.where((x < 0.0) | (x > n - 1.0), 0.0, factor)
+        factor = tl.where((x <= 0.0) | (x >= n - 1.0), 0.0, factor)  # torch: on a bound is clipped
         x = tl.minimum(tl.maximum(x, 0.0), n - 1.0)
     return x, factor
 
@@ -239,7 +239,8 @@ def backward_channels(feature_ptr, go_ptr, go_stride, sums_ptr, scales_ptr, n, C
             v = go * tl.load(plane + offset, mask=inside & ok, other=0.0).to(tl.float32)
             gx += v * dwx
             gy += v * dwy
-            gz += v * dwz
+            if DIMS == 3:  # in 2-D dwz is 0, and an inf sample times it would make gz NaN
+                gz += v * dwz
             if FEATURE_GRAD:
                 scatter_add(sums_ptr, scales_ptr, n * C + c, plane_size, offset, inside & ok, weight * go,
                             DETERMINISTIC)
