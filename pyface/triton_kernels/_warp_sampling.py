@@ -142,8 +142,13 @@ def corner(o: tl.constexpr, x0, y0, z0, fx, fy, fz, W, H, D, DIMS: tl.constexpr)
 
 
 @triton.jit
-def store_keypoint_sums(out, wx, wy, wz, rx, ry, rz):
-    """One block's PARTIAL_WIDTH sums for one keypoint: sum w g, then sum w g (z - kp_driving)^T."""
+def store_keypoint_sums(out, inside, wx, wy, wz, rx, ry, rz):
+    """One block's PARTIAL_WIDTH sums for one keypoint: sum w g, then sum w g (z - kp_driving)^T,
+    over the lanes inside the grid (a lane past its end has w g = 0, and an inf kp_driving
+    would make its 0 * inf NaN)."""
+    rx = tl.where(inside, rx, 0.0)
+    ry = tl.where(inside, ry, 0.0)
+    rz = tl.where(inside, rz, 0.0)
     tl.store(out, tl.sum(wx, axis=0))
     tl.store(out + 1, tl.sum(wy, axis=0))
     tl.store(out + 2, tl.sum(wz, axis=0))

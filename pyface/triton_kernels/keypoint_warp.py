@@ -120,7 +120,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
         mean += mk * dm
         if not LOGITS:
             tl.store(grad_mask + (k + 1) * S + at, dm.to(grad_mask_ptr.dtype.element_ty), mask=inside)
-        store_keypoint_sums(partials + k * 12, mk * gx, mk * gy, mk * gz, rx, ry, rz)
+        store_keypoint_sums(partials + k * 12, inside, mk * gx, mk * gy, mk * gz, rx, ry, rz)
     if LOGITS:  # a second pass over the motions, now that the mean is known
         tl.store(grad_mask + at, (m0 * (dm0 - mean)).to(grad_mask_ptr.dtype.element_ty), mask=inside)
         for k in range(0, K):

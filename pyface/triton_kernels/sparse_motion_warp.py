@@ -68,7 +68,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, grad_out_ptr
         gy *= factor_y
         gz *= factor_z
         out = partials_ptr + ((n * tl.num_programs(0) + block) * K + slot - 1).to(tl.int64) * 12
-        store_keypoint_sums(out, gx, gy, gz, rx, ry, rz)
+        store_keypoint_sums(out, inside, gx, gy, gz, rx, ry, rz)
 
 
 def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding):
