@@ -71,18 +71,30 @@ def build_parser() -> argparse.ArgumentParser:
                                    "no training run uses): every metric with its floor (a trivial baseline), its "
                                    "ceiling (the ground truth scored the same way) and the share of the gap between "
                                    "them the model closed.")
-    evaluate.add_argument("model", choices=MODELS, help="the model the checkpoint holds")
-    evaluate.add_argument("--checkpoint", required=True, metavar="FILE", help="a `pyface train` checkpoint")
+    evaluate.add_argument("model", choices=[*MODELS, "style-aware"],
+                          help="the model the checkpoint holds; style-aware: the whole style-aware pipeline "
+                               "(style transfer and lip sync), from --checkpoints")
+    evaluate.add_argument("--checkpoint", default=None, metavar="FILE", help="a `pyface train` checkpoint")
+    evaluate.add_argument("--checkpoints", default=None, metavar="DIR",
+                          help="style-aware: the directory of the four stages' checkpoints "
+                               "(audio-motion.pt, face-reader.pt, style-mapping.pt, style-generator.pt)")
     evaluate.add_argument("--json", default=None, metavar="FILE", help="also write the result as JSON")
     evaluate.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     demo = commands.add_parser("demo", help="animate a face from a recording: an MP4 with its sound",
                                 description="Animates a face from a recording with a trained talking-head checkpoint "
                                 "and writes an MP4 (H.264 with the recording as AAC sound, 25 fps, as long as the "
                                 "recording) or, for a .png path, a grid of the first frames.")
-    demo.add_argument("model", choices=["speech-gan", "atvgnet"], help="the model to animate with")
+    demo.add_argument("model", choices=["speech-gan", "atvgnet", "style-aware"], help="the model to animate with")
     demo.add_argument("--wav", required=True, metavar="FILE",
                       help="the recording: wav, flac, or any audio or video file with a sound track")
-    demo.add_argument("--checkpoint", required=True, metavar="FILE", help="a `pyface train MODEL` checkpoint")
+    demo.add_argument("--checkpoint", default=None, metavar="FILE",
+                      help="speech-gan, atvgnet: a `pyface train MODEL` checkpoint")
+    demo.add_argument("--checkpoints", default=None, metavar="DIR",
+                      help="style-aware: the directory of the four stages' checkpoints (audio-motion.pt, "
+                           "face-reader.pt, style-mapping.pt, style-generator.pt)")
+    demo.add_argument("--style", default=None, metavar="SOURCE",
+                      help="style-aware: a video, or a directory of frames, of the character whose speaking style "
+                           "the face takes on (default: the neutral style)")
     demo.add_argument("--out", required=True, metavar="FILE",
                       help="talk.mp4 (the video with its sound) or grid.png (the first frames as an image grid)")
     demo.add_argument("--image", default=None, metavar="FILE",
@@ -95,9 +107,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _run(args) -> int:
     if args.command == "demo":
-        from pyface.demo import talking_demo
+        from pyface.demo import style_aware_demo, talking_demo
 
-        path = talking_demo(args.model, args.wav, args.out, args.checkpoint, args.image, args.max_frames)
+        if args.model == "style-aware":
+            if args.checkpoints is None:
+                raise UsageError("style-aware needs --checkpoints DIR, the directory of its four stages' checkpoints")
+            path = style_aware_demo(args.wav, args.out, args.checkpoints, args.image, args.style, args.max_frames)
+        else:
+            if args.checkpoint is None:
+                raise UsageError(f"{args.model} needs --checkpoint FILE")
+            path = talking_demo(args.model, args.wav, args.out, args.checkpoint, args.image, args.max_frames)
         print(f"wrote {path}")
         return 0
 

@@ -52,6 +52,13 @@ def load_face(image: str, size: tuple[int, int]) -> Tensor:
         raise UsageError(f"no image file {image}") from error
     except (OSError, ValueError, UnidentifiedImageError) as error:
         raise UsageError(f"cannot read {image} as an image ({error})") from error
+    return _cover_crop(picture, size)
+
+
+def _cover_crop(picture, size: tuple[int, int]) -> Tensor:
+    """A PIL image scaled to cover size = (H, W) and cropped to it, centred -> (1, 3, H, W)."""
+    from PIL import Image
+
     h, w = size
     scale = max(h / picture.height, w / picture.width)
     width, height = max(w, round(picture.width * scale)), max(h, round(picture.height * scale))
@@ -138,6 +145,81 @@ def write_grid(frames: Tensor, path: Path, columns: int = 10) -> None:
     Image.fromarray((grid.permute(1, 2, 0).clamp(0, 1) * 255).round().byte().numpy()).save(path)
 
 
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp")
+MAX_STYLE_FRAMES = 500  # 20 s of a style video at 25 fps: plenty to find the four templates in
+
+
+def load_style_frames(source: str, size: int) -> Tensor:
+    """(T, 3, size, size) frames of the style source: a directory of images (in name order)
+    or any video FFmpeg reads, each scaled and centre-cropped as load_face does. UsageError
+    where the source is missing or holds no readable frame."""
+    path = Path(source)
+    if path.is_dir():
+        files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)[:MAX_STYLE_FRAMES]
+        frames = []
+        for file in files:
+            try:
+                frames.append(load_face(str(file), (size, size)))
+            except UsageError:
+                continue  # an unreadable image among readable ones is skipped
+    elif path.is_file():
+        import av
+
+        frames = []
+        try:
+            with av.open(str(path)) as container:
+                for frame in container.decode(video=0):
+                    frames.append(_cover_crop(frame.to_image(), (size, size)))
+                    if len(frames) == MAX_STYLE_FRAMES:
+                        break
+        except (av.error.FFmpegError, IndexError, ValueError) as error:
+            raise UsageError(f"cannot read {source} as a video ({error})") from error
+    else:
+        raise UsageError(f"no style source {source} (a directory of frames or a video file)")
+    if not frames:
+        raise UsageError(f"the style source {source} holds no readable frame "
+                         f"(images ending in {', '.join(IMAGE_SUFFIXES)}, or a video)")
+    return torch.cat(frames)
+
+
+def style_aware_demo(wav: str, out: str, checkpoints: str, image: Optional[str] = None, style: Optional[str] = None,
+                     max_frames: int = 50) -> Path:
+    """`pyface demo style-aware`: the face (default: a drawn one) speaking the recording in the
+    style of the style source's character (default: the neutral style), with the four stages
+    of pyface.pipelines.StyleAwareTalkingHead from the checkpoints directory."""
+    from pyface.pipelines import StyleAwareTalkingHead
+
+    path = _check_out(out, max_frames)
+    try:
+        pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
+    size = (pipeline.size, pipeline.size)
+    waveform = load_speech(wav)
+    face = drawn_face(size)["image"] if image is None else load_face(image, size)
+    style_frames = None if style is None else load_style_frames(style, pipeline.size)
+    frames = pipeline(face, waveform, style_frames)
+    _write(frames, waveform, path, max_frames)
+    return path
+
+
+def _check_out(out: str, max_frames: int) -> Path:
+    path = Path(out)
+    if path.suffix.lower() not in (".mp4", ".png"):
+        raise UsageError(f"--out must end in .mp4 (a video with the sound) or .png (a grid of frames), got {out}")
+    if max_frames < 1:
+        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
+    return path
+
+
+def _write(frames: Tensor, waveform: Tensor, path: Path, max_frames: int) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() == ".mp4":
+        write_video(frames, waveform, path)
+    else:
+        write_grid(frames[:max_frames], path)
+
+
 def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: Optional[str] = None,
                  max_frames: int = 50) -> Path:
     """Animates the face from the recording with the checkpoint's model; writes an MP4 with
@@ -145,11 +227,7 @@ def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: Op
     (.png)."""
     if model_name not in DEMO_MODELS:
         raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(DEMO_MODELS)}")
-    path = Path(out)
-    if path.suffix.lower() not in (".mp4", ".png"):
-        raise UsageError(f"--out must end in .mp4 (a video with the sound) or .png (a grid of frames), got {out}")
-    if max_frames < 1:
-        raise UsageError(f"--max-frames must be at least 1, got {max_frames}")
+    path = _check_out(out, max_frames)
     state = load_checkpoint(checkpoint, model_name)
     waveform = load_speech(wav)
     face = None if image is None else load_face(image, tuple(state["config"]["frame_size"]))
@@ -157,9 +235,5 @@ def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: Op
         warn(f"{checkpoint} is barely trained ({state['step']} steps, fewer than {BARELY_TRAINED_STEPS}): "
              f"expect a blurred face with little mouth motion")
     frames = animate(model_name, state, waveform, face)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    if path.suffix.lower() == ".mp4":
-        write_video(frames, waveform, path)
-    else:
-        write_grid(frames[:max_frames], path)
+    _write(frames, waveform, path, max_frames)
     return path

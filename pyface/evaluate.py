@@ -11,13 +11,14 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
 
 from pyface import metrics
 from pyface.data import EMOTIONS, emotion_batch, style_pair_batch, talking_sequence_batch
+from pyface.data.styles import reading_batch, style_transfer_batch, styled_talking_batch
 
 HELD_OUT_SEED = 1 << 40
 MAX_TRAIN_SEED = (1 << 31) - 1
@@ -25,11 +26,13 @@ MAX_TRAIN_SEED = (1 << 31) - 1
 # for its learning curve.
 FULL, CURVE = "full", "curve"
 _SIZES = {"glamor": {FULL: 1400, CURVE: 280}, "speech-gan": {FULL: 48, CURVE: 12}, "atvgnet": {FULL: 48, CURVE: 12},
-          "style-mapping": {FULL: 160, CURVE: 32}}
+          "style-mapping": {FULL: 160, CURVE: 32}, "audio-motion": {FULL: 64, CURVE: 16},
+          "face-reader": {FULL: 512, CURVE: 128}, "style-generator": {FULL: 96, CURVE: 24}}
 CLIP_FRAMES = 50  # 2 s at 25 fps: long enough for the lip-sync correlation to mean something
 SHIFT_FRAMES = 5  # the time-shifted ground truth the lip-sync score must rank below the truth: 0.2 s
 # The metric each model's learning curve follows and its preset's target is set on.
-MAIN_METRIC = {"glamor": "accuracy", "speech-gan": "lip_sync", "atvgnet": "lip_sync", "style-mapping": "ssim"}
+MAIN_METRIC = {"glamor": "accuracy", "speech-gan": "lip_sync", "atvgnet": "lip_sync", "style-mapping": "ssim",
+               "audio-motion": "mouth_correlation", "face-reader": "landmark_nme", "style-generator": "mouth_ssim"}
 
 
 def _batches(total: int, size: int):
@@ -174,8 +177,98 @@ def _eval_style_mapping(modules, config, pairs, device) -> dict:
     return {"metrics": scores, "samples": {"pairs": pairs}}
 
 
+def lip_gap(landmarks: Tensor) -> Tensor:
+    """(..., 9, 2) landmarks -> (...) the distance between the lips' middles."""
+    from pyface.data import LANDMARKS
+
+    return (landmarks[..., LANDMARKS.index("lower_lip"), :] - landmarks[..., LANDMARKS.index("upper_lip"), :]).norm(dim=-1)
+
+
+def _eval_audio_motion(modules, config, clips, device) -> dict:
+    model = modules["model"]
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    predicted, truth, rest = [], [], []
+    for n in _batches(clips, 16):
+        batch = styled_talking_batch(n, CLIP_FRAMES, generator, render=False, device=device)
+        predicted.append((model(batch["audio"]) + batch["rest_landmarks"].unsqueeze(1)).cpu())
+        truth.append(batch["neutral_landmarks"].cpu())
+        rest.append(batch["rest_landmarks"].cpu())
+    predicted, truth = torch.cat(predicted), torch.cat(truth)
+    rest = torch.cat(rest).unsqueeze(1).expand_as(truth)
+    other_clip = truth.roll(1, dims=0)  # the true motion of another clip: right kind of motion, wrong timing
+    correlation = lambda guess: metrics.correlation(lip_gap(guess), lip_gap(truth)).mean().item()  # noqa: E731
+    nme = lambda guess: metrics.landmark_error(guess, truth).mean().item()  # noqa: E731
+    return {"metrics": {
+        "mouth_correlation": metrics.scored(correlation(predicted), correlation(other_clip), 1.0,
+                                            floor_is="another clip's true motion", ceiling_is="the true motion"),
+        "landmark_nme": metrics.scored(nme(predicted), nme(rest), 0.0, floor_is="the face held at rest",
+                                       ceiling_is="the true landmarks")},
+        "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
+        "notes": "mouth_correlation: per clip, the Pearson correlation of the predicted lip gap with the true one"}
+
+
+def _eval_face_reader(modules, config, images, device) -> dict:
+    model = modules["model"]
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    predicted, truth = [], []
+    for n in _batches(images, 128):
+        batch = reading_batch(n, generator, config["size"], device)
+        predicted.append(model(batch["image"]).cpu())
+        truth.append(batch["landmarks"].cpu())
+    predicted, truth = torch.cat(predicted), torch.cat(truth)
+    mean = truth.mean(0, keepdim=True).expand_as(truth)
+    opening = lambda guess: metrics.correlation(lip_gap(guess), lip_gap(truth)).item()  # noqa: E731
+    return {"metrics": {
+        "landmark_nme": metrics.scored(metrics.landmark_error(predicted, truth).mean().item(),
+                                       metrics.landmark_error(mean, truth).mean().item(), 0.0,
+                                       floor_is="the mean landmarks", ceiling_is="the true landmarks"),
+        "lip_gap_correlation": metrics.scored(opening(predicted), 0.0, 1.0, floor_is="no reading (0)",
+                                              ceiling_is="the true landmarks")},
+        "samples": {"images": images}}
+
+
+def _eval_style_generator(modules, config, samples, device) -> dict:
+    from pyface.train import style_generator_inputs
+
+    model = modules["model"]
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    frames, neutral, truth, sources = [], [], [], []
+    for n in _batches(samples, 16):
+        batch = style_transfer_batch(n, 2, generator, config["size"], device=device)
+        source, maps, patterns = style_generator_inputs(batch, config["size"])
+        frames.append(model(source, maps, patterns).cpu())
+        # the floor of style transfer: no references, the source in place of every pattern
+        neutral.append(model(source, maps, source.unsqueeze(1).expand_as(patterns)).cpu())
+        truth.append(batch["frames"].flatten(0, 1).cpu())
+        sources.append(source.cpu())
+    frames, neutral, truth, source = torch.cat(frames), torch.cat(neutral), torch.cat(truth), torch.cat(sources)
+    return {"metrics": _mouth_metrics(frames, truth, source, neutral, "the source (the face at rest) copied"),
+            "samples": {"identities": samples, "frames_each": 2},
+            "notes": "on the mouth region; inputs: the true style patterns (drawn) and the facial map of the true "
+                     "neutral-style landmarks; neutral_patterns: the same frames generated with the source in place "
+                     "of every pattern (no style references)"}
+
+
+def _mouth_metrics(frames: Tensor, truth: Tensor, floor_frames: Tensor, neutral: Tensor, floor_is: str) -> dict:
+    """PSNR (of the mean squared error over all frames; gap on it) and SSIM of the mouth
+    region, where speech and speaking style show, and the same for frames made without style
+    references (`neutral_patterns`)."""
+    crop = metrics.mouth_region
+    error = lambda guess: metrics.mean_squared_error(crop(guess), crop(truth)).mean().item()  # noqa: E731
+    ssim = lambda guess: metrics.ssim(crop(guess), crop(truth)).mean().item()  # noqa: E731
+    psnr = lambda guess: metrics.psnr_of_error(torch.tensor(error(guess))).item()  # noqa: E731
+    return {
+        "mouth_psnr": {**metrics.scored(psnr(frames), psnr(floor_frames), None, value_error=error(frames),
+                                        floor_error=error(floor_frames), floor_is=floor_is,
+                                        ceiling_is="the true frames (infinite PSNR; gap on the MSE)"),
+                       "neutral_patterns": psnr(neutral)},
+        "mouth_ssim": {**metrics.scored(ssim(frames), ssim(floor_frames), 1.0, floor_is=floor_is,
+                                        ceiling_is="the true frames"), "neutral_patterns": ssim(neutral)}}
+
+
 _EVALUATORS: dict[str, Callable] = {"glamor": _eval_glamor, "speech-gan": _eval_speech_gan, "atvgnet": _eval_atvgnet,
-                                    "style-mapping": _eval_style_mapping}
+                                    "style-mapping": _eval_style_mapping, "audio-motion": _eval_audio_motion,
+                                    "face-reader": _eval_face_reader, "style-generator": _eval_style_generator}
 
 
 @torch.no_grad()
@@ -234,7 +327,9 @@ _SCORED_KEYS = ("value", "floor", "ceiling", "gap_closed", "floor_is", "ceiling_
 
 
 def format_result(result: dict) -> str:
-    lines = [f"{result['model']} ({result['checkpoint']}, {result['steps']} steps), held-out synthetic data:",
+    steps = result["steps"] if isinstance(result["steps"], int) else \
+        ", ".join(f"{stage} {count}" for stage, count in result["steps"].items())
+    lines = [f"{result['model']} ({result['checkpoint']}, {steps} steps), held-out synthetic data:",
              f"  {'metric':30s} {'floor':>8s} {'model':>8s} {'ceiling':>8s} {'gap closed':>10s}"]
     for name, m in result["metrics"].items():
         ceiling = "inf" if m["ceiling"] is None else f"{m['ceiling']:.3f}"
@@ -248,8 +343,89 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
+STYLE_CLIPS = 24  # held-out clips of the style-aware pipeline's evaluation
+
+
+def style_statistics(landmarks: Tensor) -> Tensor:
+    """(N, T, 9, 2) landmarks of clips -> (N, 2) their speaking style as it shows: the mean
+    lift of the mouth corners (smile) and the 90th percentile of the opening (how wide the
+    loud syllables open), both relative to the mouth's width (mouth_descriptor)."""
+    from pyface.models.style_references import mouth_descriptor
+
+    descriptor = mouth_descriptor(landmarks)
+    return torch.stack([descriptor[..., 1].mean(-1), descriptor[..., 0].quantile(0.9, dim=-1)], dim=-1)
+
+
+@torch.no_grad()
+def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = None) -> dict:
+    """`pyface eval style-aware`: the pipeline from the checkpoints directory on held-out clips
+    in which a new identity speaks new speech in the style another speaker shows in a clip of
+    their own. Style transfer is read from the frames by the pipeline's face reader (frozen):
+    the floor is the pipeline without style references (the neutral patterns), the ceiling the
+    identity drawn speaking in that style."""
+    from pyface.data.styles import speaker_identities, random_styles
+    from pyface.pipelines import STAGES, StyleAwareTalkingHead
+    from pyface.train import load_checkpoint
+
+    clips = clips or STYLE_CLIPS
+    pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints, device)
+    generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+    outputs, neutral, truths, sources, waveforms, styles = [], [], [], [], [], []
+    for n in _batches(clips, 8):
+        style, speakers, identities = random_styles(n, generator), speaker_identities(n, generator), \
+            speaker_identities(n, generator)
+        shown = styled_talking_batch(n, CLIP_FRAMES, generator, pipeline.size, styles=style, identities=speakers)
+        target = styled_talking_batch(n, CLIP_FRAMES, generator, pipeline.size, styles=style, identities=identities)
+        for i in range(n):
+            face = target["source"][i:i + 1].to(device)
+            outputs.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device)).cpu())
+            neutral.append(pipeline(face, target["waveform"][i]).cpu())
+        truths.append(target["frames"])
+        sources.append(target["source"])
+        waveforms.append(target["waveform"])
+        styles.append(target["style"])
+    output, neutral, truth = torch.stack(outputs), torch.stack(neutral), torch.cat(truths)
+    source, waveform = torch.cat(sources), torch.cat(waveforms)
+    read = lambda frames: style_statistics(pipeline.face_reader.read(frames.flatten(0, 1).to(device)).cpu()  # noqa: E731
+                                           .view(*frames.shape[:2], -1, 2))
+    true_style, output_style, neutral_style = read(truth), read(output), read(neutral)
+    spread = true_style.std(0).clamp_min(1e-6)  # each statistic in units of its spread over the clips
+    error = lambda style: ((style - true_style).abs() / spread).mean().item()  # noqa: E731
+    scores = {"style_error": metrics.scored(error(output_style), error(neutral_style), 0.0,
+                                            floor_is="the pipeline without style references (neutral patterns)",
+                                            ceiling_is="the identity drawn speaking in that style")}
+    for index, name in enumerate(("smile", "opening")):
+        follows = lambda style: metrics.correlation(style[:, index], true_style[:, index]).item()  # noqa: E731
+        scores[f"{name}_follows_style"] = metrics.scored(
+            follows(output_style), follows(neutral_style), 1.0, floor_is="the pipeline without style references",
+            ceiling_is="the identity drawn speaking in that style")
+    scores["lip_sync"] = _lip_sync_metric(output, truth, waveform)
+    scores.update(_mouth_metrics(output.flatten(0, 1), truth.flatten(0, 1),
+                                 source.unsqueeze(1).expand_as(truth).flatten(0, 1), neutral.flatten(0, 1),
+                                 "the face at rest copied"))
+    steps = {stage: load_checkpoint(f"{checkpoints}/{stage}.pt", stage)["step"] for stage in STAGES}
+    return {"model": "style-aware", "checkpoint": str(checkpoints), "steps": steps, "metrics": scores,
+            "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
+            "notes": "style_error: |style statistics of the frames - those of the true frames| in units of their spread "
+                     "over the clips (statistics: mean corner lift, 90th percentile opening, read by the face "
+                     "reader); *_follows_style: their correlation over the clips with the truth's; every clip's "
+                     "identity, speech and style speaker are new"}
+
+
 def main_eval(args, device: str) -> int:
-    result = evaluate(args.model, args.checkpoint, device)
+    from pyface._usage import UsageError
+
+    if args.model == "style-aware":
+        if args.checkpoints is None:
+            raise UsageError("style-aware needs --checkpoints DIR, the directory of its four stages' checkpoints")
+        try:
+            result = evaluate_style_aware(args.checkpoints, device)
+        except ValueError as error:
+            raise UsageError(str(error)) from error
+    elif args.checkpoint is None:
+        raise UsageError(f"{args.model} needs --checkpoint FILE")
+    else:
+        result = evaluate(args.model, args.checkpoint, device)
     print(format_result(result))
     if args.json:
         path = Path(args.json)

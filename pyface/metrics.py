@@ -73,13 +73,18 @@ def landmark_error(landmarks: Tensor, targets: Tensor, left_eye: int = 0, right_
     return (landmarks - targets).norm(dim=-1).mean(-1) / inter_ocular
 
 
-def mouth_opening(frames: Tensor) -> Tensor:
-    """(..., 3, H, W) frames in [0, 1] -> (...) how much of the mouth region is dark (0-1)."""
+def mouth_region(frames: Tensor) -> Tensor:
+    """(..., C, H, W) -> the crop of MOUTH_REGION_X, MOUTH_REGION_Y."""
     h, w = frames.shape[-2:]
     ys, xs = torch.linspace(-1, 1, h), torch.linspace(-1, 1, w)
     rows = ((ys >= MOUTH_REGION_Y[0]) & (ys <= MOUTH_REGION_Y[1])).nonzero().flatten()
     cols = ((xs >= MOUTH_REGION_X[0]) & (xs <= MOUTH_REGION_X[1])).nonzero().flatten()
-    region = frames[..., rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1].float()
+    return frames[..., rows[0]:rows[-1] + 1, cols[0]:cols[-1] + 1]
+
+
+def mouth_opening(frames: Tensor) -> Tensor:
+    """(..., 3, H, W) frames in [0, 1] -> (...) how much of the mouth region is dark (0-1)."""
+    region = mouth_region(frames).float()
     luminance = 0.299 * region[..., 0, :, :] + 0.587 * region[..., 1, :, :] + 0.114 * region[..., 2, :, :]
     return ((DARK + SOFTNESS - luminance) / SOFTNESS).clamp(0, 1).flatten(-2).mean(-1)
 

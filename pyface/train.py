@@ -6,6 +6,9 @@ loss (the generator's, for the GANs).
     pyface train style-mapping --synthetic --steps 50 --device cpu
     pyface train atvgnet --synthetic --steps 50 --device cpu
     pyface train speech-gan --synthetic --steps 50 --device cpu
+
+The style-aware talking head trains in four stages (pyface.pipelines.StyleAwareTalkingHead
+puts them together): audio-motion, face-reader, style-mapping and style-generator.
 """
 from __future__ import annotations
 
@@ -26,15 +29,19 @@ from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
 from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
-from pyface.data import emotion_batch, style_pair_batch, talking_sequence_batch
+from pyface.data import LANDMARKS, emotion_batch, style_pair_batch, talking_sequence_batch
+from pyface.data.faces import LABEL
+from pyface.data.styles import N_MELS, reading_batch, style_transfer_batch, styled_talking_batch
 from pyface.models import (
-    ATNet, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator, SequenceDiscriminator,
-    SpeechDrivenGenerator, StyleMapping, StyleMappingLoss, VGNet,
+    ATNet, AudioMotionGenerator, FaceReader, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator,
+    SequenceDiscriminator, SpeechDrivenGenerator, StyleAwareGenerator, StyleAwareGeneratorLoss, StyleMapping,
+    StyleMappingLoss, VGNet,
 )
-from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS
+from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
+from pyface.models.style_references import mouth_descriptor, nearest_templates
 from pyface.nn import DynamicPixelWiseLoss, LowerFaceL1Loss
 
-MODELS = ("glamor", "style-mapping", "atvgnet", "speech-gan")
+MODELS = ("glamor", "style-mapping", "atvgnet", "speech-gan", "audio-motion", "face-reader", "style-generator")
 
 
 @dataclass
@@ -87,6 +94,58 @@ def _style_mapping(backend, device, lr, config):
         return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
 
     return _single_loss(model, loss_fn, lambda g, n: style_pair_batch(n, g, size, device), lr)
+
+
+def _audio_motion(backend, device, lr, config):
+    model = AudioMotionGenerator(N_MELS, len(LANDMARKS), hidden=config["hidden"], feature_dim=config["feature_dim"])
+    model = model.to(device)
+
+    def loss_fn(batch):  # the neutral style's landmarks, as offsets from the face at rest
+        motion = batch["neutral_landmarks"] - batch["rest_landmarks"].unsqueeze(1)
+        return F.mse_loss(model(batch["audio"]), motion)
+
+    return _single_loss(model, loss_fn, lambda g, n: styled_talking_batch(n, config["frames"], g, render=False,
+                                                                         device=device), lr)
+
+
+def _face_reader(backend, device, lr, config):
+    model = FaceReader(config["size"], width=config["width"]).to(device)
+
+    def loss_fn(batch):
+        return F.mse_loss(model(batch["image"]), batch["landmarks"])
+
+    return _single_loss(model, loss_fn, lambda g, n: reading_batch(n, g, config["size"], device), lr)
+
+
+def style_generator_inputs(batch: dict, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """A style_transfer_batch as the generator's per-frame inputs, (N * T, ...): the source,
+    the facial map of the neutral-style landmarks, and the four style patterns."""
+    t = batch["frames"].shape[1]
+    maps = render_facial_map(batch["neutral_landmarks"].flatten(0, 1), DRAWN_FACE_CONNECTIONS, (size, size))
+    return batch["source"].repeat_interleave(t, 0), maps, batch["patterns"].repeat_interleave(t, 0)
+
+
+def _style_generator(backend, device, lr, config):
+    size = config["size"]
+    model = StyleAwareGenerator(width=config["width"]).to(device)
+    criterion = StyleAwareGeneratorLoss(config["photometric_weight"], backend=backend).to(device)
+
+    def loss_fn(batch):
+        source, maps, patterns = style_generator_inputs(batch, size)
+        # the matched pattern: the style pattern of the template nearest the target frame's mouth
+        matched = nearest_templates(mouth_descriptor(batch["landmarks"].flatten(0, 1)))
+        matched = patterns[torch.arange(patterns.shape[0], device=patterns.device), matched]
+        frames, target, parsing = model(source, maps, patterns), batch["frames"].flatten(0, 1), \
+            batch["parsing"].flatten(0, 1)
+        # plus a squared error (frame_mse_weight) ten times heavier on the mouth and lips: under
+        # the L1 terms, or a plain squared error, copying the source (right everywhere but the
+        # mouth's few percent of pixels) held for hundreds of steps, even on one fixed batch
+        mouth = ((parsing >= LABEL["mouth"]) & (parsing <= LABEL["l_lip"])).unsqueeze(1)
+        return criterion(frames, target, matched, parsing) + \
+            config["frame_mse_weight"] * ((1 + 9 * mouth) * (frames - target) ** 2).mean()
+
+    return _single_loss(model, loss_fn, lambda g, n: style_transfer_batch(n, config["frames"], g, size, device=device),
+                        lr)
 
 
 def _adversarial(scores: torch.Tensor, real: bool) -> torch.Tensor:
@@ -177,12 +236,18 @@ def _speech_gan(backend, device, lr, config):
 
 
 _BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping, "atvgnet": _atvgnet,
-                                  "speech-gan": _speech_gan}
-_DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 1e-3, "atvgnet": 1e-3, "speech-gan": 2e-4}
+                                  "speech-gan": _speech_gan, "audio-motion": _audio_motion,
+                                  "face-reader": _face_reader, "style-generator": _style_generator}
+_DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 1e-3, "atvgnet": 1e-3, "speech-gan": 2e-4, "audio-motion": 2e-3,
+               "face-reader": 1e-3, "style-generator": 1e-3}
 # What each model is built with (saved in the checkpoint, so that eval and demo rebuild it).
 DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64},
                                    "atvgnet": {"frames": 8, "frame_size": [64, 64], "frame_mse_weight": 10.0},
-                                   "speech-gan": {"frames": 8, "frame_size": [64, 48]}}
+                                   "speech-gan": {"frames": 8, "frame_size": [64, 48]},
+                                   "audio-motion": {"frames": 50, "hidden": 128, "feature_dim": 64},
+                                   "face-reader": {"size": 64, "width": 16},
+                                   "style-generator": {"size": 64, "width": 32, "frames": 2,
+                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0}}
 
 
 @dataclass(frozen=True)
@@ -203,6 +268,10 @@ PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
     "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
     "atvgnet": Preset(steps=600, batch_size=16, lr=1e-3, eval_every=100),
     "style-mapping": Preset(steps=650, batch_size=8, lr=1e-3, eval_every=50),
+    # the style-aware talking head's other stages (with style-mapping, its whole CPU recipe)
+    "audio-motion": Preset(steps=300, batch_size=16, lr=2e-3, eval_every=50),
+    "face-reader": Preset(steps=600, batch_size=32, lr=1e-3, eval_every=100),
+    "style-generator": Preset(steps=600, batch_size=8, lr=1e-3, eval_every=100),
 }}
 
 

@@ -143,7 +143,11 @@ class StyleMapping(nn.Module):
 
 class StyleAwareGenerator(nn.Module):
     """(source (N, 3, H, W), facial_map (N, 1, H, W), style_patterns (N, 4, 3, H, W): the
-    ISP images of the four templates) -> frame (N, 3, H, W): a U-Net over their channels.
+    ISP images of the four templates) -> frame (N, 3, H, W): a U-Net over their channels
+    predicts the change to the source; its last layer starts at 0, so an untrained generator
+    copies the source and training learns only what speech and style change (a gate on the
+    source instead closed on the first steps, the mouth being a few percent of the pixels).
+    The frame is clamped to [0, 1] with the gradient passed straight through.
     Trained with StyleAwareGeneratorLoss. H, W multiples of 8."""
 
     def __init__(self, width: int = 32, references: int = 4):
@@ -153,7 +157,9 @@ class StyleAwareGenerator(nn.Module):
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, padding=3), nn.ReLU(inplace=True))
         self.down = nn.ModuleList([_down(width, 2 * width), _down(2 * width, 4 * width), _down(4 * width, 8 * width)])
         self.up = nn.ModuleList([_up(8 * width, 4 * width), _up(8 * width, 2 * width), _up(4 * width, width)])
-        self.out = nn.Conv2d(2 * width, 3, 7, padding=3)
+        self.out = nn.Conv2d(2 * width, 3, 3, padding=1)
+        nn.init.zeros_(self.out.weight)
+        nn.init.zeros_(self.out.bias)
 
     def forward(self, source: Tensor, facial_map: Tensor, style_patterns: Tensor) -> Tensor:
         _check_images("StyleAwareGenerator", source=source)
@@ -173,7 +179,8 @@ class StyleAwareGenerator(nn.Module):
         skips.pop()
         for block in self.up:
             x = torch.cat([block(x), skips.pop()], dim=1)
-        return torch.sigmoid(self.out(x))
+        frame = source + self.out(x)
+        return frame + (frame.clamp(0, 1) - frame).detach()
 
 
 class StyleAwareGeneratorLoss(nn.Module):

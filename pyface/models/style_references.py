@@ -45,3 +45,13 @@ def select_style_references(frame_descriptors: Tensor, templates: Tensor = MOUTH
     templates = templates.to(frame_descriptors)
     distance = torch.cdist(templates.expand(*frame_descriptors.shape[:-2], *templates.shape), frame_descriptors)
     return distance.argmin(dim=-1)
+
+
+def nearest_templates(frame_descriptors: Tensor, templates: Tensor = MOUTH_TEMPLATES) -> Tensor:
+    """(..., F) descriptors -> (...) the index of the template each is closest to: which style
+    pattern a frame's mouth matches (the style-aware loss's matched pattern)."""
+    if frame_descriptors.shape[-1] != templates.shape[-1]:
+        raise ValueError(f"nearest_templates: descriptors must end in {templates.shape[-1]}, "
+                         f"got {tuple(frame_descriptors.shape)}")
+    return torch.cdist(frame_descriptors.reshape(-1, templates.shape[-1]), templates.to(frame_descriptors)) \
+        .argmin(dim=-1).view(frame_descriptors.shape[:-1])

@@ -1,0 +1,117 @@
+"""The style-aware talking head, end to end: a face, a recording and a style source in, frames out.
+
+    speech --audio features--> AudioMotionGenerator --> lip motion (neutral style)
+        + the face's landmarks (FaceReader) --> keypoints per frame --> facial maps
+    style source frames --FaceReader--> mouth descriptors --key motion templates-->
+        four style reference frames --StyleMapping(face, reference)--> four Intermediate Style Patterns
+    StyleAwareGenerator(face, facial map, patterns) --> frames (T, 3, S, S)
+
+The four stages are trained apart (`pyface train audio-motion | face-reader | style-mapping |
+style-generator`) and loaded from one directory of their checkpoints.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import torch
+from torch import Tensor, nn
+
+from pyface.data.styles import audio_features
+from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
+from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
+
+STAGES = ("audio-motion", "face-reader", "style-mapping", "style-generator")
+
+
+class StyleAwareTalkingHead(nn.Module):
+    """The four trained stages as one module (see the module's text). `size` is the side of
+    the square frames every stage works at."""
+
+    def __init__(self, audio_motion: nn.Module, face_reader: nn.Module, style_mapping: nn.Module,
+                 generator: nn.Module, size: int = 64):
+        super().__init__()
+        self.audio_motion, self.face_reader = audio_motion, face_reader
+        self.style_mapping, self.generator = style_mapping, generator
+        self.size = size
+        self.eval()
+
+    @classmethod
+    def from_checkpoints(cls, directory: str | Path, device="cpu") -> "StyleAwareTalkingHead":
+        """The stages from `<directory>/<stage>.pt` (pyface train checkpoints); ValueError
+        for a missing stage, a checkpoint of another model, or stages built for different
+        frame sizes."""
+        from pyface._usage import UsageError
+        from pyface.train import build_modules, load_checkpoint
+
+        directory = Path(directory)
+        modules, sizes = {}, {}
+        for stage in STAGES:
+            path = directory / f"{stage}.pt"
+            try:
+                state = load_checkpoint(str(path), stage)
+            except UsageError as error:
+                raise ValueError(f"StyleAwareTalkingHead: {error} (the pipeline needs {', '.join(s + '.pt' for s in STAGES)} "
+                                 f"in {directory})") from error
+            built, config = build_modules(stage, state, device)
+            modules[stage] = built["model"]
+            if "size" in config:
+                sizes[stage] = config["size"]
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"StyleAwareTalkingHead: the checkpoints were trained at different frame sizes: {sizes}")
+        return cls(modules["audio-motion"], modules["face-reader"], modules["style-mapping"],
+                   modules["style-generator"], size=next(iter(sizes.values()))).to(device)
+
+    def _check_frames(self, what: str, frames: Tensor) -> None:
+        if frames.dim() != 4 or tuple(frames.shape[1:]) != (3, self.size, self.size):
+            raise ValueError(f"StyleAwareTalkingHead: {what} must be (N, 3, {self.size}, {self.size}) in [0, 1], "
+                             f"got {tuple(frames.shape)}")
+        if frames.shape[0] == 0:
+            raise ValueError(f"StyleAwareTalkingHead: {what} holds no frame")
+
+    @torch.inference_mode()
+    def style_references(self, style_frames: Tensor) -> Tensor:
+        """(T, 3, S, S) frames of the character whose style is wanted -> (4,) the indices of the
+        frames closest to the key motion templates (None, M, R, O), read by the face reader."""
+        self._check_frames("style_frames", style_frames)
+        return select_style_references(mouth_descriptor(self.face_reader.read(style_frames)))
+
+    @torch.inference_mode()
+    def style_patterns(self, face: Tensor, style_frames: Optional[Tensor]) -> Tensor:
+        """(1, 3, S, S) face, (T, 3, S, S) style frames -> (4, 3, S, S) Intermediate Style
+        Patterns: the face with the expression and pose of each style reference. Without
+        style frames, the neutral patterns: the face itself four times."""
+        self._check_frames("face", face)
+        templates = MOUTH_TEMPLATES.shape[0]
+        if style_frames is None:
+            return face.expand(templates, -1, -1, -1)
+        references = style_frames[self.style_references(style_frames)]
+        return self.style_mapping(face.expand(templates, -1, -1, -1), references)["image"]
+
+    @torch.inference_mode()
+    def keypoints(self, face: Tensor, waveform: Tensor) -> Tensor:
+        """(1, 3, S, S) face, 16 kHz (samples,) speech -> (T, 9, 2) landmarks, 25 a second: the
+        face's landmarks moved by the lip motion the speech drives."""
+        features = audio_features(waveform).to(face.device).unsqueeze(0)
+        motion = self.audio_motion(features)[0]
+        return self.face_reader.read(face) + motion
+
+    @torch.inference_mode()
+    def forward(self, face: Tensor, waveform: Tensor, style_frames: Optional[Tensor] = None,
+                batch: int = 32) -> Tensor:
+        """face (1, 3, S, S) or (3, S, S) in [0, 1], waveform (samples,) 16 kHz mono,
+        style_frames (T_s, 3, S, S) of the character whose style is wanted (None: the neutral
+        style) -> (T, 3, S, S) frames in [0, 1], T = the recording's 25 fps frames; generated
+        `batch` frames at a time."""
+        face = face.unsqueeze(0) if face.dim() == 3 else face
+        self._check_frames("face", face)
+        patterns = self.style_patterns(face, style_frames)
+        keypoints = self.keypoints(face, waveform)
+        frames = []
+        for start in range(0, keypoints.shape[0], batch):
+            points = keypoints[start:start + batch]
+            maps = render_facial_map(points, DRAWN_FACE_CONNECTIONS, (self.size, self.size))
+            n = points.shape[0]
+            frames.append(self.generator(face.expand(n, -1, -1, -1), maps,
+                                         patterns.unsqueeze(0).expand(n, -1, -1, -1, -1)))
+        return torch.cat(frames)
