@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pyface import metrics
-from pyface.data import EMOTIONS, emotion_batch, style_pair_batch, talking_sequence_batch
+from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, style_pair_batch, talking_sequence_batch
 from pyface.data.styles import reading_batch, style_transfer_batch, styled_talking_batch
 
 HELD_OUT_SEED = 1 << 40
@@ -179,8 +179,6 @@ def _eval_style_mapping(modules, config, pairs, device) -> dict:
 
 def lip_gap(landmarks: Tensor) -> Tensor:
     """(..., 9, 2) landmarks -> (...) the distance between the lips' middles."""
-    from pyface.data import LANDMARKS
-
     return (landmarks[..., LANDMARKS.index("lower_lip"), :] - landmarks[..., LANDMARKS.index("upper_lip"), :]).norm(dim=-1)
 
 
@@ -370,7 +368,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
     clips = clips or STYLE_CLIPS
     pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints, device)
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
-    outputs, neutral, truths, sources, waveforms, styles = [], [], [], [], [], []
+    outputs, neutral, truths, sources, waveforms = [], [], [], [], []
     for n in _batches(clips, 8):
         style, speakers, identities = random_styles(n, generator), speaker_identities(n, generator), \
             speaker_identities(n, generator)
@@ -383,7 +381,6 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
         truths.append(target["frames"])
         sources.append(target["source"])
         waveforms.append(target["waveform"])
-        styles.append(target["style"])
     output, neutral, truth = torch.stack(outputs), torch.stack(neutral), torch.cat(truths)
     source, waveform = torch.cat(sources), torch.cat(waveforms)
     read = lambda frames: style_statistics(pipeline.face_reader.read(frames.flatten(0, 1).to(device)).cpu()  # noqa: E731

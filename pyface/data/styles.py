@@ -39,21 +39,20 @@ class SpeakingStyle:
         return SpeakingStyle(torch.full((n,), NEUTRAL_STYLE[0]), torch.full((n,), NEUTRAL_STYLE[1]))
 
 
+def _uniform(n: int, generator: torch.Generator, low: float, high: float) -> Tensor:
+    return low + (high - low) * torch.rand(n, generator=generator)
+
+
 def speaker_identities(n: int, generator: torch.Generator) -> FaceParameters:
     """Identities facing the camera, near the centre (a portrait's framing), as the
     style-aware pipeline expects of the photo it animates."""
-    def uniform(low, high):
-        return low + (high - low) * torch.rand(n, generator=generator)
-
-    return random_parameters(n, generator, center_x=uniform(-0.05, 0.05), center_y=uniform(-0.05, 0.05),
-                             roll=uniform(-0.08, 0.08), yaw=uniform(-0.15, 0.15))
+    return random_parameters(n, generator, center_x=_uniform(n, generator, -0.05, 0.05),
+                             center_y=_uniform(n, generator, -0.05, 0.05), roll=_uniform(n, generator, -0.08, 0.08),
+                             yaw=_uniform(n, generator, -0.15, 0.15))
 
 
 def random_styles(n: int, generator: torch.Generator) -> SpeakingStyle:
-    def uniform(low, high):
-        return low + (high - low) * torch.rand(n, generator=generator)
-
-    return SpeakingStyle(uniform(*SMILE_RANGE), uniform(*OPENING_RANGE))
+    return SpeakingStyle(_uniform(n, generator, *SMILE_RANGE), _uniform(n, generator, *OPENING_RANGE))
 
 
 def at_rest(identity: FaceParameters) -> FaceParameters:
@@ -146,10 +145,9 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     clip = speaking(speaker, style, speech_envelope(n, style_frames, generator))
     chosen = select_style_references(mouth_descriptor(face_landmarks(clip).view(n, style_frames, len(LANDMARKS), 2)))
     chosen = (chosen + torch.arange(n).view(n, 1) * style_frames).flatten()  # into the clip-major frames
-    patterns = with_expressions(identity, identity, clip.mouth_open[chosen].view(n, templates),
-                                clip.smile[chosen].view(n, templates))
-    references = with_expressions(speaker, speaker, clip.mouth_open[chosen].view(n, templates),
-                                  clip.smile[chosen].view(n, templates))
+    mouth_open, smile = clip.mouth_open[chosen].view(n, templates), clip.smile[chosen].view(n, templates)
+    patterns = with_expressions(identity, identity, mouth_open, smile)
+    references = with_expressions(speaker, speaker, mouth_open, smile)
     envelope = torch.rand(n, frames, generator=generator)
     spoken = speaking(identity, style, envelope)
     neutral = speaking(identity, SpeakingStyle.neutral(n), envelope)
@@ -170,11 +168,7 @@ def reading_batch(batch_size: int, generator: torch.Generator, size: int = 64, d
     little, as generated frames are."""
     n = batch_size
     identity = speaker_identities(n, generator)
-
-    def uniform(low, high):
-        return low + (high - low) * torch.rand(n, generator=generator)
-
-    faces = replace(identity, mouth_open=uniform(0.0, 1.05), smile=uniform(-0.8, 1.0))
+    faces = replace(identity, mouth_open=_uniform(n, generator, 0.0, 1.05), smile=_uniform(n, generator, -0.8, 1.0))
     drawn = draw_faces(faces, (size, size))
     image = drawn["image"]
     blurred = torch.nn.functional.avg_pool2d(image, 3, stride=1, padding=1, count_include_pad=False)

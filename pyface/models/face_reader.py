@@ -14,7 +14,7 @@ from pyface.models.style_aware import _check_images, _down
 class FaceReader(nn.Module):
     """(N, 3, H, W) in [0, 1] -> (N, 9, 2) landmarks in [-1, 1] image coordinates: strided
     conv blocks and a linear head on the flattened (not pooled: where a part is matters) map.
-    H and W must be multiples of 16 and give a 4 x 4 map after the blocks (64 x 64 by default)."""
+    Images are size x size (64 by default), size a multiple of 2**blocks."""
 
     def __init__(self, size: int = 64, width: int = 16, blocks: int = 4):
         super().__init__()
