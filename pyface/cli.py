@@ -63,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--checkpoint", default=None, metavar="FILE", help="file to save model and optimiser state to")
     train.add_argument("--save-every", type=int, default=0, metavar="N", help="also save every N steps")
     train.add_argument("--resume", action="store_true", help="continue from --checkpoint")
+    train.add_argument("--style-mapping", default=None, metavar="FILE",
+                       help="style-generator: learn from the Intermediate Style Patterns of this trained "
+                            "style-mapping checkpoint (the pipeline's); default: the true patterns")
     train.add_argument("--eval-every", type=int, default=None, metavar="N",
                        help="every N steps, measure the main metric on a small held-out set (the learning curve, "
                             "written to <checkpoint>.curve.json); default: never, or the preset's interval")

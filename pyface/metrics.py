@@ -24,6 +24,9 @@ MOUTH_REGION_X, MOUTH_REGION_Y = (-0.3, 0.3), (0.15, 0.75)
 # Luminances at and below DARK count as mouth interior, at and above DARK + SOFTNESS as not;
 # linear between, so that a blurred opening still counts in part.
 DARK, SOFTNESS = 0.2, 0.15
+# Red minus the mean of green and blue at and above LIP_REDNESS + SOFTNESS counts as lip
+# (the drawn lips have 0.5, skin tones less than 0.3).
+LIP_REDNESS = 0.3
 
 
 def psnr(images: Tensor, targets: Tensor) -> Tensor:
@@ -87,6 +90,34 @@ def mouth_opening(frames: Tensor) -> Tensor:
     region = mouth_region(frames).float()
     luminance = 0.299 * region[..., 0, :, :] + 0.587 * region[..., 1, :, :] + 0.114 * region[..., 2, :, :]
     return ((DARK + SOFTNESS - luminance) / SOFTNESS).clamp(0, 1).flatten(-2).mean(-1)
+
+
+def lip_curve(frames: Tensor) -> Tensor:
+    """(..., 3, H, W) frames in [0, 1] -> (...) how far the lips' middle sits below their
+    outer thirds, relative to the mouth's width: > 0 for a smile (corners up), < 0 for corners
+    down, near 0 for straight lips whatever the opening (both lips bend alike; the pixels'
+    rounding moves one frame's reading by a few hundredths, a clip's mean far less). Read in the
+    mouth region from the lip-red pixels (red, neither dark like the mouth's inside nor pale
+    like skin): per column their mean row; the mouth's centre and half-width from their
+    columns' mean and spread (a band of half-width a has spread a / sqrt(3)). 0 where no lip shows."""
+    region = mouth_region(frames).float()
+    r, g, b = region[..., 0, :, :], region[..., 1, :, :], region[..., 2, :, :]
+    luminance = 0.299 * r + 0.587 * g + 0.114 * b
+    redness = r - (g + b) / 2
+    lips = ((redness - LIP_REDNESS) / SOFTNESS).clamp(0, 1) * ((luminance - DARK) / SOFTNESS).clamp(0, 1)
+    h, w = lips.shape[-2:]
+    rows = torch.arange(h, dtype=lips.dtype, device=lips.device).view(h, 1)
+    cols = torch.arange(w, dtype=lips.dtype, device=lips.device)
+    per_column = lips.sum(-2)  # (..., W)
+    total = per_column.sum(-1, keepdim=True).clamp_min(1e-6)
+    centre = (cols * per_column).sum(-1, keepdim=True) / total
+    half_width = (3 * ((cols - centre) ** 2 * per_column).sum(-1, keepdim=True) / total).sqrt().clamp_min(1e-6)
+    row = (rows * lips).sum(-2) / per_column.clamp_min(1e-6)  # each column's mean lip row
+    offset = (cols - centre).abs() / half_width
+    middle, outer = per_column * (offset <= 1 / 3), per_column * (offset >= 2 / 3)
+    mean_row = lambda weights: (row * weights).sum(-1) / weights.sum(-1).clamp_min(1e-6)  # noqa: E731
+    curve = (mean_row(middle) - mean_row(outer)) / (2 * half_width.squeeze(-1))
+    return torch.where((middle.sum(-1) > 0) & (outer.sum(-1) > 0), curve, torch.zeros_like(curve))
 
 
 def loudness(waveform: Tensor, frames: int, sample_rate: int = 16000, fps: float = 25.0) -> Tensor:

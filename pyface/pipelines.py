@@ -19,9 +19,14 @@ from torch import Tensor, nn
 
 from pyface.data.styles import audio_features
 from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
-from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
+from pyface.models.style_references import MOUTH_TEMPLATES, select_style_references
 
 STAGES = ("audio-motion", "face-reader", "style-mapping", "style-generator")
+
+
+def _same_weights(a: nn.Module, b: nn.Module) -> bool:
+    ours, theirs = a.state_dict(), b.state_dict()
+    return ours.keys() == theirs.keys() and all(torch.equal(ours[k].cpu(), theirs[k].cpu()) for k in ours)
 
 
 class StyleAwareTalkingHead(nn.Module):
@@ -45,7 +50,7 @@ class StyleAwareTalkingHead(nn.Module):
         from pyface.train import build_modules, load_checkpoint
 
         directory = Path(directory)
-        modules, sizes = {}, {}
+        modules, sizes, learned_from = {}, {}, None
         for stage in STAGES:
             path = directory / f"{stage}.pt"
             try:
@@ -57,8 +62,14 @@ class StyleAwareTalkingHead(nn.Module):
             modules[stage] = built["model"]
             if "size" in config:
                 sizes[stage] = config["size"]
+            if "style_mapping" in built:
+                learned_from = built["style_mapping"]
         if len(set(sizes.values())) > 1:
             raise ValueError(f"StyleAwareTalkingHead: the checkpoints were trained at different frame sizes: {sizes}")
+        if learned_from is not None and not _same_weights(learned_from, modules["style-mapping"]):
+            raise ValueError(f"StyleAwareTalkingHead: {directory / 'style-generator.pt'} learned from the patterns of "
+                             f"another style mapping than {directory / 'style-mapping.pt'} (train style-generator "
+                             f"with --style-mapping pointing at this one)")
         return cls(modules["audio-motion"], modules["face-reader"], modules["style-mapping"],
                    modules["style-generator"], size=next(iter(sizes.values()))).to(device)
 
@@ -74,19 +85,20 @@ class StyleAwareTalkingHead(nn.Module):
         """(T, 3, S, S) frames of the character whose style is wanted -> (4,) the indices of the
         frames closest to the key motion templates (None, M, R, O), read by the face reader."""
         self._check_frames("style_frames", style_frames)
-        return select_style_references(mouth_descriptor(self.face_reader.read(style_frames)))
+        return select_style_references(self.face_reader.read(style_frames)["mouth"])
 
     @torch.inference_mode()
     def style_patterns(self, face: Tensor, style_frames: Optional[Tensor]) -> Tensor:
         """(1, 3, S, S) face, (T, 3, S, S) style frames -> (4, 3, S, S) Intermediate Style
-        Patterns: the face with the expression and pose of each style reference. Without
-        style frames, the neutral patterns: the face itself four times."""
+        Patterns: the face with the expression of each style reference. Without style
+        frames, the neutral patterns: the face itself four times, which the generator learned
+        to read as the neutral style."""
         self._check_frames("face", face)
         templates = MOUTH_TEMPLATES.shape[0]
         if style_frames is None:
             return face.expand(templates, -1, -1, -1)
         references = style_frames[self.style_references(style_frames)]
-        return self.style_mapping(face.expand(templates, -1, -1, -1), references)["image"]
+        return self.style_mapping.patterns(face, references.unsqueeze(0))[0]
 
     @torch.inference_mode()
     def keypoints(self, face: Tensor, waveform: Tensor) -> Tensor:
@@ -94,7 +106,7 @@ class StyleAwareTalkingHead(nn.Module):
         face's landmarks moved by the lip motion the speech drives."""
         features = audio_features(waveform).to(face.device).unsqueeze(0)
         motion = self.audio_motion(features)[0]
-        return self.face_reader.read(face) + motion
+        return self.face_reader.read(face)["landmarks"] + motion
 
     @torch.inference_mode()
     def forward(self, face: Tensor, waveform: Tensor, style_frames: Optional[Tensor] = None,

@@ -29,13 +29,12 @@ from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
 from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
-from pyface.data import LANDMARKS, emotion_batch, style_pair_batch, talking_sequence_batch
+from pyface.data import LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.faces import LABEL
-from pyface.data.styles import N_MELS, reading_batch, style_transfer_batch, styled_talking_batch
+from pyface.data.styles import N_MELS, pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
 from pyface.models import (
     ATNet, AudioMotionGenerator, FaceReader, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator,
-    SequenceDiscriminator, SpeechDrivenGenerator, StyleAwareGenerator, StyleAwareGeneratorLoss, StyleMapping,
-    StyleMappingLoss, VGNet,
+    SequenceDiscriminator, SpeechDrivenGenerator, StyleAwareGenerator, StyleAwareGeneratorLoss, StyleMapping, VGNet,
 )
 from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
 from pyface.models.style_references import mouth_descriptor, nearest_templates
@@ -85,15 +84,28 @@ def _glamor(backend, device, lr, config):
     return _single_loss(model, loss_fn, lambda g, n: emotion_batch(n, g, device), lr)
 
 
+def _mouth_weighted_mse(frames: torch.Tensor, target: torch.Tensor, parsing: torch.Tensor) -> torch.Tensor:
+    """A squared error ten times heavier on the mouth and lips: under L1 terms, or a plain
+    squared error, copying the source (right everywhere but the mouth's few percent of
+    pixels) held for hundreds of steps, even on one fixed batch."""
+    mouth = ((parsing >= LABEL["mouth"]) & (parsing <= LABEL["l_lip"])).unsqueeze(1)
+    return ((1 + 9 * mouth) * (frames - target) ** 2).mean()
+
+
 def _style_mapping(backend, device, lr, config):
+    """The style-aware pipeline's style mapping: a face at rest and another speaker's
+    expression -> the face with that expression (pattern_pair_batch), with the generator's
+    objective: L1, the style-aware photometric loss and the mouth-weighted squared error."""
     size = config["size"]
-    model = StyleMapping(backend=backend).to(device)
-    criterion = StyleMappingLoss(backend=backend).to(device)
+    model = StyleMapping(backend=backend, residual=config["residual"]).to(device)
+    criterion = StyleAwareGeneratorLoss(backend=backend).to(device)
 
     def loss_fn(batch):
-        return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
+        pattern = model(batch["neutral"], batch["reference"])["image"]
+        return criterion(pattern, batch["pattern"], batch["pattern"], batch["parsing"]) + \
+            config["frame_mse_weight"] * _mouth_weighted_mse(pattern, batch["pattern"], batch["parsing"])
 
-    return _single_loss(model, loss_fn, lambda g, n: style_pair_batch(n, g, size, device), lr)
+    return _single_loss(model, loss_fn, lambda g, n: pattern_pair_batch(n, g, size, device), lr)
 
 
 def _audio_motion(backend, device, lr, config):
@@ -112,40 +124,52 @@ def _face_reader(backend, device, lr, config):
     model = FaceReader(config["size"], width=config["width"]).to(device)
 
     def loss_fn(batch):
-        return F.mse_loss(model(batch["image"]), batch["landmarks"])
+        # the descriptor's values are about 0.1: weighted up to count as much as the landmarks
+        reading = model(batch["image"])
+        return F.mse_loss(reading["landmarks"], batch["landmarks"]) + \
+            config["mouth_weight"] * F.mse_loss(reading["mouth"], mouth_descriptor(batch["landmarks"]))
 
     return _single_loss(model, loss_fn, lambda g, n: reading_batch(n, g, config["size"], device), lr)
 
 
-def style_generator_inputs(batch: dict, size: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def style_generator_inputs(batch: dict, size: int, style_mapping: Optional[StyleMapping] = None) \
+        -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A style_transfer_batch as the generator's per-frame inputs, (N * T, ...): the source,
-    the facial map of the neutral-style landmarks, and the four style patterns."""
-    t = batch["frames"].shape[1]
+    the facial map of the neutral-style landmarks, and the four style patterns: those a
+    trained style mapping makes of the source and the style references (the pipeline's), or
+    without one the true patterns; for samples without references, the source four times."""
+    n, t = batch["frames"].shape[:2]
+    source = batch["source"]
+    patterns = batch["patterns"] if style_mapping is None else style_mapping.patterns(source, batch["references"])
+    unreferenced = ~batch["referenced"].view(n, 1, 1, 1, 1)
+    patterns = torch.where(unreferenced, source.unsqueeze(1), patterns)
     maps = render_facial_map(batch["neutral_landmarks"].flatten(0, 1), DRAWN_FACE_CONNECTIONS, (size, size))
-    return batch["source"].repeat_interleave(t, 0), maps, batch["patterns"].repeat_interleave(t, 0)
+    return source.repeat_interleave(t, 0), maps, patterns.repeat_interleave(t, 0)
 
 
 def _style_generator(backend, device, lr, config):
     size = config["size"]
     model = StyleAwareGenerator(width=config["width"]).to(device)
     criterion = StyleAwareGeneratorLoss(config["photometric_weight"], backend=backend).to(device)
+    # the style mapping whose patterns the generator learns from: frozen, saved with it
+    style_mapping = StyleMapping(backend=backend, residual=config["style_mapping"]["residual"]).to(device) \
+        if config["style_mapping"] else None
 
     def loss_fn(batch):
-        source, maps, patterns = style_generator_inputs(batch, size)
+        source, maps, patterns = style_generator_inputs(batch, size, style_mapping)
         # the matched pattern: the style pattern of the template nearest the target frame's mouth
         matched = nearest_templates(mouth_descriptor(batch["landmarks"].flatten(0, 1)))
         matched = patterns[torch.arange(patterns.shape[0], device=patterns.device), matched]
         frames, target, parsing = model(source, maps, patterns), batch["frames"].flatten(0, 1), \
             batch["parsing"].flatten(0, 1)
-        # plus a squared error (frame_mse_weight) ten times heavier on the mouth and lips: under
-        # the L1 terms, or a plain squared error, copying the source (right everywhere but the
-        # mouth's few percent of pixels) held for hundreds of steps, even on one fixed batch
-        mouth = ((parsing >= LABEL["mouth"]) & (parsing <= LABEL["l_lip"])).unsqueeze(1)
         return criterion(frames, target, matched, parsing) + \
-            config["frame_mse_weight"] * ((1 + 9 * mouth) * (frames - target) ** 2).mean()
+            config["frame_mse_weight"] * _mouth_weighted_mse(frames, target, parsing)
 
-    return _single_loss(model, loss_fn, lambda g, n: style_transfer_batch(n, config["frames"], g, size, device=device),
-                        lr)
+    trainer = _single_loss(model, loss_fn, lambda g, n: style_transfer_batch(
+        n, config["frames"], g, size, unreferenced=config["unreferenced"], device=device), lr)
+    if style_mapping is not None:
+        trainer.modules["style_mapping"] = style_mapping
+    return trainer
 
 
 def _adversarial(scores: torch.Tensor, real: bool) -> torch.Tensor:
@@ -238,16 +262,17 @@ def _speech_gan(backend, device, lr, config):
 _BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping, "atvgnet": _atvgnet,
                                   "speech-gan": _speech_gan, "audio-motion": _audio_motion,
                                   "face-reader": _face_reader, "style-generator": _style_generator}
-_DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 1e-3, "atvgnet": 1e-3, "speech-gan": 2e-4, "audio-motion": 2e-3,
+_DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 2e-4, "atvgnet": 1e-3, "speech-gan": 2e-4, "audio-motion": 2e-3,
                "face-reader": 1e-3, "style-generator": 1e-3}
 # What each model is built with (saved in the checkpoint, so that eval and demo rebuild it).
-DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64},
+DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64, "residual": True, "frame_mse_weight": 10.0},
                                    "atvgnet": {"frames": 8, "frame_size": [64, 64], "frame_mse_weight": 10.0},
                                    "speech-gan": {"frames": 8, "frame_size": [64, 48]},
                                    "audio-motion": {"frames": 50, "hidden": 128, "feature_dim": 64},
-                                   "face-reader": {"size": 64, "width": 16},
-                                   "style-generator": {"size": 64, "width": 32, "frames": 2,
-                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0}}
+                                   "face-reader": {"size": 64, "width": 16, "mouth_weight": 0.1},
+                                   "style-generator": {"size": 64, "width": 32, "frames": 4,
+                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0,
+                                                       "unreferenced": 0.25, "style_mapping": None}}
 
 
 @dataclass(frozen=True)
@@ -262,16 +287,17 @@ class Preset:
 
 # `--preset cpu`: recipes sized for 15 minutes on a 2-core CPU. Measured (README, "What
 # each model learns in 15 CPU minutes"), learning curve included: glamor 13.1 min,
-# style-mapping 13.4, atvgnet 9.7, speech-gan 8.5.
+# atvgnet 9.7, speech-gan 8.5; the style-aware talking head's four stages 26.5 in all
+# (style-mapping 10.4, style-generator 13.1, face-reader 2.7, audio-motion 0.4).
 PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
     "glamor": Preset(steps=1500, batch_size=16, lr=1e-3, eval_every=250),
     "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
     "atvgnet": Preset(steps=600, batch_size=16, lr=1e-3, eval_every=100),
-    "style-mapping": Preset(steps=650, batch_size=8, lr=1e-3, eval_every=50),
+    "style-mapping": Preset(steps=650, batch_size=8, lr=2e-4, eval_every=50),
     # the style-aware talking head's other stages (with style-mapping, its whole CPU recipe)
-    "audio-motion": Preset(steps=300, batch_size=16, lr=2e-3, eval_every=50),
+    "audio-motion": Preset(steps=200, batch_size=16, lr=2e-3, eval_every=50),
     "face-reader": Preset(steps=600, batch_size=32, lr=1e-3, eval_every=100),
-    "style-generator": Preset(steps=600, batch_size=8, lr=1e-3, eval_every=100),
+    "style-generator": Preset(steps=600, batch_size=4, lr=1e-3, eval_every=100),
 }}
 
 
@@ -296,14 +322,16 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
 def train(model_name: str, steps: Optional[int] = None, device: str = "cpu", *, backend: Optional[str] = None,
           batch_size: Optional[int] = None, lr: Optional[float] = None, seed: int = 0,
           checkpoint: Optional[str] = None, resume: bool = False, save_every: int = 0, preset: Optional[str] = None,
-          eval_every: Optional[int] = None, progress: bool = True,
+          eval_every: Optional[int] = None, style_mapping: Optional[str] = None, progress: bool = True,
           log: Callable[[str], None] = tqdm.write) -> TrainResult:
     """Trains `model_name` for `steps` more steps on fresh synthetic batches (Adam). With a
     checkpoint path, saves modules, optimisers and data-generator state there at the end (and
     every `save_every` steps); resume=True continues from it. A preset supplies steps, batch
     size, learning rate and its schedule, and the learning-curve interval (explicit arguments
     win). Every `eval_every` steps the model's main metric on a small held-out set is
-    measured; with a checkpoint, the curve is written beside it (`<checkpoint>.curve.json`)."""
+    measured; with a checkpoint, the curve is written beside it (`<checkpoint>.curve.json`).
+    style_mapping (style-generator only): a style-mapping checkpoint whose Intermediate Style
+    Patterns the generator learns from, as the pipeline will give them; saved with it, frozen."""
     if model_name not in _BUILDERS:
         raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(MODELS)}")
     if preset is not None and preset not in PRESETS:
@@ -326,12 +354,20 @@ def train(model_name: str, steps: Optional[int] = None, device: str = "cpu", *, 
         raise UsageError(f"--backend {backend} cannot run on {device} here; usable: {', '.join(usable)}")
     if resume and checkpoint is None:
         raise UsageError("--resume needs --checkpoint FILE, the checkpoint to continue from")
+    if style_mapping is not None and (model_name != "style-generator" or resume):
+        raise UsageError("--style-mapping belongs to a new style-generator training (a resumed one keeps its own)")
     state = load_checkpoint(checkpoint, model_name) if resume else None
     torch.manual_seed(seed)
     device = torch.device(device)
     config = state["config"] if state is not None else dict(DEFAULT_CONFIG[model_name])
+    if style_mapping is not None:
+        mapping_state = load_checkpoint(style_mapping, "style-mapping")
+        # where its weights came from (the checkpoint holds them) and how it is built
+        config["style_mapping"] = {"path": str(style_mapping), "residual": mapping_state["config"]["residual"]}
     base_lr = lr or (recipe.lr if recipe else _DEFAULT_LR[model_name])
     trainer = _BUILDERS[model_name](backend, device, base_lr, config)
+    if style_mapping is not None:
+        trainer.modules["style_mapping"].load_state_dict(mapping_state["modules"]["model"])
     generator = torch.Generator().manual_seed(seed)
     done, first_loss, curve = 0, None, []
     if state is not None:
@@ -422,7 +458,7 @@ def main_train(args, device: str) -> int:
     result = train(args.model, args.steps, device,
                    backend=args.backend, batch_size=args.batch_size, lr=args.lr, seed=args.seed,
                    checkpoint=args.checkpoint, resume=args.resume, save_every=args.save_every, preset=args.preset,
-                   eval_every=args.eval_every)
+                   eval_every=args.eval_every, style_mapping=args.style_mapping)
     print(f"{args.model}: steps {result.first_step}-{result.last_step} in {result.seconds:.1f} s, "
           f"first loss {result.first_loss:.4f}, last loss {result.last_loss:.4f}")
     return 0

@@ -44,6 +44,25 @@ def test_mouth_opening_follows_the_drawn_mouth(clips):
     assert metrics.correlation(opening, clips["envelope"]).mean() > 0.8
 
 
+def test_lip_curve_reads_the_smile_whatever_the_opening():
+    from dataclasses import replace
+
+    from pyface.data.faces import draw_faces
+    from pyface.data.styles import speaker_identities
+
+    smiles, openings = torch.tensor([-0.8, 0.0, 1.0]), torch.tensor([0.05, 0.6])
+    for seed in range(4):
+        identity = speaker_identities(1, torch.Generator().manual_seed(seed))
+        faces = replace(identity, **{name: getattr(identity, name).repeat_interleave(6, 0) for name in
+                                     ("center_x", "center_y", "scale", "roll", "yaw", "eye_open", "brow_tilt", "skin",
+                                      "hair", "background")},
+                        smile=smiles.repeat(2), mouth_open=openings.repeat_interleave(3))
+        curve = metrics.lip_curve(draw_faces(faces, (64, 64))["image"]).view(2, 3)  # (opening, smile)
+        assert (curve[:, 0] < curve[:, 1]).all() and (curve[:, 1] < curve[:, 2]).all(), curve  # frown, straight, smile
+        assert (curve[:, 2] - curve[:, 0]).min() > 0.12, curve
+    assert torch.equal(metrics.lip_curve(torch.full((2, 3, 64, 64), 0.6)), torch.zeros(2))  # no lips: 0
+
+
 def test_image_metrics():
     torch.manual_seed(0)
     a = torch.rand(2, 3, 3, 32, 24)

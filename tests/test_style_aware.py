@@ -45,6 +45,30 @@ def test_style_mapping_shapes():
     assert out["deformation"].shape == (2, 4, 8, 8, 3) and out["occlusion"].shape == (2, 1, 8, 8)
 
 
+def test_patterns_are_the_frozen_mapping_of_each_face_and_reference():
+    model = small_model().train()
+    faces, references = pairs(2, seed=1)["neutral"], torch.stack([pairs(3, seed=2)["reference"]] * 2)
+    patterns = model.patterns(faces, references)
+    assert patterns.shape == (2, 3, 3, 32, 32) and not patterns.requires_grad and model.training
+    model.eval()
+    with torch.no_grad():
+        for i in range(2):
+            torch.testing.assert_close(patterns[i], model(faces[i:i + 1].expand(3, -1, -1, -1), references[i])["image"])
+    with pytest.raises(ValueError, match="references must be \\(N, P, 3, H, W\\)"):
+        model.patterns(faces, references[0])
+
+
+def test_a_residual_mapping_starts_as_a_copy_of_the_neutral_face():
+    model = small_model(residual=True).eval()
+    batch = pairs(seed=3)
+    with torch.no_grad():
+        out = model(batch["neutral"], batch["reference"])["image"]
+    assert torch.equal(out, batch["neutral"])
+    model.train()
+    model(batch["neutral"], batch["reference"])["image"].sum().backward()
+    assert model.decoder[-1].weight.grad.abs().sum() > 0  # the change learns, through the clamp too
+
+
 def test_a_few_steps_lower_the_loss():
     model, criterion = small_model(), StyleMappingLoss()
     batch = pairs(4)

@@ -9,28 +9,46 @@ import torch
 from pyface.cli import main
 from pyface.data import LANDMARKS
 from pyface.data.styles import (
-    NEUTRAL_STYLE, SpeakingStyle, audio_features, reading_batch, style_transfer_batch, styled_talking_batch,
+    NEUTRAL_STYLE, SpeakingStyle, audio_features, reading_batch, speaker_identities, style_transfer_batch,
+    styled_talking_batch,
 )
+from pyface import metrics
 from pyface.evaluate import evaluate_modules, lip_gap, style_statistics
 from pyface.models import FaceReader, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
-from pyface.train import train
+from pyface.train import style_generator_inputs, train
 
 from test_eval import _speech, _usage_error
 
 
-def test_a_style_shows_in_the_landmarks():
-    g = torch.Generator().manual_seed(0)
+def test_a_style_shows_in_the_landmarks_and_the_lips():
+    identities = speaker_identities(3, torch.Generator().manual_seed(9))
     styles = SpeakingStyle(torch.tensor([0.9, -0.5, 0.0]), torch.tensor([1.0, 0.3, NEUTRAL_STYLE[1]]))
-    batch = styled_talking_batch(3, 40, g, render=False, styles=styles)
-    statistics = style_statistics(batch["landmarks"])
-    neutral = style_statistics(batch["neutral_landmarks"])
-    assert statistics[0, 0] > neutral[0, 0] + 0.05 and statistics[1, 0] < neutral[1, 0] - 0.03  # smile / frown
-    assert statistics[0, 1] > statistics[1, 1]  # the wide opener opens wider
-    torch.testing.assert_close(statistics[2], neutral[2])  # the neutral style is the neutral landmarks
+    batch = styled_talking_batch(3, 40, torch.Generator().manual_seed(0), styles=styles, identities=identities)
+    said_neutrally = styled_talking_batch(3, 40, torch.Generator().manual_seed(0), styles=SpeakingStyle.neutral(3),
+                                          identities=identities)  # the same speech
+    mouth, neutral = mouth_descriptor(batch["landmarks"]), mouth_descriptor(batch["neutral_landmarks"])
+    lift = mouth[..., 1].mean(-1) - neutral[..., 1].mean(-1)
+    assert lift[0] > 0.05 and lift[1] < -0.03  # smile / frown
+    assert mouth[0, :, 0].max() > mouth[1, :, 0].max()  # the wide opener opens wider
+    torch.testing.assert_close(mouth[2], neutral[2])  # the neutral style is the neutral landmarks
+    # the lip curve read in the pixels, against the same face saying the same in the neutral
+    # style, tells the smile from the frown
+    curve = metrics.lip_curve(batch["frames"]).mean(-1) - metrics.lip_curve(said_neutrally["frames"]).mean(-1)
+    assert curve[0] > 0.03 and curve[1] < -0.02 and curve[2] == 0, curve
     # the mouth follows the speech in every style
     for clip in range(3):
         assert torch.corrcoef(torch.stack([lip_gap(batch["landmarks"][clip]), batch["envelope"][clip]]))[0, 1] > 0.99
+
+
+def test_style_statistics_read_the_smile_and_the_opening(stages):
+    reader = StyleAwareTalkingHead.from_checkpoints(stages).face_reader
+    clips = styled_talking_batch(2, 12, torch.Generator().manual_seed(7))["frames"]
+    statistics = style_statistics(clips, reader)
+    assert statistics.shape == (2, 2)
+    torch.testing.assert_close(statistics[:, 0], metrics.lip_curve(clips).mean(-1))
+    opening = reader.read(clips.flatten(0, 1))["mouth"][:, 0].view(2, 12)
+    torch.testing.assert_close(statistics[:, 1], opening.quantile(0.9, dim=-1))
 
 
 def test_styled_clips_render_and_carry_their_audio():
@@ -55,10 +73,15 @@ def test_style_patterns_show_the_templates_on_the_new_face():
 
 def test_face_reader_shapes_and_bad_input():
     reader = FaceReader(32, width=4)
-    assert reader(torch.rand(2, 3, 32, 32)).shape == (2, len(LANDMARKS), 2)
-    assert reader.read(torch.rand(70, 3, 32, 32), batch=64).shape == (70, len(LANDMARKS), 2)
+    reading = reader(torch.rand(2, 3, 32, 32))
+    assert reading["landmarks"].shape == (2, len(LANDMARKS), 2) and reading["mouth"].shape == (2, 2)
+    assert reading["landmarks"].abs().max() <= 1  # soft-argmax: a mean of grid positions
+    read = reader.read(torch.rand(70, 3, 32, 32), batch=64)
+    assert read["landmarks"].shape == (70, len(LANDMARKS), 2) and read["mouth"].shape == (70, 2)
     with pytest.raises(ValueError, match="must be 32 x 32"):
         reader(torch.rand(1, 3, 64, 64))
+    with pytest.raises(ValueError, match="multiple of 8"):
+        FaceReader(36)
 
 
 def test_face_reader_learns():
@@ -68,7 +91,7 @@ def test_face_reader_learns():
     batch = reading_batch(64, torch.Generator().manual_seed(3), size=32)
 
     def loss():
-        return torch.nn.functional.mse_loss(reader(batch["image"]), batch["landmarks"])
+        return torch.nn.functional.mse_loss(reader(batch["image"])["landmarks"], batch["landmarks"])
 
     before = loss().item()
     for _ in range(30):
@@ -82,14 +105,49 @@ def test_face_reader_learns():
 def stages(tmp_path_factory):
     """A checkpoint of every stage after one training step, in one directory."""
     directory = tmp_path_factory.mktemp("style-aware")
-    for stage in STAGES:
-        train(stage, 1, "cpu", batch_size=2, checkpoint=str(directory / f"{stage}.pt"), progress=False,
-              log=lambda line: None)
+    for stage in STAGES:  # the style mapping before the generator, which learns from its patterns
+        mapping = str(directory / "style-mapping.pt") if stage == "style-generator" else None
+        train(stage, 1, "cpu", batch_size=2, checkpoint=str(directory / f"{stage}.pt"), style_mapping=mapping,
+              progress=False, log=lambda line: None)
     return directory
 
 
+def test_some_samples_have_no_style_references():
+    g = torch.Generator().manual_seed(6)
+    batch = style_transfer_batch(12, 2, g, size=32, unreferenced=0.5)
+    referenced = batch["referenced"]
+    assert referenced.any() and not referenced.all()
+    neutral = torch.tensor(NEUTRAL_STYLE)
+    assert torch.equal(batch["style"][~referenced], neutral.expand(int((~referenced).sum()), 2))
+    assert not torch.isclose(batch["style"][referenced], neutral).all(-1).any()
+    # the generator sees the source in place of their patterns
+    source, _, patterns = style_generator_inputs(batch, 32)
+    unreferenced = (~referenced).repeat_interleave(2)
+    assert torch.equal(patterns[unreferenced], source[unreferenced].unsqueeze(1).expand(-1, 4, -1, -1, -1))
+    assert torch.equal(patterns[~unreferenced], batch["patterns"][referenced].repeat_interleave(2, 0))
+    # without the option, every sample is referenced
+    assert style_transfer_batch(3, 2, g, size=32)["referenced"].all()
+
+
+def test_the_generator_learns_from_a_trained_style_mapping(stages, tmp_path):
+    from pyface._usage import UsageError
+    from pyface.train import load_checkpoint
+
+    generator = load_checkpoint(str(stages / "style-generator.pt"), "style-generator")
+    mapping = load_checkpoint(str(stages / "style-mapping.pt"), "style-mapping")
+    assert generator["config"]["style_mapping"]["path"] == str(stages / "style-mapping.pt")
+    assert set(generator["optimizers"]) == {"model"}  # the mapping is frozen
+    for name, weight in mapping["modules"]["model"].items():
+        assert torch.equal(generator["modules"]["style_mapping"][name], weight), name
+    quiet = {"progress": False, "log": lambda line: None}
+    with pytest.raises(UsageError, match="--style-mapping belongs to a new style-generator training"):
+        train("face-reader", 1, "cpu", batch_size=2, style_mapping=str(stages / "style-mapping.pt"), **quiet)
+    with pytest.raises(UsageError, match="holds a face-reader checkpoint"):
+        train("style-generator", 1, "cpu", batch_size=2, style_mapping=str(stages / "face-reader.pt"), **quiet)
+
+
 def test_every_stage_trains_resumes_and_evaluates(stages, tmp_path):
-    for stage in ("audio-motion", "face-reader", "style-generator"):
+    for stage in ("audio-motion", "face-reader", "style-mapping", "style-generator"):
         checkpoint = tmp_path / f"{stage}.pt"
         shutil.copy(stages / f"{stage}.pt", checkpoint)
         result = train(stage, 1, "cpu", batch_size=2, checkpoint=str(checkpoint), resume=True, progress=False,
@@ -127,6 +185,11 @@ def test_pipeline_bad_inputs(stages, tmp_path):
     shutil.copytree(stages, mixed)
     shutil.copy(stages / "face-reader.pt", mixed / "style-generator.pt")
     with pytest.raises(ValueError, match="holds a face-reader checkpoint"):
+        StyleAwareTalkingHead.from_checkpoints(mixed)
+    shutil.copy(stages / "style-generator.pt", mixed / "style-generator.pt")
+    train("style-mapping", 1, "cpu", batch_size=2, seed=1, checkpoint=str(mixed / "style-mapping.pt"), progress=False,
+          log=lambda line: None)  # another style mapping than the generator learned from
+    with pytest.raises(ValueError, match="learned from the patterns of another style mapping"):
         StyleAwareTalkingHead.from_checkpoints(mixed)
     (mixed / "style-generator.pt").unlink()
     with pytest.raises(ValueError, match="no checkpoint file"):

@@ -8,7 +8,7 @@ set -euo pipefail
 out=${1:-benchmarks/results/models}
 shift || true
 models=("$@")
-[ ${#models[@]} -gt 0 ] || models=(glamor speech-gan atvgnet style-mapping)
+[ ${#models[@]} -gt 0 ] || models=(glamor speech-gan atvgnet)
 runs=${PYFACE_RUNS:-runs}
 mkdir -p "$out" "$runs"
 for model in "${models[@]}"; do

@@ -126,7 +126,7 @@ def with_expressions(identity: FaceParameters, pose_of: FaceParameters, mouth_op
 
 
 def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generator, size: int = 64,
-                         style_frames: int = 50, device=None) -> dict[str, Tensor]:
+                         style_frames: int = 50, unreferenced: float = 0.0, device=None) -> dict[str, Tensor]:
     """The style-aware generator's training task: identity X, a style shown by another speaker
     Y in a clip of style_frames frames, and X speaking in that style at `frames` independent
     moments (mouth openings drawn uniformly):
@@ -136,12 +136,21 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     so that the style-aware loss compares aligned faces); "references": (N, 4, 3, S,
     S) those four frames of Y, the style references; "frames": (N, T, 3, S, S)
     X speaking in the style, "parsing": (N, T, S, S), "landmarks": (N, T, 9, 2);
-    "neutral_landmarks": (N, T, 9, 2) the same openings in the neutral style; "style": (N, 2)}."""
+    "neutral_landmarks": (N, T, 9, 2) the same openings in the neutral style; "style": (N, 2);
+    "referenced": (N,) bool}. A share `unreferenced` of the samples (drawn) has no style
+    references: X speaks in the neutral style there, what the pipeline does without a style
+    source, and "referenced" is False."""
     from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
 
     n, templates = batch_size, MOUTH_TEMPLATES.shape[0]
     identity, speaker = speaker_identities(n, generator), speaker_identities(n, generator)
     style = random_styles(n, generator)
+    referenced = torch.ones(n, dtype=torch.bool)
+    if unreferenced > 0:
+        referenced = torch.rand(n, generator=generator) >= unreferenced
+        neutral_style = SpeakingStyle.neutral(n)
+        style = SpeakingStyle(torch.where(referenced, style.smile, neutral_style.smile),
+                              torch.where(referenced, style.opening, neutral_style.opening))
     clip = speaking(speaker, style, speech_envelope(n, style_frames, generator))
     chosen = select_style_references(mouth_descriptor(face_landmarks(clip).view(n, style_frames, len(LANDMARKS), 2)))
     chosen = (chosen + torch.arange(n).view(n, 1) * style_frames).flatten()  # into the clip-major frames
@@ -158,7 +167,24 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
            "frames": drawn["image"].view(n, frames, 3, size, size),
            "parsing": drawn["parsing"].view(n, frames, size, size),
            "landmarks": face_landmarks(spoken).view(n, frames, -1, 2),
-           "neutral_landmarks": face_landmarks(neutral).view(n, frames, -1, 2), "style": style.as_tensor()}
+           "neutral_landmarks": face_landmarks(neutral).view(n, frames, -1, 2), "style": style.as_tensor(),
+           "referenced": referenced}
+    return {name: value.to(device) for name, value in out.items()}
+
+
+def pattern_pair_batch(batch_size: int, generator: torch.Generator, size: int = 64, device=None) -> dict[str, Tensor]:
+    """The style mapping's task in the style-aware pipeline: identity X at rest, another
+    speaker Y showing a mouth expression a speaking style gives, and X with that expression,
+    in X's own pose (the Intermediate Style Pattern):
+    {"neutral", "reference", "pattern": (N, 3, S, S), "parsing": (N, S, S) of the pattern}."""
+    n = batch_size
+    identity, speaker = speaker_identities(n, generator), speaker_identities(n, generator)
+    mouth_open = _uniform(n, generator, 0.05, 1.05).view(n, 1)
+    smile = _uniform(n, generator, SMILE_RANGE[0], SMILE_RANGE[1]).view(n, 1)
+    pattern = draw_faces(with_expressions(identity, identity, mouth_open, smile), (size, size))
+    out = {"neutral": draw_faces(at_rest(identity), (size, size))["image"],
+           "reference": draw_faces(with_expressions(speaker, speaker, mouth_open, smile), (size, size))["image"],
+           "pattern": pattern["image"], "parsing": pattern["parsing"]}
     return {name: value.to(device) for name, value in out.items()}
 
 

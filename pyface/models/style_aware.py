@@ -105,12 +105,19 @@ class StyleMapping(nn.Module):
     keypoints under its own pose and expression are the source keypoints, the same canonical
     keypoints under the reference's pose and expression the driving ones. DenseMotion warps
     the volume (fused heatmaps, sparse motions and keypoint_warp), its occlusion map gates
-    the result, and a decoder renders the image. H and W must be multiples of 4."""
+    the result, and a decoder renders the image. H and W must be multiples of 4.
+
+    residual=True: the decoder renders the change to the neutral image from a last layer
+    that starts at 0 (an untrained mapping copies the neutral face: sharp, in its own
+    colours, and learns only what the expression changes), clamped to [0, 1] with the
+    gradient passed straight through; the style-aware pipeline's mapping is built so. (Adam
+    moves each of the last layer's weights by the learning rate on its first step: the
+    preset's rate is 2e-4 for that reason.)"""
 
     def __init__(self, num_keypoints: int = 15, feature_channels: int = 16, depth: int = 8, width: int = 32,
-                 backend: Optional[str] = None):
+                 backend: Optional[str] = None, residual: bool = False):
         super().__init__()
-        self.feature_channels, self.depth = feature_channels, depth
+        self.feature_channels, self.depth, self.residual = feature_channels, depth, residual
         self.appearance = nn.Sequential(
             nn.Conv2d(3, width, 7, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
             _down(width, 2 * width), _down(2 * width, 4 * width), nn.Conv2d(4 * width, feature_channels * depth, 1))
@@ -123,6 +130,9 @@ class StyleMapping(nn.Module):
         self.decoder = nn.Sequential(
             nn.Conv2d(feature_channels * depth, 4 * width, 3, padding=1), nn.ReLU(inplace=True),
             _up(4 * width, 2 * width), _up(2 * width, width), nn.Conv2d(width, 3, 7, padding=3))
+        if residual:
+            nn.init.zeros_(self.decoder[-1].weight)
+            nn.init.zeros_(self.decoder[-1].bias)
 
     def forward(self, neutral: Tensor, reference: Tensor) -> dict[str, Tensor]:
         _check_images("StyleMapping", neutral=neutral, reference=reference)
@@ -136,9 +146,29 @@ class StyleMapping(nn.Module):
         kp_driving = PoseExpressionNet.keypoints(canonical, self.pose_expression(reference))  # the seed's eq. 2
         motion = self.dense_motion(volume, kp_source, kp_driving)
         warped = motion["deformed"].flatten(1, 2) * motion["occlusion"]
-        image = torch.sigmoid(self.decoder(warped))
+        if self.residual:
+            image = neutral + self.decoder(warped)
+            image = image + (image.clamp(0, 1) - image).detach()
+        else:
+            image = torch.sigmoid(self.decoder(warped))
         return {"image": image, "kp_source": kp_source, "kp_driving": kp_driving, "occlusion": motion["occlusion"],
                 "deformation": motion["deformation"]}
+
+    @torch.no_grad()
+    def patterns(self, faces: Tensor, references: Tensor) -> Tensor:
+        """faces (N, 3, H, W), references (N, P, 3, H, W) -> (N, P, 3, H, W): each face's
+        Intermediate Style Pattern for each of its references, as a trained, frozen stage makes
+        them (eval mode, no gradient; the mode is restored)."""
+        if references.dim() != 5 or references.shape[0] != faces.shape[0]:
+            raise ValueError(f"StyleMapping.patterns: references must be (N, P, 3, H, W) with the faces' N, "
+                             f"got {tuple(references.shape)} for faces {tuple(faces.shape)}")
+        mode = self.training
+        self.eval()
+        try:
+            p = references.shape[1]
+            return self(faces.repeat_interleave(p, 0), references.flatten(0, 1))["image"].view(references.shape)
+        finally:
+            self.train(mode)
 
 
 class StyleAwareGenerator(nn.Module):
