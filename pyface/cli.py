@@ -97,7 +97,8 @@ def build_parser() -> argparse.ArgumentParser:
                            "face-reader.pt, style-mapping.pt, style-generator.pt)")
     demo.add_argument("--style", default=None, metavar="SOURCE",
                       help="style-aware: a video, or a directory of frames, of the character whose speaking style "
-                           "the face takes on (default: the neutral style)")
+                           "the face takes on (default: the neutral style); a video's sound is the manifold "
+                           "projection's database")
     demo.add_argument("--out", required=True, metavar="FILE",
                       help="talk.mp4 (the video with its sound) or grid.png (the first frames as an image grid)")
     demo.add_argument("--image", default=None, metavar="FILE",

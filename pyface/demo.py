@@ -182,11 +182,25 @@ def load_style_frames(source: str, size: int) -> Tensor:
     return torch.cat(frames)
 
 
+def load_style_speech(source: str) -> Optional[Tensor]:
+    """The style source's sound track as 16 kHz mono (the manifold projection's database), or
+    None for a directory of frames or a video without sound (said on stderr)."""
+    if Path(source).is_dir():
+        return None
+    try:
+        waveform, _ = audio.load(source, sample_rate=SAMPLE_RATE)
+    except ValueError as error:
+        warn(f"no speech from the style source ({error}): the motion is not projected onto the character's sounds")
+        return None
+    return waveform
+
+
 def style_aware_demo(wav: str, out: str, checkpoints: str, image: Optional[str] = None, style: Optional[str] = None,
                      max_frames: int = 50) -> Path:
     """`pyface demo style-aware`: the face (default: a drawn one) speaking the recording in the
     style of the style source's character (default: the neutral style), with the four stages
-    of pyface.pipelines.StyleAwareTalkingHead from the checkpoints directory."""
+    of pyface.pipelines.StyleAwareTalkingHead from the checkpoints directory; a style video's
+    sound, if it has one, is the manifold projection's database."""
     from pyface.pipelines import StyleAwareTalkingHead
 
     path = _check_out(out, max_frames)
@@ -198,7 +212,11 @@ def style_aware_demo(wav: str, out: str, checkpoints: str, image: Optional[str] 
     waveform = load_speech(wav)
     face = drawn_face(size)["image"] if image is None else load_face(image, size)
     style_frames = None if style is None else load_style_frames(style, pipeline.size)
-    frames = pipeline(face, waveform, style_frames)
+    style_speech = None if style is None else load_style_speech(style)
+    try:
+        frames = pipeline(face, waveform, style_frames, style_speech)
+    except ValueError as error:
+        raise UsageError(str(error)) from error
     _write(frames, waveform, path, max_frames)
     return path
 

@@ -381,7 +381,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
     pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints, device)
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
     size = pipeline.size
-    outputs, neutral, truths, neutral_truths, sources, waveforms = [], [], [], [], [], []
+    outputs, projected, neutral, truths, neutral_truths, sources, waveforms = [], [], [], [], [], [], []
     for n in _batches(clips, 8):
         style, speakers, identities = random_styles(n, generator), speaker_identities(n, generator), \
             speaker_identities(n, generator)
@@ -390,6 +390,8 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
         for i in range(n):
             face = target["source"][i:i + 1].to(device)
             outputs.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device)).cpu())
+            projected.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device),
+                                      shown["waveform"][i]).cpu())
             neutral.append(pipeline(face, target["waveform"][i]).cpu())
         truths.append(target["frames"])
         said_neutrally = speaking(identities, SpeakingStyle.neutral(n), target["envelope"])
@@ -412,6 +414,8 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
             follows(output_style), follows(neutral_style), 1.0, floor_is="the pipeline without style references",
             ceiling_is="the identity drawn speaking in that style")
     scores["lip_sync"] = _lip_sync_metric(output, truth, waveform)
+    # the same with the recording's features projected onto the style speaker's speech
+    scores["lip_sync"]["with_manifold_projection"] = metrics.lip_sync(torch.stack(projected), waveform).mean().item()
     scores.update(_mouth_metrics(output.flatten(0, 1), truth.flatten(0, 1),
                                  source.unsqueeze(1).expand_as(truth).flatten(0, 1), neutral.flatten(0, 1),
                                  "the face at rest copied"))
@@ -420,9 +424,11 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
             "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
             "notes": "style_error: |style of the frames - style of the true frames| in units of its spread over the "
                      "clips, where a clip's style is its style statistics (mean lip curve, read in the pixels, and "
-                     "90th percentile opening, read by the face reader) less those of the same identity drawn saying the same in the neutral "
-                     "style; *_follows_style: their correlation over the clips with the truth's; every clip's "
-                     "identity, speech and style speaker are new"}
+                     "90th percentile opening, read by the face reader) less those of the same identity drawn "
+                     "saying the same in the neutral style; *_follows_style: their correlation over the clips with "
+                     "the truth's; every clip's identity, speech and style speaker are new; "
+                     "lip_sync.with_manifold_projection: the recording's features projected onto the style "
+                     "speaker's speech (its 2 s clip)"}
 
 
 def main_eval(args, device: str) -> int:

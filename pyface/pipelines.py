@@ -1,6 +1,7 @@
 """The style-aware talking head, end to end: a face, a recording and a style source in, frames out.
 
-    speech --audio features--> AudioMotionGenerator --> lip motion (neutral style)
+    speech --audio features (projected onto the style character's, when its speech is given)-->
+        AudioMotionGenerator --> lip motion (neutral style)
         + the face's landmarks (FaceReader) --> keypoints per frame --> facial maps
     style source frames --FaceReader--> mouth descriptors --key motion templates-->
         four style reference frames --StyleMapping(face, reference)--> four Intermediate Style Patterns
@@ -101,24 +102,36 @@ class StyleAwareTalkingHead(nn.Module):
         return self.style_mapping.patterns(face, references.unsqueeze(0))[0]
 
     @torch.inference_mode()
-    def keypoints(self, face: Tensor, waveform: Tensor) -> Tensor:
+    def keypoints(self, face: Tensor, waveform: Tensor, style_waveform: Optional[Tensor] = None,
+                  neighbours: int = 10) -> Tensor:
         """(1, 3, S, S) face, 16 kHz (samples,) speech -> (T, 9, 2) landmarks, 25 a second: the
-        face's landmarks moved by the lip motion the speech drives."""
+        face's landmarks moved by the lip motion the speech drives. With the style character's
+        own speech (style_waveform), the recording's encoded audio features are first projected
+        onto those of that speech (manifold_projection with `neighbours` neighbours: the
+        seed's projection onto the character's database), so that the motion is made from
+        sounds the character makes."""
         features = audio_features(waveform).to(face.device).unsqueeze(0)
-        motion = self.audio_motion(features)[0]
+        database = None
+        if style_waveform is not None:
+            database = self.audio_motion.encode(audio_features(style_waveform).to(face.device).unsqueeze(0))[0]
+            if database.shape[0] < neighbours:
+                raise ValueError(f"StyleAwareTalkingHead: style_waveform holds {database.shape[0]} frames of speech; "
+                                 f"the manifold projection needs at least {neighbours}")
+        motion = self.audio_motion(features, database=database, k=neighbours)[0]
         return self.face_reader.read(face)["landmarks"] + motion
 
     @torch.inference_mode()
     def forward(self, face: Tensor, waveform: Tensor, style_frames: Optional[Tensor] = None,
-                batch: int = 32) -> Tensor:
+                style_waveform: Optional[Tensor] = None, batch: int = 32) -> Tensor:
         """face (1, 3, S, S) or (3, S, S) in [0, 1], waveform (samples,) 16 kHz mono,
         style_frames (T_s, 3, S, S) of the character whose style is wanted (None: the neutral
-        style) -> (T, 3, S, S) frames in [0, 1], T = the recording's 25 fps frames; generated
-        `batch` frames at a time."""
+        style), style_waveform that character's speech, 16 kHz (None: no manifold projection;
+        see keypoints) -> (T, 3, S, S) frames in [0, 1], T = the recording's 25 fps frames;
+        generated `batch` frames at a time."""
         face = face.unsqueeze(0) if face.dim() == 3 else face
         self._check_frames("face", face)
         patterns = self.style_patterns(face, style_frames)
-        keypoints = self.keypoints(face, waveform)
+        keypoints = self.keypoints(face, waveform, style_waveform)
         frames = []
         for start in range(0, keypoints.shape[0], batch):
             points = keypoints[start:start + batch]

@@ -170,6 +170,12 @@ def test_pipeline_makes_frames_in_the_style_asked(stages):
     assert neutral.shape == frames.shape and not torch.equal(neutral, frames)  # the references change the frames
     # batching over time does not change the frames
     torch.testing.assert_close(pipeline(batch["source"], batch["waveform"][0], batch["frames"][0], batch=7), frames)
+    # with the style speaker's speech, the motion comes from features projected onto theirs
+    speech = styled_talking_batch(1, 40, torch.Generator().manual_seed(8), render=False)["waveform"][0]
+    projected = pipeline.keypoints(batch["source"], batch["waveform"][0], speech)
+    assert projected.shape == (30, len(LANDMARKS), 2)
+    assert not torch.equal(projected, pipeline.keypoints(batch["source"], batch["waveform"][0]))
+    assert pipeline(batch["source"], batch["waveform"][0], batch["frames"][0], speech).shape == frames.shape
 
 
 def test_pipeline_bad_inputs(stages, tmp_path):
@@ -181,6 +187,8 @@ def test_pipeline_bad_inputs(stages, tmp_path):
         pipeline(torch.rand(1, 3, 32, 32), torch.randn(16000) * 0.1)
     with pytest.raises(ValueError, match="too short"):
         pipeline(face, torch.randn(100) * 0.1)
+    with pytest.raises(ValueError, match="style_waveform holds 5 frames of speech; the manifold projection needs"):
+        pipeline(face, torch.randn(16000) * 0.1, style_waveform=torch.randn(5 * 640) * 0.1)
     mixed = tmp_path / "mixed"
     shutil.copytree(stages, mixed)
     shutil.copy(stages / "face-reader.pt", mixed / "style-generator.pt")
@@ -223,13 +231,20 @@ def test_demo_style_aware_writes_a_video_with_sound(stages, tmp_path, capsys):
                  "--out", str(out)]) == 0
     with av.open(str(out)) as container:
         assert {s.type for s in container.streams} == {"video", "audio"}
-    # the style source as a video
+    # the style source as a video: silent, then with the speaker's speech (the projection's database)
     video = tmp_path / "style.mp4"
     from pyface.demo import write_video
 
     write_video(clip, torch.zeros(12 * 640), video)
+    capsys.readouterr()
     assert main(["demo", "style-aware", "--wav", str(wav), "--style", str(video), "--checkpoints", str(stages),
                  "--out", str(tmp_path / "grid.png")]) == 0
+    assert "not projected onto the character's sounds" in capsys.readouterr().err
+    speaking_clip = styled_talking_batch(1, 12, torch.Generator().manual_seed(5))
+    write_video(speaking_clip["frames"][0], speaking_clip["waveform"][0], video)
+    assert main(["demo", "style-aware", "--wav", str(wav), "--style", str(video), "--checkpoints", str(stages),
+                 "--out", str(tmp_path / "grid.png")]) == 0
+    assert "not projected" not in capsys.readouterr().err
     empty = tmp_path / "empty"
     empty.mkdir()
     (empty / "notes.txt").write_text("no frames here")
