@@ -124,7 +124,9 @@ def _face_reader(backend, device, lr, config):
     model = FaceReader(config["size"], width=config["width"]).to(device)
 
     def loss_fn(batch):
-        # the descriptor's values are about 0.1: weighted up to count as much as the landmarks
+        # plus the mouth descriptor's error, weighted by mouth_weight: at 1.0 instead of 0.1 the
+        # landmarks lost a third of their accuracy (NME 0.054 against 0.036) for a corner lift
+        # read only a little better (correlation 0.29 against 0.17)
         reading = model(batch["image"])
         return F.mse_loss(reading["landmarks"], batch["landmarks"]) + \
             config["mouth_weight"] * F.mse_loss(reading["mouth"], mouth_descriptor(batch["landmarks"]))
