@@ -17,6 +17,7 @@ import torch
 from torch import Tensor, nn
 
 from pyface import metrics
+from pyface._modes import eval_mode
 from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.styles import pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
 
@@ -284,14 +285,8 @@ def evaluate_modules(model_name: str, modules: dict[str, nn.Module], config: dic
                      device="cpu") -> dict:
     """The metrics of trained modules (as `pyface.train` builds them) on the held-out data;
     the modules are put in eval mode and back in the mode they were in."""
-    modes = {name: module.training for name, module in modules.items()}
-    for module in modules.values():
-        module.eval()
-    try:
+    with eval_mode(*modules.values()):
         return _EVALUATORS[model_name](modules, config, _SIZES[model_name][size], torch.device(device))
-    finally:
-        for name, module in modules.items():
-            module.train(modes[name])
 
 
 def evaluate(model_name: str, checkpoint: str, device: str = "cpu") -> dict:
@@ -374,8 +369,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
     speaking in that style."""
     from pyface.data.faces import draw_faces
     from pyface.data.styles import SpeakingStyle, random_styles, speaker_identities, speaking
-    from pyface.pipelines import STAGES, StyleAwareTalkingHead
-    from pyface.train import load_checkpoint
+    from pyface.pipelines import StyleAwareTalkingHead
 
     clips = clips or STYLE_CLIPS
     pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints, device)
@@ -419,8 +413,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = 
     scores.update(_mouth_metrics(output.flatten(0, 1), truth.flatten(0, 1),
                                  source.unsqueeze(1).expand_as(truth).flatten(0, 1), neutral.flatten(0, 1),
                                  "the face at rest copied"))
-    steps = {stage: load_checkpoint(f"{checkpoints}/{stage}.pt", stage)["step"] for stage in STAGES}
-    return {"model": "style-aware", "checkpoint": str(checkpoints), "steps": steps, "metrics": scores,
+    return {"model": "style-aware", "checkpoint": str(checkpoints), "steps": pipeline.steps, "metrics": scores,
             "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
             "notes": "style_error: |style of the frames - style of the true frames| in units of its spread over the "
                      "clips, where a clip's style is its style statistics (mean lip curve, read in the pixels, and "

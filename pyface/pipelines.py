@@ -35,11 +35,12 @@ class StyleAwareTalkingHead(nn.Module):
     the square frames every stage works at."""
 
     def __init__(self, audio_motion: nn.Module, face_reader: nn.Module, style_mapping: nn.Module,
-                 generator: nn.Module, size: int = 64):
+                 generator: nn.Module, size: int = 64, steps: Optional[dict[str, int]] = None):
         super().__init__()
         self.audio_motion, self.face_reader = audio_motion, face_reader
         self.style_mapping, self.generator = style_mapping, generator
         self.size = size
+        self.steps = steps  # each stage's training steps, when built from checkpoints
         self.eval()
 
     @classmethod
@@ -51,7 +52,7 @@ class StyleAwareTalkingHead(nn.Module):
         from pyface.train import build_modules, load_checkpoint
 
         directory = Path(directory)
-        modules, sizes, learned_from = {}, {}, None
+        modules, sizes, steps, learned_from = {}, {}, {}, None
         for stage in STAGES:
             path = directory / f"{stage}.pt"
             try:
@@ -61,6 +62,7 @@ class StyleAwareTalkingHead(nn.Module):
                                  f"in {directory})") from error
             built, config = build_modules(stage, state, device)
             modules[stage] = built["model"]
+            steps[stage] = state["step"]
             if "size" in config:
                 sizes[stage] = config["size"]
             if "style_mapping" in built:
@@ -72,7 +74,7 @@ class StyleAwareTalkingHead(nn.Module):
                              f"another style mapping than {directory / 'style-mapping.pt'} (train style-generator "
                              f"with --style-mapping pointing at this one)")
         return cls(modules["audio-motion"], modules["face-reader"], modules["style-mapping"],
-                   modules["style-generator"], size=next(iter(sizes.values()))).to(device)
+                   modules["style-generator"], size=next(iter(sizes.values())), steps=steps).to(device)
 
     def _check_frames(self, what: str, frames: Tensor) -> None:
         if frames.dim() != 4 or tuple(frames.shape[1:]) != (3, self.size, self.size):

@@ -132,3 +132,16 @@ def deterministic_algorithms():
         yield
     finally:
         torch.use_deterministic_algorithms(before)
+
+
+def loss_before_and_after(loss, optimizer, steps):
+    """The learning tests' measure: loss() before and after `steps` optimiser steps on it, both
+    measured without gradient."""
+    with torch.no_grad():
+        before = loss().item()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        loss().backward()
+        optimizer.step()
+    with torch.no_grad():
+        return before, loss().item()

@@ -3,6 +3,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+import helpers
 from pyface.data import talking_sequence_batch
 from pyface.models import AudioMotionGenerator, manifold_projection
 
@@ -50,12 +51,8 @@ def test_generator_learns_the_mouth_motion():
     def loss():
         return F.mse_loss(model(batch["audio"]), batch["motion"])
 
-    before = loss().item()
-    for _ in range(40):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    assert loss().item() < 0.5 * before
+    before, after = helpers.loss_before_and_after(loss, optimizer, 40)
+    assert after < 0.5 * before, (before, after)
     database = model.encode(batch["audio"][:1])[0].detach()  # a speaker's own features, (T, F)
     motion = model(batch["audio"][:1], database=database, k=5)
     assert motion.shape == (1, 40, 9, 2)

@@ -34,14 +34,7 @@ def test_a_few_steps_lower_the_loss():
         torch.manual_seed(1)  # the same dropout mask each time: the loss moves with the weights only
         return F.cross_entropy(model(b["face"], b["context"]), b["label"])
 
-    with torch.no_grad():
-        before = loss().item()
-    for _ in range(8):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = loss().item()
+    before, after = helpers.loss_before_and_after(loss, optimizer, 8)
     assert after < 0.7 * before, (before, after)
 
 

@@ -77,14 +77,7 @@ def test_a_few_steps_lower_the_loss():
     def loss():
         return criterion(model(batch["neutral"], batch["reference"])["image"], batch["reference"], batch["parsing"])
 
-    with torch.no_grad():
-        before = loss().item()
-    for _ in range(10):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    with torch.no_grad():
-        after = loss().item()
+    before, after = helpers.loss_before_and_after(loss, optimizer, 10)
     assert after < 0.8 * before, (before, after)
 
 

@@ -18,6 +18,7 @@ from pyface.models import FaceReader, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
 from pyface.train import style_generator_inputs, train
 
+import helpers
 from test_eval import _speech, _usage_error
 
 
@@ -93,12 +94,8 @@ def test_face_reader_learns():
     def loss():
         return torch.nn.functional.mse_loss(reader(batch["image"])["landmarks"], batch["landmarks"])
 
-    before = loss().item()
-    for _ in range(30):
-        optimizer.zero_grad()
-        loss().backward()
-        optimizer.step()
-    assert loss().item() < 0.2 * before
+    before, after = helpers.loss_before_and_after(loss, optimizer, 30)
+    assert after < 0.2 * before, (before, after)
 
 
 @pytest.fixture(scope="module")

@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pyface._modes import eval_mode
 from pyface.data.faces import LANDMARKS
 from pyface.models.style_aware import _check_images, _down, _up
 from pyface.reference.keypoint_heatmaps import make_coordinate_grid
@@ -58,10 +59,6 @@ class FaceReader(nn.Module):
     @torch.no_grad()
     def read(self, images: Tensor, batch: int = 64) -> dict[str, Tensor]:
         """The reading of any number of images, in batches, in eval mode."""
-        mode = self.training
-        self.eval()
-        try:
+        with eval_mode(self):
             readings = [self(images[i:i + batch]) for i in range(0, images.shape[0], batch)]
-            return {name: torch.cat([reading[name] for reading in readings]) for name in readings[0]}
-        finally:
-            self.train(mode)
+        return {name: torch.cat([reading[name] for reading in readings]) for name in readings[0]}

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyface import geometry
+from pyface._modes import eval_mode
 from pyface.nn import DenseMotion, StyleAwarePhotometricLoss
 from pyface.nn.motion import _Hourglass
 from pyface.reference.keypoint_heatmaps import make_coordinate_grid
@@ -162,13 +163,9 @@ class StyleMapping(nn.Module):
         if references.dim() != 5 or references.shape[0] != faces.shape[0]:
             raise ValueError(f"StyleMapping.patterns: references must be (N, P, 3, H, W) with the faces' N, "
                              f"got {tuple(references.shape)} for faces {tuple(faces.shape)}")
-        mode = self.training
-        self.eval()
-        try:
-            p = references.shape[1]
+        p = references.shape[1]
+        with eval_mode(self):
             return self(faces.repeat_interleave(p, 0), references.flatten(0, 1))["image"].view(references.shape)
-        finally:
-            self.train(mode)
 
 
 class StyleAwareGenerator(nn.Module):
