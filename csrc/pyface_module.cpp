@@ -32,6 +32,11 @@ PYBIND11_MODULE(_C, m) {
   info["cuda"] = with_cuda;
   info["torch_version"] = PYFACE_TORCH_VERSION;
   info["cpu_isa"] = pyface::cpu_uses_avx2() ? "avx2" : "baseline";  // the CPU kernels in use
+#ifdef PYFACE_HAVE_AVX2_KERNELS
+  info["cpu_kernels_built"] = py::make_tuple("baseline", "avx2");
+#else
+  info["cpu_kernels_built"] = py::make_tuple("baseline");
+#endif
   m.attr("build_info") = info;
   m.def("set_flush_denormal_all_threads", &set_flush_denormal_all_threads, py::arg("on"),
         "torch.set_flush_denormal in every ATen intra-op thread as well as the caller's; False where the CPU "

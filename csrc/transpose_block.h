@@ -1,17 +1,19 @@
 // Transposes a block of a row-major matrix into another, for the CPU kernels. Included by the
-// kernel sources, so it is compiled into both instruction-set copies (cpu_isa.h): the AVX2 copy
-// moves float 8x8 tiles through registers, where a plain loop reads one strided element at a
-// time (about ten times slower).
+// kernel sources, so it is compiled into both instruction-set copies (cpu_isa.h), each in its
+// copy's namespace (the two bodies differ: one definition per namespace): the AVX2 copy moves
+// float 8x8 tiles through registers, where a plain loop reads one strided element at a time.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
+#include "cpu_isa.h"
+
 #if defined(__AVX2__)
 #include <immintrin.h>
 #endif
 
-namespace pyface {
+namespace pyface::PYFACE_CPU_NS {
 
 #if defined(__AVX2__)
 // dst[j * dst_stride + i] = src[i * src_stride + j] for an 8x8 float tile.
@@ -54,4 +56,4 @@ void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_strid
     for (int64_t i = i0; i < rows; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
 }
 
-}  // namespace pyface
+}  // namespace pyface::PYFACE_CPU_NS

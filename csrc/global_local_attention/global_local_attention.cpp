@@ -19,6 +19,7 @@
 
 #include "softmax_pool/softmax_pool_ops.h"
 #include "cpu_isa.h"
+#include "register.h"
 #include "matmul.h"
 #include "tensor_kind.h"
 
@@ -71,6 +72,35 @@ at::Tensor contiguous_or_undefined(const std::optional<at::Tensor>& t) {
   return t.has_value() ? t->contiguous() : at::Tensor();
 }
 
+// The score-net kernels of each device, as the host functions below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void scores(const ScoreNet& net, const at::Tensor&, void* scores) {
+    PYFACE_CPU_CALL(scores_cpu)(net, scores);
+  }
+  static void scores_backward(const ScoreNet& net, const at::Tensor&, const void* grad_scores,
+                              const ScoreNetGrads& grads) {
+    PYFACE_CPU_CALL(scores_backward_cpu)(net, grad_scores, grads);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void scores(const ScoreNet& net, const at::Tensor& face, void* scores) {
+    scores_cuda(net, scores, face.get_device());
+  }
+  static void scores_backward(const ScoreNet& net, const at::Tensor& face, const void* grad_scores,
+                              const ScoreNetGrads& grads) {
+    scores_backward_cuda(net, grad_scores, grads, face.get_device());
+  }
+};
+#endif
+
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
     const at::Tensor& face, const at::Tensor& context, const at::Tensor& w1, const at::Tensor& b1,
     const at::Tensor& w2, const at::Tensor& b2, const std::optional<at::Tensor>& hidden_scale,
@@ -89,21 +119,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
   if (scores.numel() > 0) {
     const ScoreNet net = score_net(l, projection, face_term, w2c, scale, shift);
-    if (face.is_cpu()) {
-      PYFACE_CPU_CALL(scores_cpu)(net, scores.data_ptr());
-    } else {
-#ifdef PYFACE_WITH_CUDA
-      scores_cuda(net, scores.data_ptr(), face.get_device());
-#else
-      TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-    }
+    Kernels<kDevice>::scores(net, face, scores.data_ptr());
   }
-  at::Tensor attention = spool::softmax(scores);
-  at::Tensor pooled = spool::pool(cells, attention);
+  at::Tensor attention = spool::softmax<kDevice>(scores);
+  at::Tensor pooled = spool::pool<kDevice>(cells, attention);
   return {pooled, attention, projection, face_term};
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention, const at::Tensor& face,
     const at::Tensor& context, const at::Tensor& w1, const at::Tensor& w2, const std::optional<at::Tensor>& hidden_scale,
@@ -119,7 +142,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const auto acc_options = options.dtype(accumulate_type(face.scalar_type()));
 
   // the pooling half: d/d score (its part of d/d context is added below)
-  const at::Tensor grad_scores = std::get<0>(spool::pool_backward(cells, attention, grad_pooled, grad_attention, false));
+  const at::Tensor grad_scores = std::get<0>(spool::pool_backward<kDevice>(cells, attention, grad_pooled, grad_attention, false));
 
   // the score net: d/d projection (cell-major, and hidden-major as well where oneDNN runs the
   // product over the cells: the CPU kernel writes that copy while each sample is in cache)
@@ -137,15 +160,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
     const ScoreNetGrads grads{grad_projection.data_ptr(), by_unit_copy ? grad_projection_by_unit.data_ptr() : nullptr,
                               grad_face_term.data_ptr(), grad_w2.data_ptr(), bn ? grad_scale.data_ptr() : nullptr,
                               bn ? grad_shift.data_ptr() : nullptr};
-    if (face.is_cpu()) {
-      PYFACE_CPU_CALL(scores_backward_cpu)(net, grad_scores.const_data_ptr(), grads);
-    } else {
-#ifdef PYFACE_WITH_CUDA
-      scores_backward_cuda(net, grad_scores.const_data_ptr(), grads, face.get_device());
-#else
-      TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-    }
+    Kernels<kDevice>::scores_backward(net, face, grad_scores.const_data_ptr(), grads);
   } else {
     grad_face_term.zero_();
     grad_w2.zero_();
@@ -185,6 +200,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           bn ? grad_shift.sum(0).to(dtype) : grad_shift};
 }
 
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("global_local_attention_forward", &forward<kDevice>);
+  m.impl("global_local_attention_backward", &backward<kDevice>);
+}
+
 }  // namespace
 
 TORCH_LIBRARY_FRAGMENT(pyface, m) {
@@ -197,16 +218,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("global_local_attention_forward", &forward);
-  m.impl("global_local_attention_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("global_local_attention_forward", &forward);
-  m.impl("global_local_attention_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::gla

@@ -6,6 +6,7 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "dispatch.h"
 
 namespace pyface::gla {
@@ -48,16 +49,10 @@ struct ScoreNetGrads {
 // CPU kernels (global_local_attention_cpu.cpp), one copy per instruction set (cpu_isa.h);
 // scores (N, P) are in the accumulation dtype. cells_to_rows_cpu copies a channels-first
 // context (N, C, P) to rows (N * P, C).
-#define PYFACE_GLA_CPU_KERNELS                                                                           \
-  void scores_cpu(const ScoreNet& net, void* scores);                                                  \
-  void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads); \
-  void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P);
-namespace baseline {
-PYFACE_GLA_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_GLA_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void scores_cpu(const ScoreNet& net, void* scores);
+  void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
+  void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/global_local_attention.cu), on the current stream.

@@ -14,6 +14,8 @@
 namespace pyface::gla::PYFACE_CPU_NS {
 namespace {
 
+using ::pyface::PYFACE_CPU_NS::transpose_block;  // this copy's
+
 // A sample's per-unit parameters in the accumulation type: face term, w2, and the folded
 // BatchNorm's scale and shift (1 and 0 without it).
 template <typename scalar_t, typename acc_t>

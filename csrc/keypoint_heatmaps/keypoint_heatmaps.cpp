@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "register.h"
 #include "tensor_kind.h"
 
 namespace pyface::kph {
@@ -51,25 +52,40 @@ Prepared prepare(const at::Tensor& kp_driving, const at::Tensor& kp_source, at::
   return p;
 }
 
+// The kernels of each device, as the host functions below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void forward(const Prepared& p, void* heatmaps) { PYFACE_CPU_CALL(forward_cpu)(p.pb, heatmaps); }
+  static void backward(const Prepared& p, const void* grad, void* grad_driving, void* grad_source) {
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, grad, grad_driving, grad_source);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void forward(const Prepared& p, void* heatmaps) { forward_cuda(p.pb, heatmaps, p.kp_driving.get_device()); }
+  static void backward(const Prepared& p, const void* grad, void* grad_driving, void* grad_source) {
+    backward_cuda(p.pb, grad, grad_driving, grad_source, p.kp_driving.get_device());
+  }
+};
+#endif
+
+template <c10::DeviceType kDevice>
 at::Tensor forward(const at::Tensor& kp_driving, const at::Tensor& kp_source, at::IntArrayRef spatial_size,
                    double variance) {
   const Prepared p = prepare(kp_driving, kp_source, spatial_size, variance);
   std::vector<int64_t> shape{p.pb.N, p.pb.K + 1};
   shape.insert(shape.end(), spatial_size.begin(), spatial_size.end());
   at::Tensor heatmaps = at::empty(shape, kp_driving.options());
-  if (heatmaps.numel() == 0) return heatmaps;
-  if (kp_driving.is_cpu()) {
-    PYFACE_CPU_CALL(forward_cpu)(p.pb, heatmaps.data_ptr());
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    forward_cuda(p.pb, heatmaps.data_ptr(), kp_driving.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  if (heatmaps.numel() > 0) Kernels<kDevice>::forward(p, heatmaps.data_ptr());
   return heatmaps;
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Tensor& kp_driving,
                                             const at::Tensor& kp_source, double variance) {
   TORCH_CHECK_VALUE(grad.dim() == kp_driving.size(2) + 2 && grad.size(0) == kp_driving.size(0) &&
@@ -83,16 +99,16 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
   if (g.numel() == 0) {  // an empty grid: nothing depends on the keypoints
     grad_driving.zero_();
     grad_source.zero_();
-  } else if (kp_driving.is_cpu()) {
-    PYFACE_CPU_CALL(backward_cpu)(p.pb, g.const_data_ptr(), grad_driving.data_ptr(), grad_source.data_ptr());
   } else {
-#ifdef PYFACE_WITH_CUDA
-    backward_cuda(p.pb, g.const_data_ptr(), grad_driving.data_ptr(), grad_source.data_ptr(), kp_driving.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
+    Kernels<kDevice>::backward(p, g.const_data_ptr(), grad_driving.data_ptr(), grad_source.data_ptr());
   }
   return {grad_driving, grad_source};
+}
+
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("keypoint_heatmaps_forward", &forward<kDevice>);
+  m.impl("keypoint_heatmaps_backward", &backward<kDevice>);
 }
 
 }  // namespace
@@ -103,16 +119,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "keypoint_heatmaps_backward(Tensor grad, Tensor kp_driving, Tensor kp_source, float variance) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("keypoint_heatmaps_forward", &forward);
-  m.impl("keypoint_heatmaps_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("keypoint_heatmaps_forward", &forward);
-  m.impl("keypoint_heatmaps_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::kph

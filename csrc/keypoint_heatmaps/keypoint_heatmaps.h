@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "dispatch.h"
 
 namespace pyface::kph {
@@ -26,15 +27,9 @@ struct Problem {
 // CPU kernels (keypoint_heatmaps_cpu.cpp), one copy per instruction set (cpu_isa.h). The
 // Gaussian of a keypoint factors over the axes, so they take 2 * (D + H + W) exponentials
 // per keypoint instead of two per grid point.
-#define PYFACE_KPH_CPU_KERNELS                           \
-  void forward_cpu(const Problem& pb, void* heatmaps); \
-  void backward_cpu(const Problem& pb, const void* grad, void* grad_kp_driving, void* grad_kp_source);
-namespace baseline {
-PYFACE_KPH_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_KPH_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void forward_cpu(const Problem& pb, void* heatmaps);
+  void backward_cpu(const Problem& pb, const void* grad, void* grad_kp_driving, void* grad_kp_source);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/keypoint_heatmaps.cu), on the current stream.

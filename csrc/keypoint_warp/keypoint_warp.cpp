@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "register.h"
 #include "keypoint_warp/warp_host.h"
 #include "tensor_kind.h"
 
@@ -51,6 +52,45 @@ std::vector<int64_t> deformation_shape(const at::Tensor& mask, int64_t dims) {
   return shape;
 }
 
+// The kernels of each device, as the host functions below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void forward(const Prepared& p, void* output, void* deformation, void* motion_weights) {
+    PYFACE_CPU_CALL(forward_cpu)(p.pb, output, deformation, motion_weights);
+  }
+  // always deterministic: tasks own blocks of channels
+  static void backward(const Prepared& p, const at::Tensor& deformation, const at::Tensor& motion_weights,
+                       const Grads& grads, const at::Tensor&, bool, bool, at::Tensor&) {
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void forward(const Prepared& p, void* output, void* deformation, void* motion_weights) {
+    forward_cuda(p.pb, output, deformation, motion_weights, p.feature.get_device());
+  }
+  // d/d feature is scattered into `sums` and converted into grad_feature afterwards
+  static void backward(const Prepared& p, const at::Tensor& deformation, const at::Tensor& motion_weights,
+                       const Grads& grads, const at::Tensor& grad_output, bool feature_grad, bool deterministic,
+                       at::Tensor& grad_feature) {
+    const at::Tensor& feature = p.feature;
+    const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
+    at::Tensor position_grads = at::empty(deformation.sizes(), acc_options);
+    at::Tensor partials = keypoint_partials(p.pb, acc_options);
+    const ScatterSums sums(feature, grad_output, feature_grad, deterministic);
+    backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, sums.view(),
+                  position_grads.data_ptr(), partials.data_ptr(), feature.get_device());
+    if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
+  }
+};
+#endif
+
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature, const at::Tensor& kp_source,
                                            const at::Tensor& kp_driving, const at::Tensor& mask,
                                            const std::optional<at::Tensor>& jacobian, bool mask_logits,
@@ -62,19 +102,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature
   const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
   at::Tensor deformation = at::empty(deformation_shape(mask, p.pb.dims), acc_options);
   at::Tensor motion_weights = at::empty(mask.sizes(), acc_options);
-  if (deformation.numel() == 0) return {output, deformation, motion_weights};
-  if (feature.is_cpu()) {
-    PYFACE_CPU_CALL(forward_cpu)(p.pb, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr());
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    forward_cuda(p.pb, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr(), feature.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  if (deformation.numel() > 0)
+    Kernels<kDevice>::forward(p, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr());
   return {output, deformation, motion_weights};
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const std::optional<at::Tensor>& grad_deformation, const at::Tensor& feature,
     const at::Tensor& kp_source, const at::Tensor& kp_driving, const at::Tensor& mask,
@@ -88,7 +121,6 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   TORCH_CHECK_VALUE(motion_weights.scalar_type() == acc && motion_weights.is_contiguous() &&
                         motion_weights.sizes() == mask.sizes(),
                     kOp, ": motion_weights must be the ones the forward returned");
-  const auto acc_options = feature.options().dtype(acc);
   const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
   at::Tensor gd;
   if (grad_deformation.has_value()) gd = grad_deformation->to(acc).contiguous();
@@ -111,21 +143,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
                     grad_driving.data_ptr(),
                     grad_mask.data_ptr(),
                     jacobian.has_value() ? grad_jacobian.data_ptr() : nullptr};
-  if (feature.is_cpu()) {  // always deterministic: tasks own blocks of channels
-    PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
-    return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
-  }
-#ifdef PYFACE_WITH_CUDA
-  at::Tensor position_grads = at::empty(deformation.sizes(), acc_options);
-  at::Tensor partials = keypoint_partials(p.pb, acc_options);
-  const ScatterSums sums(feature, go, feature_grad, deterministic);
-  backward_cuda(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads, sums.view(),
-                position_grads.data_ptr(), partials.data_ptr(), feature.get_device());
-  if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
-#else
-  TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
+  Kernels<kDevice>::backward(p, deformation, motion_weights, grads, go, feature_grad, deterministic, grad_feature);
   return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
+}
+
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("keypoint_warp_forward", &forward<kDevice>);
+  m.impl("keypoint_warp_backward", &backward<kDevice>);
 }
 
 }  // namespace
@@ -140,16 +165,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("keypoint_warp_forward", &forward);
-  m.impl("keypoint_warp_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("keypoint_warp_forward", &forward);
-  m.impl("keypoint_warp_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::kpw

@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "dispatch.h"
 
 namespace pyface::kpw {
@@ -51,15 +52,9 @@ struct Grads {
 // writes output (N, C, S_out), the deformation and the motion weights (N, K+1, S_out) (the
 // mask, or its softmax), both in the accumulation dtype; backward reads those two back.
 // d/d feature is a scatter: each task owns a block of channels, so it is deterministic.
-#define PYFACE_KPW_CPU_KERNELS                                                                  \
-  void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights); \
-  void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads);
-namespace baseline {
-PYFACE_KPW_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_KPW_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights);
+  void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads);)
 
 #ifdef PYFACE_WITH_CUDA
 // On the GPU d/d feature is a scatter into `sums` (N, C, S_in), zeroed by the host: atomic

@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "cpu_isa.h"
+#include "register.h"
 #include "tensor_kind.h"
 
 namespace pyface::spool {
@@ -27,21 +28,57 @@ PreparedValues prepare_values(const at::Tensor& values, const char* op) {
   return prepared;
 }
 
+namespace {
+
+// The kernels of each device, as the building blocks below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void softmax(ScalarKind kind, const at::Tensor& scores, at::Tensor& attention) {
+    PYFACE_CPU_CALL(softmax_cpu)(kind, scores.const_data_ptr(), attention.data_ptr(), scores.size(0), scores.size(1));
+  }
+  static void pool(const PreparedValues& values, const at::Tensor& attention, at::Tensor& pooled) {
+    PYFACE_CPU_CALL(pool_cpu)(values.v, attention.const_data_ptr(), pooled.data_ptr());
+  }
+  static void pool_backward(const PreparedValues& values, const at::Tensor& attention, const at::Tensor& grad_pooled,
+                            const void* grad_attention, at::Tensor& grad_scores, void* grad_values) {
+    PYFACE_CPU_CALL(pool_backward_cpu)(values.v, attention.const_data_ptr(), grad_pooled.const_data_ptr(),
+                                       grad_attention, grad_scores.data_ptr(), grad_values);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void softmax(ScalarKind kind, const at::Tensor& scores, at::Tensor& attention) {
+    softmax_cuda(kind, scores.const_data_ptr(), attention.data_ptr(), scores.size(0), scores.size(1),
+                 scores.get_device());
+  }
+  static void pool(const PreparedValues& values, const at::Tensor& attention, at::Tensor& pooled) {
+    pool_cuda(values.v, attention.const_data_ptr(), pooled.data_ptr(), values.tensor.get_device());
+  }
+  static void pool_backward(const PreparedValues& values, const at::Tensor& attention, const at::Tensor& grad_pooled,
+                            const void* grad_attention, at::Tensor& grad_scores, void* grad_values) {
+    at::Tensor scratch =
+        at::empty({pool_backward_cuda_scratch_bytes(values.v)}, values.tensor.options().dtype(at::kByte));
+    pool_backward_cuda(values.v, attention.const_data_ptr(), grad_pooled.const_data_ptr(), grad_attention,
+                       grad_scores.data_ptr(), grad_values, scratch.data_ptr(), values.tensor.get_device());
+  }
+};
+#endif
+
+}  // namespace
+
+template <c10::DeviceType kDevice>
 at::Tensor softmax(const at::Tensor& scores) {
   TORCH_CHECK_VALUE(scores.dim() == 2, "softmax_pool: scores must be viewed as (N, P)");
   const at::Tensor s = scores.contiguous();
   const ScalarKind kind = scalar_kind(s, "softmax_pool", "scores");
   at::Tensor attention = at::empty(s.sizes(), s.options().dtype(accumulate_type(s.scalar_type())));
   if (s.numel() == 0) return attention;
-  if (s.is_cpu()) {
-    PYFACE_CPU_CALL(softmax_cpu)(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1));
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    softmax_cuda(kind, s.const_data_ptr(), attention.data_ptr(), s.size(0), s.size(1), s.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  Kernels<kDevice>::softmax(kind, s, attention);
   return attention;
 }
 
@@ -57,23 +94,17 @@ void check_attention(const PreparedValues& values, const at::Tensor& attention) 
 
 }  // namespace
 
+template <c10::DeviceType kDevice>
 at::Tensor pool(const PreparedValues& values, const at::Tensor& attention) {
   check_attention(values, attention);
   const Values& v = values.v;
   if (v.N * v.C == 0 || v.P == 0) return at::zeros({v.N, v.C}, values.tensor.options());
   at::Tensor pooled = at::empty({v.N, v.C}, values.tensor.options());
-  if (values.tensor.is_cpu()) {
-    PYFACE_CPU_CALL(pool_cpu)(v, attention.const_data_ptr(), pooled.data_ptr());
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    pool_cuda(v, attention.const_data_ptr(), pooled.data_ptr(), values.tensor.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  Kernels<kDevice>::pool(values, attention, pooled);
   return pooled;
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, const at::Tensor& attention,
                                                  const at::Tensor& grad_pooled,
                                                  const std::optional<at::Tensor>& grad_attention, bool values_grad) {
@@ -99,41 +130,51 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, c
   }
   const void* ga_ptr = ga.defined() ? ga.const_data_ptr() : nullptr;
   void* gv_ptr = values_grad ? grad_values.data_ptr() : nullptr;
-  if (values.tensor.is_cpu()) {
-    PYFACE_CPU_CALL(pool_backward_cpu)(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr);
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    at::Tensor scratch = at::empty({pool_backward_cuda_scratch_bytes(v)}, values.tensor.options().dtype(at::kByte));
-    pool_backward_cuda(v, attention.const_data_ptr(), gp.const_data_ptr(), ga_ptr, grad_scores.data_ptr(), gv_ptr,
-                       scratch.data_ptr(), values.tensor.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  Kernels<kDevice>::pool_backward(values, attention, gp, ga_ptr, grad_scores, gv_ptr);
   return {grad_scores, grad_values};
 }
 
 namespace {
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& scores, const at::Tensor& values) {
   TORCH_CHECK_VALUE(scores.dim() == 2 && values.dim() == 3 && scores.size(0) == values.size(0) &&
                         scores.size(1) == values.size(2),
                     "softmax_pool: scores (N, P) and values (N, C, P) must agree");
   TORCH_CHECK_TYPE(scores.scalar_type() == values.scalar_type(), "softmax_pool: scores and values must share a dtype");
   const PreparedValues prepared = prepare_values(values, "softmax_pool");
-  at::Tensor attention = softmax(scores);
-  return {pool(prepared, attention), attention};
+  at::Tensor attention = softmax<kDevice>(scores);
+  return {pool<kDevice>(prepared, attention), attention};
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_pooled, const std::optional<at::Tensor>& grad_attention,
                                             const at::Tensor& values, const at::Tensor& attention, bool values_grad) {
   const PreparedValues prepared = prepare_values(values, "softmax_pool");
-  auto [grad_scores, grad_values] = pool_backward(prepared, attention, grad_pooled, grad_attention, values_grad);
+  auto [grad_scores, grad_values] = pool_backward<kDevice>(prepared, attention, grad_pooled, grad_attention, values_grad);
   if (!values_grad) grad_values = at::empty({0}, values.options());
   return {grad_scores, grad_values};
 }
 
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("softmax_pool_forward", &forward<kDevice>);
+  m.impl("softmax_pool_backward", &backward<kDevice>);
+}
+
 }  // namespace
+
+// The building blocks for each device with kernels (the global-local attention op uses them too).
+#define PYFACE_SPOOL_INSTANTIATE(device)                                                                       \
+  template at::Tensor softmax<device>(const at::Tensor&);                                                       \
+  template at::Tensor pool<device>(const PreparedValues&, const at::Tensor&);                                  \
+  template std::tuple<at::Tensor, at::Tensor> pool_backward<device>(const PreparedValues&, const at::Tensor&, \
+                                                                    const at::Tensor&,                          \
+                                                                    const std::optional<at::Tensor>&, bool);
+PYFACE_SPOOL_INSTANTIATE(c10::DeviceType::CPU)
+#ifdef PYFACE_WITH_CUDA
+PYFACE_SPOOL_INSTANTIATE(c10::DeviceType::CUDA)
+#endif
 
 TORCH_LIBRARY_FRAGMENT(pyface, m) {
   m.def("softmax_pool_forward(Tensor scores, Tensor values) -> (Tensor, Tensor)");
@@ -142,16 +183,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "bool values_grad) -> (Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("softmax_pool_forward", &forward);
-  m.impl("softmax_pool_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("softmax_pool_forward", &forward);
-  m.impl("softmax_pool_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::spool

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "dispatch.h"
 
 namespace pyface::spool {
@@ -30,17 +31,11 @@ struct Values {
 //   pool_backward_cpu: g[n, p] = grad_attention[n, p] (if given) + sum_c grad_pooled[n, c] * values[n, c, p];
 //     grad_scores = a * (g - sum_p a * g) (acc); grad_values[n, c, p] = grad_pooled[n, c] * a[n, p]
 //     in the values' dtype and layout, written only when grad_values is not null.
-#define PYFACE_SOFTMAX_POOL_CPU_KERNELS                                                                 \
-  void softmax_cpu(ScalarKind scores_kind, const void* scores, void* attention, int64_t N, int64_t P); \
-  void pool_cpu(const Values& v, const void* attention, void* pooled);                                 \
-  void pool_backward_cpu(const Values& v, const void* attention, const void* grad_pooled,               \
-                         const void* grad_attention, void* grad_scores, void* grad_values);
-namespace baseline {
-PYFACE_SOFTMAX_POOL_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_SOFTMAX_POOL_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void softmax_cpu(ScalarKind scores_kind, const void* scores, void* attention, int64_t N, int64_t P);
+  void pool_cpu(const Values& v, const void* attention, void* pooled);
+  void pool_backward_cpu(const Values& v, const void* attention, const void* grad_pooled,
+                         const void* grad_attention, void* grad_scores, void* grad_values);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/softmax_pool.cu), the same contracts on the current stream.

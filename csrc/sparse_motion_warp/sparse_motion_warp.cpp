@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "register.h"
 #include "keypoint_warp/warp_host.h"
 #include "tensor_kind.h"
 
@@ -25,25 +26,50 @@ PreparedKeypoints prepare(const at::Tensor& feature, const at::Tensor& kp_source
   return prepare_keypoints(kOp, feature, kp_source, kp_driving, jacobian, align_corners, padding);
 }
 
+// The kernels of each device, as the host functions below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void forward(const PreparedKeypoints& p, void* output) { PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output); }
+  // always deterministic: tasks own blocks of channels
+  static void backward(const PreparedKeypoints& p, const Grads& grads, const at::Tensor&, bool, bool, at::Tensor&) {
+    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void forward(const PreparedKeypoints& p, void* output) {
+    sparse_forward_cuda(p.pb, output, p.feature.get_device());
+  }
+  // d/d feature is scattered into `sums` and converted into grad_feature afterwards
+  static void backward(const PreparedKeypoints& p, const Grads& grads, const at::Tensor& grad_output,
+                       bool feature_grad, bool deterministic, at::Tensor& grad_feature) {
+    const at::Tensor& feature = p.feature;
+    at::Tensor partials = keypoint_partials(p.pb, feature.options().dtype(accumulate_type(feature.scalar_type())));
+    // every motion's samples reach plane (n, c)
+    const ScatterSums sums(feature, grad_output.transpose(1, 2), feature_grad, deterministic);
+    sparse_backward_cuda(p.pb, grads, sums.view(), partials.data_ptr(), feature.get_device());
+    if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
+  }
+};
+#endif
+
+template <c10::DeviceType kDevice>
 at::Tensor forward(const at::Tensor& feature, const at::Tensor& kp_source, const at::Tensor& kp_driving,
                    const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding) {
   const PreparedKeypoints p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
   std::vector<int64_t> shape{p.pb.N, p.pb.K + 1, p.pb.C};
   for (int64_t d = 2; d < feature.dim(); ++d) shape.push_back(feature.size(d));
   at::Tensor output = at::empty(shape, feature.options());
-  if (output.numel() == 0) return output;
-  if (feature.is_cpu()) {
-    PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output.data_ptr());
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    sparse_forward_cuda(p.pb, output.data_ptr(), feature.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  if (output.numel() > 0) Kernels<kDevice>::forward(p, output.data_ptr());
   return output;
 }
 
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const at::Tensor& feature, const at::Tensor& kp_source,
     const at::Tensor& kp_driving, const std::optional<at::Tensor>& jacobian, bool align_corners, int64_t padding,
@@ -68,20 +94,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
                     grad_driving.data_ptr(),
                     nullptr,
                     jacobian.has_value() ? grad_jacobian.data_ptr() : nullptr};
-  if (feature.is_cpu()) {  // always deterministic: tasks own blocks of channels
-    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads);
-    return {grad_feature, grad_source, grad_driving, grad_jacobian};
-  }
-#ifdef PYFACE_WITH_CUDA
-  at::Tensor partials = keypoint_partials(p.pb, feature.options().dtype(accumulate_type(feature.scalar_type())));
-  // every motion's samples reach plane (n, c)
-  const ScatterSums sums(feature, go.transpose(1, 2), feature_grad, deterministic);
-  sparse_backward_cuda(p.pb, grads, sums.view(), partials.data_ptr(), feature.get_device());
-  if (feature_grad) grad_feature = sums.gradient(feature.scalar_type());
-#else
-  TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
+  Kernels<kDevice>::backward(p, grads, go, feature_grad, deterministic, grad_feature);
   return {grad_feature, grad_source, grad_driving, grad_jacobian};
+}
+
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("sparse_motion_warp_forward", &forward<kDevice>);
+  m.impl("sparse_motion_warp_backward", &backward<kDevice>);
 }
 
 }  // namespace
@@ -96,16 +116,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "-> (Tensor, Tensor, Tensor, Tensor)");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("sparse_motion_warp_forward", &forward);
-  m.impl("sparse_motion_warp_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("sparse_motion_warp_forward", &forward);
-  m.impl("sparse_motion_warp_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::kpw

@@ -12,15 +12,9 @@ namespace pyface::kpw {
 // grad_kp_driving, grad_jacobian (or null), in Grads (grad_deformation and grad_mask unused).
 // CPU kernels (sparse_motion_warp_cpu.cpp), one copy per instruction set (cpu_isa.h); d/d
 // feature is a scatter owned by blocks of channels, so it is deterministic.
-#define PYFACE_SMW_CPU_KERNELS                                \
-  void sparse_forward_cpu(const Problem& pb, void* output); \
-  void sparse_backward_cpu(const Problem& pb, const Grads& grads);
-namespace baseline {
-PYFACE_SMW_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_SMW_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void sparse_forward_cpu(const Problem& pb, void* output);
+  void sparse_backward_cpu(const Problem& pb, const Grads& grads);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/sparse_motion_warp.cu), on the current stream; the scatter and

@@ -5,6 +5,7 @@
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
 #include "cpu_isa.h"
+#include "register.h"
 #include "tensor_kind.h"
 
 #include <ATen/core/Tensor.h>
@@ -104,6 +105,36 @@ void check_label_range(const Prepared& p) {
                     ", outside [0, num_classes=", p.pb.num_classes, ")");
 }
 
+// The kernels of each device, as the host functions below call them.
+template <c10::DeviceType>
+struct Kernels;
+
+template <>
+struct Kernels<c10::DeviceType::CPU> {
+  static void forward(const Prepared& p, int64_t reduction, bool weight_normalize, const Outputs& out) {
+    PYFACE_CPU_CALL(forward_cpu)(p.pb, reduction, weight_normalize, out);
+  }
+  static void backward(const Prepared& p, const void* grad_output, void* grad_input) {
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, grad_output, grad_input);
+  }
+};
+
+#ifdef PYFACE_WITH_CUDA
+template <>
+struct Kernels<c10::DeviceType::CUDA> {
+  static void forward(const Prepared& p, int64_t reduction, bool weight_normalize, const Outputs& out) {
+    check_label_range(p);
+    at::Tensor scratch = at::empty({forward_cuda_scratch_bytes(p.pb)}, p.input.options().dtype(at::kByte));
+    forward_cuda(p.pb, reduction, weight_normalize, out, scratch.data_ptr(), p.input.get_device());
+  }
+  static void backward(const Prepared& p, const void* grad_output, void* grad_input) {
+    check_label_range(p);
+    backward_cuda(p.pb, grad_output, grad_input, p.input.get_device());
+  }
+};
+#endif
+
+template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Tensor& target,
                                            const std::optional<at::Tensor>& weight,
                                            const std::optional<at::Tensor>& labels,
@@ -129,20 +160,13 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Te
     // nothing to read; an empty sum or weighted mean is 0, an empty mean 0/0 as in torch's l1_loss
     check_label_range(p);  // no channels, yet labels (N, *S) to check
     if (reduction != kNone) loss.fill_(reduction == kMean && !weight_normalize ? NAN : 0.0);
-  } else if (input.is_cpu()) {
-    PYFACE_CPU_CALL(forward_cpu)(p.pb, reduction, weight_normalize, out);
   } else {
-#ifdef PYFACE_WITH_CUDA
-    check_label_range(p);
-    at::Tensor scratch = at::empty({forward_cuda_scratch_bytes(p.pb)}, opts.dtype(at::kByte));
-    forward_cuda(p.pb, reduction, weight_normalize, out, scratch.data_ptr(), input.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
+    Kernels<kDevice>::forward(p, reduction, weight_normalize, out);
   }
   return {loss, grad};
 }
 
+template <c10::DeviceType kDevice>
 at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input, const at::Tensor& target,
                     const std::optional<at::Tensor>& weight, const std::optional<at::Tensor>& labels,
                     const std::optional<at::Tensor>& class_weights) {
@@ -150,19 +174,14 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input, cons
   const Prepared p = prepare(input, target, weight, labels, class_weights);
   const at::Tensor go = grad_output.to(input.scalar_type()).contiguous();
   at::Tensor grad = at::empty(input.sizes(), input.options());
-  if (input.numel() == 0) {
-    // nothing to compute
-  } else if (input.is_cpu()) {
-    PYFACE_CPU_CALL(backward_cpu)(p.pb, go.const_data_ptr(), grad.data_ptr());
-  } else {
-#ifdef PYFACE_WITH_CUDA
-    check_label_range(p);
-    backward_cuda(p.pb, go.const_data_ptr(), grad.data_ptr(), input.get_device());
-#else
-    TORCH_CHECK(false, "pyface was built without CUDA kernels");
-#endif
-  }
+  if (input.numel() > 0) Kernels<kDevice>::backward(p, go.const_data_ptr(), grad.data_ptr());
   return grad;
+}
+
+template <c10::DeviceType kDevice>
+void register_impls(torch::Library& m) {
+  m.impl("weighted_l1_loss_forward", &forward<kDevice>);
+  m.impl("weighted_l1_loss_backward", &backward<kDevice>);
 }
 
 }  // namespace
@@ -176,16 +195,6 @@ TORCH_LIBRARY_FRAGMENT(pyface, m) {
       "Tensor? labels, Tensor? class_weights) -> Tensor");
 }
 
-TORCH_LIBRARY_IMPL(pyface, CPU, m) {
-  m.impl("weighted_l1_loss_forward", &forward);
-  m.impl("weighted_l1_loss_backward", &backward);
-}
-
-#ifdef PYFACE_WITH_CUDA
-TORCH_LIBRARY_IMPL(pyface, CUDA, m) {
-  m.impl("weighted_l1_loss_forward", &forward);
-  m.impl("weighted_l1_loss_backward", &backward);
-}
-#endif
+PYFACE_IMPL_EACH_DEVICE(register_impls)
 
 }  // namespace pyface::wl1

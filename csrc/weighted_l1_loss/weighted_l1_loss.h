@@ -3,6 +3,7 @@
 
 #include <cstdint>
 
+#include "cpu_isa.h"
 #include "dispatch.h"
 
 namespace pyface::wl1 {
@@ -48,15 +49,9 @@ namespace pyface::wl1 {
 // check the labels as they read them and throw c10::ValueError for one outside
 // [0, num_classes). backward_cpu is the reduction "none" backward:
 // grad_input = grad_output * w * sign(x - t), all (N, C, P).
-#define PYFACE_WL1_CPU_KERNELS                                                                          \
-  void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out); \
-  void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input);
-namespace baseline {
-PYFACE_WL1_CPU_KERNELS
-}
-namespace avx2 {
-PYFACE_WL1_CPU_KERNELS
-}
+PYFACE_DECLARE_CPU_KERNELS(
+  void forward_cpu(const Problem& pb, int64_t reduction, bool weight_normalize, const Outputs& out);
+  void backward_cpu(const Problem& pb, const void* grad_output, void* grad_input);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/weighted_l1_loss.cu). Labels must be range-checked by the caller.
