@@ -13,7 +13,7 @@ from pyface.data import emotion_batch
 from pyface.models import GLAMORNet
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=16)

@@ -15,11 +15,11 @@ from pyface.models import FrameDiscriminator, SequenceDiscriminator, SpeechDrive
 from pyface.nn import LowerFaceL1Loss
 
 
-def adversarial(scores, real):
+def adversarial(scores: torch.Tensor, real: bool) -> torch.Tensor:
     return F.binary_cross_entropy_with_logits(scores, torch.full_like(scores, 1.0 if real else 0.0))
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=200)
     parser.add_argument("--batch-size", type=int, default=8)

@@ -13,7 +13,7 @@ from pyface.data import style_pair_batch
 from pyface.models import StyleMapping, StyleMappingLoss
 
 
-def main():
+def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--steps", type=int, default=100)
     parser.add_argument("--batch-size", type=int, default=8)

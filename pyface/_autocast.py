@@ -7,7 +7,7 @@ kernel then read a bfloat16 buffer as float32)."""
 from __future__ import annotations
 
 import functools
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 

@@ -14,12 +14,23 @@ import torch  # noqa: F401  (loads libtorch before the extension that links to i
 REBUILD_COMMAND = "pip install --no-build-isolation -e ."
 _PACKAGE_DIR = Path(__file__).resolve().parent
 
+try:  # the torch the build compiled against (a file the build writes beside _C)
+    from pyface._build_info import TORCH_VERSION as BUILT_FOR_TORCH
+except ImportError:
+    BUILT_FOR_TORCH = None
+
 try:
     from pyface import _C
     _LOAD_ERROR: ImportError | None = None
 except ImportError as error:  # not built, or built against another torch
     _C = None
     _LOAD_ERROR = error
+
+if _C is not None and _C.build_info["torch_version"] != torch.__version__:
+    # it loaded, but torch's C++ API is not stable across releases: its kernels could crash
+    BUILT_FOR_TORCH = _C.build_info["torch_version"]
+    _C = None
+    _LOAD_ERROR = ImportError(f"built for torch {BUILT_FOR_TORCH}, not this torch {torch.__version__}")
 
 
 def _is_source_tree() -> bool:
@@ -30,6 +41,9 @@ def missing_reason() -> str:
     """Why pyface._C is not loaded, and what to do about it; '' when it is."""
     if _C is not None:
         return ""
+    if BUILT_FOR_TORCH is not None and BUILT_FOR_TORCH != torch.__version__:
+        return (f"pyface's compiled extension was built for torch {BUILT_FOR_TORCH}, and this is torch "
+                f"{torch.__version__}, so it is not used ({_LOAD_ERROR}). Rebuild it with: {REBUILD_COMMAND}")
     built = [p.name for p in _PACKAGE_DIR.glob("_C*") if p.suffix in (".so", ".pyd")]
     if not built and _is_source_tree():
         here = _PACKAGE_DIR.parent

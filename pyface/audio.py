@@ -1,6 +1,6 @@
 """The audio front-end of the speech-driven models: load a clip (wav / flac through
-soundfile; the audio track of a video or compressed file through PyAV), resample it, and compute the features the models eat, aligned to video frames
-at a given fps:
+soundfile; the audio track of a video or compressed file through PyAV), resample it, and
+compute the features the models eat, aligned to video frames at a given fps:
 
 - mfcc_windows: ATVGnet's input, per video frame a window of 28 MFCC frames (10 ms hop,
   25 ms window) of 12 coefficients (13 computed, coefficient 0 dropped), centred on the frame

@@ -17,7 +17,6 @@ from __future__ import annotations
 import sys
 from fractions import Fraction
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 import torch
@@ -87,7 +86,7 @@ def load_speech(path: str) -> Tensor:
 
 
 @torch.no_grad()
-def animate(model_name: str, state: dict, waveform: Tensor, face: Optional[Tensor] = None) -> Tensor:
+def animate(model_name: str, state: dict, waveform: Tensor, face: Tensor | None = None) -> Tensor:
     """(T, 3, H, W) frames in [0, 1], one per 1/25 s of the 16 kHz waveform, of the face
     (1, 3, H, W) at the model's frame size (default: a drawn one)."""
     modules, config = build_modules(model_name, state)
@@ -182,7 +181,7 @@ def load_style_frames(source: str, size: int) -> Tensor:
     return torch.cat(frames)
 
 
-def load_style_speech(source: str) -> Optional[Tensor]:
+def load_style_speech(source: str) -> Tensor | None:
     """The style source's sound track as 16 kHz mono (the manifold projection's database), or
     None for a directory of frames or a video without sound (said on stderr)."""
     if Path(source).is_dir():
@@ -195,7 +194,7 @@ def load_style_speech(source: str) -> Optional[Tensor]:
     return waveform
 
 
-def style_aware_demo(wav: str, out: str, checkpoints: str, image: Optional[str] = None, style: Optional[str] = None,
+def style_aware_demo(wav: str, out: str, checkpoints: str, image: str | None = None, style: str | None = None,
                      max_frames: int = 50) -> Path:
     """`pyface demo style-aware`: the face (default: a drawn one) speaking the recording in the
     style of the style source's character (default: the neutral style), with the four stages
@@ -238,7 +237,7 @@ def _write(frames: Tensor, waveform: Tensor, path: Path, max_frames: int) -> Non
         write_grid(frames[:max_frames], path)
 
 
-def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: Optional[str] = None,
+def talking_demo(model_name: str, wav: str, out: str, checkpoint: str, image: str | None = None,
                  max_frames: int = 50) -> Path:
     """Animates the face from the recording with the checkpoint's model; writes an MP4 with
     the recording's sound (out ending in .mp4) or a grid of the first max_frames frames

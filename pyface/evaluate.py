@@ -10,8 +10,8 @@ Held-out data come from generators seeded at HELD_OUT_SEED and above, a range `p
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 from torch import Tensor, nn
@@ -359,7 +359,7 @@ def style_statistics(frames: Tensor, reader: nn.Module) -> Tensor:
 
 
 @torch.no_grad()
-def evaluate_style_aware(checkpoints: str, device="cpu", clips: Optional[int] = None) -> dict:
+def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = None) -> dict:
     """`pyface eval style-aware`: the pipeline from the checkpoints directory on held-out clips
     in which a new identity speaks new speech in the style another speaker shows in a clip of
     their own. Style transfer is read from the frames by the pipeline's face reader (frozen),

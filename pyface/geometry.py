@@ -7,8 +7,6 @@ Keypoints are row vectors, as the anchors write them: c_k R multiplies (N, K, 3)
 by (N, 3, 3) matrices on the right."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -55,7 +53,7 @@ def rotation_matrix(yaw: Tensor, pitch: Tensor, roll: Tensor) -> Tensor:
 
 
 def transform_keypoints(canonical: Tensor, rotation: Tensor, translation: Tensor,
-                        expression: Optional[Tensor] = None, scale: Optional[Tensor] = None) -> Tensor:
+                        expression: Tensor | None = None, scale: Tensor | None = None) -> Tensor:
     """C_k = s (c_k R + eps_k) + tau for canonical keypoints c (N, K, 3), R (N, 3, 3) (from
     rotation_matrix), tau (N, 3), expression offsets eps (N, K, 3) (none: 0) and scale s (N,)
     (none: 1). -> (N, K, 3)."""

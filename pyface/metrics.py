@@ -12,7 +12,6 @@ frames shifted in time score less, because the openings no longer fall on the lo
 from __future__ import annotations
 
 import math
-from typing import Optional
 
 import torch
 import torch.nn.functional as F
@@ -151,8 +150,8 @@ def lip_sync(frames: Tensor, waveform: Tensor, sample_rate: int = 16000, fps: fl
     return correlation(mouth_opening(frames), loudness(waveform, frames.shape[1], sample_rate, fps))
 
 
-def scored(value: float, floor: float, ceiling: Optional[float], *, value_error: Optional[float] = None,
-           floor_error: Optional[float] = None, floor_is: str = "", ceiling_is: str = "") -> dict:
+def scored(value: float, floor: float, ceiling: float | None, *, value_error: float | None = None,
+           floor_error: float | None = None, floor_is: str = "", ceiling_is: str = "") -> dict:
     """One metric as `pyface eval` reports it: the value, its floor and ceiling, and the
     fraction of the floor-to-ceiling gap the value closed. A ceiling of None is an unbounded
     one (PSNR of the ground truth itself): there the gap is measured on the error behind the

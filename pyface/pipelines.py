@@ -13,7 +13,6 @@ style-generator`) and loaded from one directory of their checkpoints.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
 
 import torch
 from torch import Tensor, nn
@@ -35,7 +34,7 @@ class StyleAwareTalkingHead(nn.Module):
     the square frames every stage works at."""
 
     def __init__(self, audio_motion: nn.Module, face_reader: nn.Module, style_mapping: nn.Module,
-                 generator: nn.Module, size: int = 64, steps: Optional[dict[str, int]] = None):
+                 generator: nn.Module, size: int = 64, steps: dict[str, int] | None = None):
         super().__init__()
         self.audio_motion, self.face_reader = audio_motion, face_reader
         self.style_mapping, self.generator = style_mapping, generator
@@ -44,7 +43,7 @@ class StyleAwareTalkingHead(nn.Module):
         self.eval()
 
     @classmethod
-    def from_checkpoints(cls, directory: str | Path, device="cpu") -> "StyleAwareTalkingHead":
+    def from_checkpoints(cls, directory: str | Path, device="cpu") -> StyleAwareTalkingHead:
         """The stages from `<directory>/<stage>.pt` (pyface train checkpoints); ValueError
         for a missing stage, a checkpoint of another model, or stages built for different
         frame sizes."""
@@ -91,7 +90,7 @@ class StyleAwareTalkingHead(nn.Module):
         return select_style_references(self.face_reader.read(style_frames)["mouth"])
 
     @torch.inference_mode()
-    def style_patterns(self, face: Tensor, style_frames: Optional[Tensor]) -> Tensor:
+    def style_patterns(self, face: Tensor, style_frames: Tensor | None) -> Tensor:
         """(1, 3, S, S) face, (T, 3, S, S) style frames -> (4, 3, S, S) Intermediate Style
         Patterns: the face with the expression of each style reference. Without style
         frames, the neutral patterns: the face itself four times, which the generator learned
@@ -104,7 +103,7 @@ class StyleAwareTalkingHead(nn.Module):
         return self.style_mapping.patterns(face, references.unsqueeze(0))[0]
 
     @torch.inference_mode()
-    def keypoints(self, face: Tensor, waveform: Tensor, style_waveform: Optional[Tensor] = None,
+    def keypoints(self, face: Tensor, waveform: Tensor, style_waveform: Tensor | None = None,
                   neighbours: int = 10) -> Tensor:
         """(1, 3, S, S) face, 16 kHz (samples,) speech -> (T, 9, 2) landmarks, 25 a second: the
         face's landmarks moved by the lip motion the speech drives. With the style character's
@@ -123,8 +122,8 @@ class StyleAwareTalkingHead(nn.Module):
         return self.face_reader.read(face)["landmarks"] + motion
 
     @torch.inference_mode()
-    def forward(self, face: Tensor, waveform: Tensor, style_frames: Optional[Tensor] = None,
-                style_waveform: Optional[Tensor] = None, batch: int = 32) -> Tensor:
+    def forward(self, face: Tensor, waveform: Tensor, style_frames: Tensor | None = None,
+                style_waveform: Tensor | None = None, batch: int = 32) -> Tensor:
         """face (1, 3, S, S) or (3, S, S) in [0, 1], waveform (samples,) 16 kHz mono,
         style_frames (T_s, 3, S, S) of the character whose style is wanted (None: the neutral
         style), style_waveform that character's speech, 16 kHz (None: no manifold projection;

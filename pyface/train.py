@@ -16,9 +16,9 @@ import contextlib
 import json
 import math
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -28,13 +28,24 @@ from tqdm import tqdm
 from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
-from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
 from pyface.data import LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.faces import LABEL
 from pyface.data.styles import N_MELS, pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
+from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
 from pyface.models import (
-    ATNet, AudioMotionGenerator, FaceReader, FrameDiscriminator, GLAMORNet, LandmarkPCA, RegressionDiscriminator,
-    SequenceDiscriminator, SpeechDrivenGenerator, StyleAwareGenerator, StyleAwareGeneratorLoss, StyleMapping, VGNet,
+    ATNet,
+    AudioMotionGenerator,
+    FaceReader,
+    FrameDiscriminator,
+    GLAMORNet,
+    LandmarkPCA,
+    RegressionDiscriminator,
+    SequenceDiscriminator,
+    SpeechDrivenGenerator,
+    StyleAwareGenerator,
+    StyleAwareGeneratorLoss,
+    StyleMapping,
+    VGNet,
 )
 from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
 from pyface.models.style_references import mouth_descriptor, nearest_templates
@@ -134,7 +145,7 @@ def _face_reader(backend, device, lr, config):
     return _single_loss(model, loss_fn, lambda g, n: reading_batch(n, g, config["size"], device), lr)
 
 
-def style_generator_inputs(batch: dict, size: int, style_mapping: Optional[StyleMapping] = None) \
+def style_generator_inputs(batch: dict, size: int, style_mapping: StyleMapping | None = None) \
         -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """A style_transfer_batch as the generator's per-frame inputs, (N * T, ...): the source,
     the facial map of the neutral-style landmarks, and the four style patterns: those a
@@ -321,10 +332,10 @@ def _cosine_lr(base: float, step: int, total: int) -> float:
     return base * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(step, total) / total)))
 
 
-def train(model_name: str, steps: Optional[int] = None, device: str = "cpu", *, backend: Optional[str] = None,
-          batch_size: Optional[int] = None, lr: Optional[float] = None, seed: int = 0,
-          checkpoint: Optional[str] = None, resume: bool = False, save_every: int = 0, preset: Optional[str] = None,
-          eval_every: Optional[int] = None, style_mapping: Optional[str] = None, progress: bool = True,
+def train(model_name: str, steps: int | None = None, device: str = "cpu", *, backend: str | None = None,
+          batch_size: int | None = None, lr: float | None = None, seed: int = 0,
+          checkpoint: str | None = None, resume: bool = False, save_every: int = 0, preset: str | None = None,
+          eval_every: int | None = None, style_mapping: str | None = None, progress: bool = True,
           log: Callable[[str], None] = tqdm.write) -> TrainResult:
     """Trains `model_name` for `steps` more steps on fresh synthetic batches (Adam). With a
     checkpoint path, saves modules, optimisers and data-generator state there at the end (and

@@ -5,10 +5,10 @@ import copy
 
 import pytest
 import torch
+from helpers import BACKENDS, assert_close_to_largest, device_of
 from torch import nn
 
 from pyface.nn import GlobalLocalAttention
-from helpers import BACKENDS, assert_close_to_largest, device_of
 
 
 def eager_forward(module: GlobalLocalAttention, face, context):

@@ -1,9 +1,9 @@
 """Audio to motion: the manifold projection and AudioMotionGenerator on talking sequences."""
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
 
-import helpers
 from pyface.data import talking_sequence_batch
 from pyface.models import AudioMotionGenerator, manifold_projection
 

@@ -3,19 +3,25 @@ Inside an autocast region the ops take half-precision activations beside float32
 run in float32 and return float32, with the answer of the op run in float32 on the same
 inputs; gradients come back in each input's own dtype."""
 import pytest
-import torch
-
-import pyface
-from pyface import ops, reference
-from pyface.models import GLAMORNet
-from pyface.nn import DenseMotion, DynamicPixelWiseLoss, GlobalLocalAttention, LowerFaceL1Loss, StyleAwarePhotometricLoss
-from helpers import BACKENDS, TOLERANCES, assert_close_to_largest, device_of, in_float64, outputs_and_grads
 import test_global_local_attention
 import test_keypoint_heatmaps
 import test_keypoint_warp
 import test_softmax_pool
 import test_sparse_motion_warp
 import test_weighted_l1_loss
+import torch
+from helpers import BACKENDS, TOLERANCES, assert_close_to_largest, device_of, in_float64, outputs_and_grads
+
+import pyface
+from pyface import ops, reference
+from pyface.models import GLAMORNet
+from pyface.nn import (
+    DenseMotion,
+    DynamicPixelWiseLoss,
+    GlobalLocalAttention,
+    LowerFaceL1Loss,
+    StyleAwarePhotometricLoss,
+)
 
 HALF_TYPES = [torch.bfloat16, torch.float16]
 

@@ -1,7 +1,9 @@
-"""The CPU kernels exist in two copies, baseline x86-64 and AVX2+FMA (csrc/cpu_isa.h). The
-rest of the suite runs the copy this machine picks; this test runs the other one too, in a
-subprocess (the choice is made once per process), against the reference."""
+"""The CPU kernels exist in two copies on x86-64, baseline and AVX2+FMA (csrc/cpu_isa.h), and
+in the baseline copy alone elsewhere or when built with PYFACE_CPU_AVX2=0. The rest of the
+suite runs the copy this machine picks; this test runs the baseline one too, in a subprocess
+(the choice is made once per process), against the reference."""
 import os
+import platform
 import subprocess
 import sys
 
@@ -30,7 +32,11 @@ print("ok")
 
 
 def test_build_reports_the_kernels_in_use():
-    assert pyface._extension._C.build_info["cpu_isa"] in ("avx2", "baseline")
+    info = pyface._extension._C.build_info
+    assert info["cpu_kernels_built"] in (("baseline",), ("baseline", "avx2"))
+    assert info["cpu_isa"] in info["cpu_kernels_built"]
+    if os.environ.get("PYFACE_CPU_AVX2") == "0" or platform.machine().lower() not in ("x86_64", "amd64"):
+        assert info["cpu_kernels_built"] == ("baseline",)  # a build for this setting, as CI makes it
 
 
 def test_baseline_kernels_match_the_reference():
@@ -38,3 +44,21 @@ def test_baseline_kernels_match_the_reference():
     result = subprocess.run([sys.executable, "-c", CHECK_ALL_OPS], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
+
+
+def test_an_extension_built_for_another_torch_is_not_used():
+    """An upgraded torch may still load an old _C (or fail to): either way pyface names the
+    torch it was built for and the rebuild command, and serves from the other backends."""
+    script = ("import warnings, torch; torch.__version__ = '0.0.1'\n"
+              "with warnings.catch_warnings(record=True) as caught:\n"
+              "    warnings.simplefilter('always')\n"
+              "    import pyface\n"
+              "print(pyface._extension.loaded())\n"
+              "print(' | '.join(str(w.message) for w in caught))\n")
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert result.returncode == 0, result.stderr
+    loaded, message = result.stdout.splitlines()
+    assert loaded == "False"
+    built_for = pyface._extension._C.build_info["torch_version"]
+    assert f"built for torch {built_for}, and this is torch 0.0.1" in message, message
+    assert pyface._extension.REBUILD_COMMAND in message, message

@@ -1,10 +1,10 @@
 """pyface.models.GLAMORNet: shapes, learning, fused vs reference backends, compile, bad inputs."""
+import helpers
 import pytest
 import torch
 import torch.nn.functional as F
 
 import pyface
-import helpers
 from pyface.data import emotion_batch
 from pyface.models import GLAMORNet
 

@@ -1,14 +1,14 @@
 """pyface.ops.global_local_attention on every backend against the reference (the Triton
 backend runs in Triton's interpreter on small grids when there is no GPU; CUDA tests skip
 without one)."""
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 import pyface
 from pyface.ops import global_local_attention
 from pyface.reference import global_local_attention as reference
-import helpers
-from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
 
@@ -129,7 +129,8 @@ def test_bias_after_the_score_net_has_no_effect(backend):
     _, grads = outputs_and_grads(global_local_attention, tensors, backend=backend)
     assert not grads["b2"].any()
     shifted = dict(tensors, b2=tensors["b2"] + 100)
-    torch.testing.assert_close(global_local_attention(**shifted, backend=backend), global_local_attention(**tensors, backend=backend))
+    torch.testing.assert_close(global_local_attention(**shifted, backend=backend),
+                               global_local_attention(**tensors, backend=backend))
 
 
 @pytest.mark.parametrize("backend", BACKENDS)

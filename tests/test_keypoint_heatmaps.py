@@ -1,13 +1,13 @@
 """pyface.ops.keypoint_heatmaps on every backend against the reference (the Triton backend
 runs in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, device_of, poison_allocator
 
 import pyface
-import helpers
 from pyface.ops import keypoint_heatmaps
 from pyface.reference import keypoint_heatmaps as reference
-from helpers import BACKENDS, device_of, poison_allocator
 
 SIZES = {2: (9, 13), 3: (5, 6, 7)}
 

@@ -3,12 +3,12 @@ in Triton's interpreter on small grids when there is no GPU; CUDA tests skip wit
 import itertools
 import os
 
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, device_of
 
 import pyface
-import helpers
-from helpers import BACKENDS, device_of
 from pyface.ops import keypoint_warp
 from pyface.reference import keypoint_warp as reference
 

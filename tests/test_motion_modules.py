@@ -1,10 +1,10 @@
 """pyface.nn.KeypointWarp and pyface.nn.DenseMotion: shapes, and the fused backends give the
 outputs and gradients of backend="reference"."""
+import helpers
 import pytest
 import torch
 
 import pyface
-import helpers
 from pyface.nn import DenseMotion, KeypointWarp
 
 needs_extension = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")

@@ -9,14 +9,14 @@ would sit on the bilinear stencils' cell edges, where float32 and float64 legiti
 hypothesis draws everything else. CI runs the "ci" profile (a fixed, small set of examples per
 test); `pytest -m fuzz` runs the "fuzz" profile (many fresh examples): see conftest.py.
 """
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, device_of
 from hypothesis import assume, given
 from hypothesis import strategies as st
 
-import helpers
 import pyface
-from helpers import BACKENDS, device_of
 from pyface import ops, reference
 
 pytestmark = [pytest.mark.fuzz,

@@ -1,13 +1,13 @@
 """pyface.ops.softmax_pool on every backend against the reference (the Triton backend runs
 in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 import pyface
 from pyface.ops import softmax_pool
 from pyface.reference import softmax_pool as reference
-import helpers
-from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
 

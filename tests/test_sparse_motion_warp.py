@@ -2,15 +2,15 @@
 runs in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
 import itertools
 
+import helpers
 import pytest
 import torch
+from helpers import BACKENDS, device_of
+from test_keypoint_warp import make as make_warp
 
 import pyface
-import helpers
-from helpers import BACKENDS, device_of
 from pyface.ops import sparse_motion_warp
 from pyface.reference import sparse_motion_warp as reference
-from test_keypoint_warp import make as make_warp
 
 needs_extension = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")
 

@@ -1,10 +1,10 @@
 """The style-aware talking-head motion modules: shapes, learning, fused vs reference
 backends, compile, bad inputs."""
+import helpers
 import pytest
 import torch
 
 import pyface
-import helpers
 from pyface.data import style_pair_batch
 from pyface.models import KeypointExtractor, PoseExpressionNet, StyleMapping, StyleMappingLoss
 

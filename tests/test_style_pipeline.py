@@ -3,23 +3,27 @@ and evaluation, pyface.pipelines.StyleAwareTalkingHead, `pyface eval style-aware
 `pyface demo style-aware`."""
 import shutil
 
+import helpers
 import pytest
 import torch
+from test_eval import _speech, _usage_error
 
+from pyface import metrics
 from pyface.cli import main
 from pyface.data import LANDMARKS
 from pyface.data.styles import (
-    NEUTRAL_STYLE, SpeakingStyle, audio_features, reading_batch, speaker_identities, style_transfer_batch,
+    NEUTRAL_STYLE,
+    SpeakingStyle,
+    audio_features,
+    reading_batch,
+    speaker_identities,
+    style_transfer_batch,
     styled_talking_batch,
 )
-from pyface import metrics
 from pyface.evaluate import evaluate_modules, lip_gap, style_statistics
 from pyface.models import FaceReader, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
 from pyface.train import style_generator_inputs, train
-
-import helpers
-from test_eval import _speech, _usage_error
 
 
 def test_a_style_shows_in_the_landmarks_and_the_lips():

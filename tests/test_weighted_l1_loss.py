@@ -6,11 +6,11 @@ import sys
 
 import pytest
 import torch
+from helpers import BACKENDS, assert_close, device_of, poison_allocator
 
 import pyface
 from pyface.ops import weighted_l1_loss
 from pyface.reference import weighted_l1_loss as reference
-from helpers import BACKENDS, assert_close, device_of, poison_allocator
 
 pytestmark = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")
 
@@ -51,7 +51,8 @@ def upcast(*tensors):
 @pytest.mark.parametrize("dims", [1, 2, 3])
 @pytest.mark.parametrize("weight", WEIGHTS)
 @pytest.mark.parametrize("label_dtype", LABELS)
-@pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
+@pytest.mark.parametrize("reduction,normalize",
+                         [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
 def test_matches_reference(dims, weight, label_dtype, reduction, normalize):
     x, t, w, labels, cw = make(SPATIAL[dims], weight=weight, label_dtype=label_dtype)
     got, got_grads = grads_of(weighted_l1_loss, x, t, w, labels, cw, reduction=reduction, normalize=normalize, backend="cpu")
@@ -151,7 +152,8 @@ def test_retain_graph_gradient_modified_in_place_then_taken_again(backend):
     torch.testing.assert_close(second, want)
 
 
-@pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
+@pytest.mark.parametrize("reduction,normalize",
+                         [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
 @pytest.mark.parametrize("weight", ["N1S", "11S"])
 def test_gradcheck(reduction, normalize, weight):
     x, t, w, labels, cw = make((3, 4), n=2, c=2, dtype=torch.float64, weight=weight, label_dtype=torch.int64, classes=4)
@@ -167,7 +169,8 @@ def _opcheck_samples():
     x, t, w, labels, cw = make((5, 6), weight="N1S", label_dtype=torch.uint8)
     for reduction, normalize, compute_grad in itertools.product((0, 1, 2), (False, True), (False, True)):
         yield (x.clone().requires_grad_(), t, w, labels, cw, reduction, normalize, compute_grad)
-    yield (x.clone().requires_grad_(), t.clone().requires_grad_(), w.clone().requires_grad_(), labels, cw.clone().requires_grad_(), 2, True, True)
+    yield (x.clone().requires_grad_(), t.clone().requires_grad_(), w.clone().requires_grad_(), labels,
+           cw.clone().requires_grad_(), 2, True, True)
 
 
 @pytest.mark.parametrize("sample", list(_opcheck_samples()))
@@ -189,7 +192,8 @@ def test_torch_compile_fullgraph():
         return weighted_l1_loss(x, t, w, labels=labels, class_weights=cw, backend="cpu") * 2.0
 
     got, (gx, _, gw, _) = grads_of(lambda x, t, w, **_: compiled(x, t, w), x, t, w, None, None)
-    want, (rx, _, rw, _) = grads_of(lambda x, t, w, **_: 2.0 * reference(x, t, w, labels=labels, class_weights=cw), x, t, w, None, None)
+    want, (rx, _, rw, _) = grads_of(lambda x, t, w, **_: 2.0 * reference(x, t, w, labels=labels, class_weights=cw),
+                                    x, t, w, None, None)
     assert_close(got, want, torch.float32)
     assert_close(gx, rx, torch.float32)
     assert_close(gw, rw, torch.float32)

@@ -1,12 +1,12 @@
 """The CUDA backend of weighted_l1_loss against the reference (skipped without a GPU)."""
 import pytest
 import torch
+from helpers import assert_close, poison_allocator
+from test_weighted_l1_loss import grads_of, make, upcast
 
 import pyface
 from pyface.ops import weighted_l1_loss
 from pyface.reference import weighted_l1_loss as reference
-from helpers import assert_close, poison_allocator
-from test_weighted_l1_loss import grads_of, make, upcast
 
 pytestmark = [
     pytest.mark.cuda,
@@ -20,8 +20,10 @@ def cuda(*tensors):
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float16, torch.bfloat16, torch.float64])
-@pytest.mark.parametrize("weight,label_dtype,dims", [("N1S", torch.uint8, 2), ("NCS", torch.int64, 1), ("11S", None, 3), ("none", torch.int32, 2)])
-@pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
+@pytest.mark.parametrize("weight,label_dtype,dims",
+                         [("N1S", torch.uint8, 2), ("NCS", torch.int64, 1), ("11S", None, 3), ("none", torch.int32, 2)])
+@pytest.mark.parametrize("reduction,normalize",
+                         [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
 def test_matches_reference(dtype, weight, label_dtype, dims, reduction, normalize):
     spatial = {1: (3001,), 2: (45, 101), 3: (5, 9, 31)}[dims]
     x, t, w, labels, cw = cuda(*make(spatial, n=3, c=3, dtype=dtype, weight=weight, label_dtype=label_dtype))
@@ -56,5 +58,6 @@ def test_mixed_devices():
 
 def test_opcheck():
     x, t, w, labels, cw = cuda(*make((5, 6), weight="N1S", label_dtype=torch.uint8))
-    torch.library.opcheck(torch.ops.pyface.weighted_l1_loss_forward.default, (x.clone().requires_grad_(), t, w, labels, cw, 2, True, True))
+    torch.library.opcheck(torch.ops.pyface.weighted_l1_loss_forward.default,
+                          (x.clone().requires_grad_(), t, w, labels, cw, 2, True, True))
     torch.library.opcheck(torch.ops.pyface.weighted_l1_loss_backward.default, (torch.rand_like(x), x, t, w, labels, cw))

@@ -2,12 +2,12 @@
 else in Triton's interpreter on small grids (tests/conftest.py sets TRITON_INTERPRET)."""
 import pytest
 import torch
+from helpers import assert_close
+from test_weighted_l1_loss import grads_of, make, upcast
 
 from pyface import _backends
 from pyface.ops import weighted_l1_loss
 from pyface.reference import weighted_l1_loss as reference
-from helpers import assert_close
-from test_weighted_l1_loss import grads_of, make, upcast
 
 DEVICE = "cuda" if torch.cuda.is_available() else "cpu"
 pytestmark = [
@@ -22,8 +22,10 @@ def to_device(*tensors):
     return [None if v is None else v.to(DEVICE) for v in tensors]
 
 
-@pytest.mark.parametrize("weight,label_dtype,dims", [("N1S", torch.uint8, 2), ("NCS", torch.int64, 1), ("11S", None, 3), ("none", torch.int32, 2)])
-@pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
+@pytest.mark.parametrize("weight,label_dtype,dims",
+                         [("N1S", torch.uint8, 2), ("NCS", torch.int64, 1), ("11S", None, 3), ("none", torch.int32, 2)])
+@pytest.mark.parametrize("reduction,normalize",
+                         [("none", "elements"), ("sum", "elements"), ("mean", "elements"), ("mean", "weight")])
 def test_matches_reference(weight, label_dtype, dims, reduction, normalize):
     spatial = {1: (37,), 2: (9, 13), 3: (3, 5, 7)}[dims]
     x, t, w, labels, cw = to_device(*make(spatial, n=2, c=3, weight=weight, label_dtype=label_dtype))

@@ -5,7 +5,6 @@ import json
 import os
 import platform
 from pathlib import Path
-from typing import Optional
 
 import torch
 
@@ -57,7 +56,7 @@ class _RowLog:
     """Appends each row to <out>/bench-<device>.jsonl as it is measured (the meta first), so a
     run that dies or is stopped keeps what it measured."""
 
-    def __init__(self, out: Optional[Path], meta: dict):
+    def __init__(self, out: Path | None, meta: dict):
         self.path = None if out is None else out / f"bench-{meta['device']}.jsonl"
         if self.path is not None:
             out.mkdir(parents=True, exist_ok=True)
@@ -69,8 +68,8 @@ class _RowLog:
                 log.write(json.dumps(row.as_dict()) + "\n")
 
 
-def main_bench(device: str, ops: Optional[list[str]], quick: bool, out: Optional[str], dtypes: Optional[list[str]],
-               models: Optional[list[str]] = None, without_extension: bool = False) -> int:
+def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None, dtypes: list[str] | None,
+               models: list[str] | None = None, without_extension: bool = False) -> int:
     """ops / models: the op cases and model training steps to run; None runs every op case
     and, when ops is None too, every model. Returns 0 when every row passed its check and
     was timed, 1 when some failed (they are listed), 130 when interrupted; the report is

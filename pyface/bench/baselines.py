@@ -6,20 +6,21 @@ write that pass, so the baselines leave it out. On finite inputs the two agree e
 from __future__ import annotations
 
 import torch.nn.functional as F
+from torch import Tensor
 
 from pyface.reference.keypoint_warp import mask_weighted_deformation
 from pyface.reference.sparse_motion_warp import motion_batch
 
 
 def keypoint_warp(feature, kp_source, kp_driving, mask, jacobian=None, *, mask_logits=False, align_corners=False,
-                  padding_mode="zeros", return_deformation=False):
+                  padding_mode="zeros", return_deformation=False) -> Tensor | tuple[Tensor, Tensor]:
     deformation = mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits)
     output = F.grid_sample(feature, deformation, mode="bilinear", padding_mode=padding_mode,
                            align_corners=align_corners)
     return (output, deformation) if return_deformation else output
 
 
-def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros"):
+def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros") -> Tensor:
     repeated, motions = motion_batch(feature, kp_source, kp_driving, jacobian)
     warped = F.grid_sample(repeated, motions, mode="bilinear", padding_mode=padding_mode, align_corners=align_corners)
     n, k = kp_source.shape[:2]

@@ -7,8 +7,8 @@ an achieved bandwidth.
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 import torch
 
@@ -32,13 +32,13 @@ class Case:
     tags: tuple[str, ...] = field(default=())
     positional: tuple[str, ...] = ("input", "target")  # inputs passed by position, in order
     main_input: str = "input"  # the input whose shape is `shape`
-    cpu_batch: Optional[int] = None  # the batch of a full CPU run, when not set by the element budget
+    cpu_batch: int | None = None  # the batch of a full CPU run, when not set by the element budget
     # The correctness check's relative error bound, when the dtype's default does not fit the
     # op (see the warping cases).
-    tolerance: Optional[float] = None
+    tolerance: float | None = None
     # The shape the report shows, when the main input's does not describe the work (the
     # heatmaps' keypoints say less than the maps written).
-    work_shape: Optional[Callable[[dict], tuple[int, ...]]] = None
+    work_shape: Callable[[dict], tuple[int, ...]] | None = None
 
     def batch_for(self, device: torch.device, quick: bool) -> int:
         if device.type == "cpu" and not quick and self.cpu_batch is not None:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import contextlib
 import os
 import sys
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -51,7 +51,7 @@ def _cpu_peak(fn: Callable[[], object]) -> int:
                             if event.name() == "[memory]" and event.device_type() == cpu)
 
 
-def peak_bytes(fn: Callable[[], object], device: torch.device) -> Optional[int]:
+def peak_bytes(fn: Callable[[], object], device: torch.device) -> int | None:
     """Extra peak memory of fn() in bytes, or None where it cannot be measured."""
     if device.type == "cuda":
         torch.cuda.synchronize(device)

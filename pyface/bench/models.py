@@ -5,8 +5,8 @@ measured against the reference model run in float64 on the same batch, and held 
 the eager float32 model's own error sets (pyface.bench.runner.judge)."""
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -172,7 +172,7 @@ class _Truth:
 
 
 def check_model(case: ModelCase, backend: str, device: torch.device, batch: dict, truth: _Truth,
-                eager_error: Optional[float]) -> tuple[nn.Module, float, float]:
+                eager_error: float | None) -> tuple[nn.Module, float, float]:
     """(model, error, tolerance) of the float32 model on `backend` against the float64
     truth; AccuracyError past the bound. eager_error: the eager float32 model's own error,
     None when `backend` is the reference one (the eager model itself)."""

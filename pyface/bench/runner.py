@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import statistics
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Callable, Optional
 
 import torch
 
@@ -33,24 +33,24 @@ class Row:
     dtype: str
     mode: str  # "forward", "forward+backward" or "train step"
     impl: str  # "eager", "torch.compile" or "pyface[<backend>]"
-    median_ms: Optional[float] = None  # None on a failed row
-    q1_ms: Optional[float] = None
-    q3_ms: Optional[float] = None
-    speedup_vs_eager: Optional[float] = None
-    speedup_vs_compile: Optional[float] = None
-    gbps: Optional[float] = None
-    pct_of_copy: Optional[float] = None
-    peak_mb: Optional[float] = None
-    max_rel_error: Optional[float] = None  # against float64, output and every input gradient
-    tolerance: Optional[float] = None  # the bound max_rel_error was held to
+    median_ms: float | None = None  # None on a failed row
+    q1_ms: float | None = None
+    q3_ms: float | None = None
+    speedup_vs_eager: float | None = None
+    speedup_vs_compile: float | None = None
+    gbps: float | None = None
+    pct_of_copy: float | None = None
+    peak_mb: float | None = None
+    max_rel_error: float | None = None  # against float64, output and every input gradient
+    tolerance: float | None = None  # the bound max_rel_error was held to
     unstable: bool = False  # the timings' spread stayed wide after a second measurement
-    failure: Optional[str] = None  # why the row was not timed: a failed check or an exception
+    failure: str | None = None  # why the row was not timed: a failed check or an exception
 
     def as_dict(self) -> dict:
         return asdict(self)
 
     @property
-    def spread(self) -> Optional[float]:
+    def spread(self) -> float | None:
         return None if self.median_ms is None else spread(self.q1_ms, self.median_ms, self.q3_ms)
 
 
@@ -144,7 +144,7 @@ def implementations(op: str, device: torch.device) -> dict[str, Callable]:
     return impls
 
 
-def _fresh(inputs: dict, grad_inputs: tuple[str, ...], dtype: Optional[torch.dtype] = None) -> dict:
+def _fresh(inputs: dict, grad_inputs: tuple[str, ...], dtype: torch.dtype | None = None) -> dict:
     out = {}
     for name, value in inputs.items():
         if isinstance(value, torch.Tensor) and value.is_floating_point():
@@ -165,7 +165,7 @@ def _upstream(out: torch.Tensor) -> torch.Tensor:
     return (torch.rand(out.shape, generator=generator, dtype=torch.float64) + 0.5).to(out.device, out.dtype)
 
 
-def _backward(out: torch.Tensor, upstream: Optional[torch.Tensor] = None) -> None:
+def _backward(out: torch.Tensor, upstream: torch.Tensor | None = None) -> None:
     out.backward(None if out.dim() == 0 else (upstream if upstream is not None else _upstream(out)))
 
 
@@ -255,7 +255,7 @@ def time_until_steady(steps: dict[str, Callable[[], object]], device: torch.devi
     return times
 
 
-def fill_timings(row: Row, times: list[float], peak: Optional[int]) -> None:
+def fill_timings(row: Row, times: list[float], peak: int | None) -> None:
     row.q1_ms, row.median_ms, row.q3_ms = quartiles(times)
     row.unstable = row.spread > UNSTABLE_SPREAD
     row.peak_mb = None if peak is None else peak / 2**20

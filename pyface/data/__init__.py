@@ -2,8 +2,8 @@
 exact parsing labels and landmarks (pyface.data.faces), the emotion-with-context task of
 GLAMOR-Net (pyface.data.emotion) and the talking-head pairs (pyface.data.talking)."""
 from pyface.data.emotion import EMOTIONS, SyntheticEmotionFaces, emotion_batch
-from pyface.data.folder import TalkingFaceFolder
 from pyface.data.faces import LANDMARKS, FaceParameters, draw_faces, face_landmarks, random_parameters
+from pyface.data.folder import TalkingFaceFolder
 from pyface.data.talking import speech_envelope, speech_waveform, style_pair_batch, talking_sequence_batch
 
 __all__ = [

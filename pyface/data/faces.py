@@ -35,7 +35,7 @@ class FaceParameters:
     hair: Tensor
     background: Tensor
 
-    def to(self, device) -> "FaceParameters":
+    def to(self, device) -> FaceParameters:
         return FaceParameters(**{f.name: getattr(self, f.name).to(device) for f in fields(self)})
 
 

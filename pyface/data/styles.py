@@ -35,7 +35,7 @@ class SpeakingStyle:
         return torch.stack([self.smile, self.opening], dim=-1)
 
     @staticmethod
-    def neutral(n: int) -> "SpeakingStyle":
+    def neutral(n: int) -> SpeakingStyle:
         return SpeakingStyle(torch.full((n,), NEUTRAL_STYLE[0]), torch.full((n,), NEUTRAL_STYLE[1]))
 
 

@@ -14,12 +14,15 @@ from pyface.models.style_aware import (
     StyleMappingLoss,
 )
 from pyface.models.style_references import (
-    MOUTH_TEMPLATES, mouth_descriptor, nearest_templates, select_style_references,
+    MOUTH_TEMPLATES,
+    mouth_descriptor,
+    nearest_templates,
+    select_style_references,
 )
 
 __all__ = [
     "ATNet", "AudioMotionGenerator", "FaceReader", "FrameDiscriminator", "LandmarkPCA", "RegressionDiscriminator",
-    "SequenceDiscriminator", "SpeechDrivenGenerator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES", "PoseExpressionNet",
-    "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss", "manifold_projection", "mouth_descriptor", "nearest_templates",
-    "render_facial_map", "select_style_references",
+    "SequenceDiscriminator", "SpeechDrivenGenerator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES",
+    "PoseExpressionNet", "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss",
+    "manifold_projection", "mouth_descriptor", "nearest_templates", "render_facial_map", "select_style_references",
 ]

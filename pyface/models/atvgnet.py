@@ -6,8 +6,6 @@ Landmarks are (N, T, P, 2) in [-1, 1] image coordinates; ATNet works in the coef
 a LandmarkPCA fitted to a landmark set. Frames are (N, T, 3, H, W) in [0, 1]."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -26,7 +24,7 @@ class LandmarkPCA(nn.Module):
         self.register_buffer("components", torch.zeros(num_components, num_points * 2))
 
     @torch.no_grad()
-    def fit(self, landmarks: Tensor) -> "LandmarkPCA":
+    def fit(self, landmarks: Tensor) -> LandmarkPCA:
         """landmarks (..., P, 2), at least num_components + 1 of them."""
         flat = landmarks.reshape(-1, self.num_points * 2).to(self.mean)
         if flat.shape[0] <= self.num_components:
@@ -85,7 +83,7 @@ class ConvGRUCell(nn.Module):
         self.gates = nn.Conv2d(channels + hidden, 2 * hidden, 3, padding=1)
         self.candidate = nn.Conv2d(channels + hidden, hidden, 3, padding=1)
 
-    def forward(self, x: Tensor, state: Optional[Tensor]) -> Tensor:
+    def forward(self, x: Tensor, state: Tensor | None) -> Tensor:
         if state is None:
             state = x.new_zeros(x.shape[0], self.hidden, *x.shape[2:])
         update, reset = torch.sigmoid(self.gates(torch.cat([x, state], dim=1))).chunk(2, dim=1)

@@ -4,8 +4,6 @@ speaker's own feature database (each feature replaced by its locally-linear reco
 from its k nearest neighbours there, as in locally linear embedding)."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -52,7 +50,7 @@ class AudioMotionGenerator(nn.Module):
             raise ValueError(f"AudioMotionGenerator: audio must be (N, T, {self.audio_dim}), got {tuple(audio.shape)}")
         return self.encoder(audio)
 
-    def forward(self, audio: Tensor, database: Optional[Tensor] = None, k: int = 10) -> Tensor:
+    def forward(self, audio: Tensor, database: Tensor | None = None, k: int = 10) -> Tensor:
         features = self.encode(audio)
         if database is not None:
             features = manifold_projection(features, database, k)

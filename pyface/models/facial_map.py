@@ -3,7 +3,7 @@ semantic group (jaw, brows, eyes, nose, lips), consecutive keypoints joined by l
 rasterised on the keypoints' device with anti-aliased edges."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -12,7 +12,7 @@ from torch import Tensor
 DRAWN_FACE_CONNECTIONS = ((7,), (8,), (0,), (1,), (2,), (3, 5, 4, 6, 3))
 
 
-def project(keypoints: Tensor, camera: Optional[Tensor] = None) -> Tensor:
+def project(keypoints: Tensor, camera: Tensor | None = None) -> Tensor:
     """(N, K, 3) keypoints -> (N, K, 2) image points: camera (3, 4) or (N, 3, 4) maps
     homogeneous [x, y, z, 1] to [u w, v w, w]; without one, orthographic (drop z).
     (N, K, 2) keypoints are returned as they are."""
@@ -28,7 +28,7 @@ def project(keypoints: Tensor, camera: Optional[Tensor] = None) -> Tensor:
 
 
 def render_facial_map(keypoints: Tensor, connections: Sequence[Sequence[int]], size: tuple[int, int],
-                      camera: Optional[Tensor] = None, thickness: float = 1.0) -> Tensor:
+                      camera: Tensor | None = None, thickness: float = 1.0) -> Tensor:
     """keypoints (N, K, 2 or 3) in [-1, 1] image coordinates (x right, y down) -> (N, 1, H, W)
     in [0, 1]: the polylines through each group of keypoint indices, `thickness` pixels
     wide; a group of one index is drawn as a dot."""

@@ -4,8 +4,6 @@ guidance (pyface.nn.GlobalLocalAttention, one fused call in eval mode), and the 
 fusion of the two features before the classifier."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -43,7 +41,7 @@ class GLAMORNet(nn.Module):
     kernels (pyface.ops), e.g. "reference" for the eager formulation."""
 
     def __init__(self, num_classes: int = 7, attention_hidden: int = 128, fusion_hidden: int = 128,
-                 dropout: float = 0.5, backend: Optional[str] = None):
+                 dropout: float = 0.5, backend: str | None = None):
         super().__init__()
         width = ENCODER_WIDTHS[-1]
         self.num_classes = num_classes
@@ -68,7 +66,7 @@ class GLAMORNet(nn.Module):
         if face.shape[0] != context.shape[0]:
             raise ValueError(f"GLAMORNet: face batch {face.shape[0]} != context batch {context.shape[0]}")
 
-    def forward(self, face: Tensor, context: Tensor, return_attention: bool = False):
+    def forward(self, face: Tensor, context: Tensor, return_attention: bool = False) -> Tensor | tuple[Tensor, Tensor]:
         self._check(face, context)
         face_feature = self.face_encoder(face).mean(dim=(2, 3))  # (N, 256)
         context_feature, attention = self.attention(face_feature, self.context_encoder(context))

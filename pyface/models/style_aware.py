@@ -11,8 +11,6 @@
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -116,7 +114,7 @@ class StyleMapping(nn.Module):
     preset's rate is 2e-4 for that reason.)"""
 
     def __init__(self, num_keypoints: int = 15, feature_channels: int = 16, depth: int = 8, width: int = 32,
-                 backend: Optional[str] = None, residual: bool = False):
+                 backend: str | None = None, residual: bool = False):
         super().__init__()
         self.feature_channels, self.depth, self.residual = feature_channels, depth, residual
         self.appearance = nn.Sequential(
@@ -215,7 +213,7 @@ class StyleAwareGeneratorLoss(nn.Module):
     photometric loss (mouth and lips 5, eyes 3, skin 1, on the frame's face parsing) to the
     matched style pattern image, the ISP image of the template the frame's mouth is closest to."""
 
-    def __init__(self, photometric_weight: float = 1.0, backend: Optional[str] = None):
+    def __init__(self, photometric_weight: float = 1.0, backend: str | None = None):
         super().__init__()
         self.photometric = StyleAwarePhotometricLoss(backend=backend)
         self.photometric_weight = photometric_weight

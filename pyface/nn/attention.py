@@ -1,8 +1,6 @@
 """GLAMOR-Net's Global-Local Attention as a module, on pyface.ops.global_local_attention."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor, nn
 
@@ -22,7 +20,7 @@ class GlobalLocalAttention(nn.Module):
     """
 
     def __init__(self, face_dim: int, context_dim: int, hidden: int = 128, batchnorm: bool = True,
-                 backend: Optional[str] = None):
+                 backend: str | None = None):
         super().__init__()
         self.face_dim, self.context_dim, self.hidden, self.backend = face_dim, context_dim, hidden, backend
         self.linear1 = nn.Linear(face_dim + context_dim, hidden)

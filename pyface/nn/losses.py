@@ -1,7 +1,7 @@
 """The loss modules of the talking-head models, each one call of pyface.ops.weighted_l1_loss."""
 from __future__ import annotations
 
-from typing import Mapping, Optional
+from collections.abc import Mapping
 
 import torch
 from torch import Tensor, nn
@@ -26,11 +26,11 @@ class StyleAwarePhotometricLoss(nn.Module):
 
     def __init__(
         self,
-        weights: Optional[Mapping[str, float]] = None,
+        weights: Mapping[str, float] | None = None,
         *,
         reduction: str = "mean",
         normalize: str = "elements",
-        backend: Optional[str] = None,
+        backend: str | None = None,
     ):
         super().__init__()
         table = dict(STYLE_AWARE_WEIGHTS)
@@ -54,7 +54,7 @@ class DynamicPixelWiseLoss(nn.Module):
     """ATVGnet's dynamic pixel-wise loss: mean(|x - y| * (att.detach() + beta)), with att
     (N, 1, *S) or (N, T, 1, H, W) broadcast over channels and D = input.numel()."""
 
-    def __init__(self, beta: float = 0.5, *, backend: Optional[str] = None):
+    def __init__(self, beta: float = 0.5, *, backend: str | None = None):
         super().__init__()
         self.beta, self.backend = beta, backend
 
@@ -66,7 +66,7 @@ class LowerFaceL1Loss(nn.Module):
     """The temporal GAN's L1 on the lower half of the face: mean(|x - y|[..., H//2:, :]),
     D counting only the lower half. Frames (N, C, H, W) or (N, T, C, H, W)."""
 
-    def __init__(self, *, backend: Optional[str] = None):
+    def __init__(self, *, backend: str | None = None):
         super().__init__()
         self.backend = backend
 

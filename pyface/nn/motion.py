@@ -4,8 +4,6 @@ and the feature warped by every keypoint's motion -> a small hourglass -> mask l
 the K+1 motions (and an occlusion map) -> the fused keypoint_warp of the feature."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -19,13 +17,13 @@ class KeypointWarp(nn.Module):
     return_deformation."""
 
     def __init__(self, mask_logits: bool = True, align_corners: bool = False, padding_mode: str = "zeros",
-                 return_deformation: bool = False, backend: Optional[str] = None):
+                 return_deformation: bool = False, backend: str | None = None):
         super().__init__()
         self.mask_logits, self.align_corners, self.padding_mode = mask_logits, align_corners, padding_mode
         self.return_deformation, self.backend = return_deformation, backend
 
     def forward(self, feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask: Tensor,
-                jacobian: Optional[Tensor] = None):
+                jacobian: Tensor | None = None) -> Tensor | tuple[Tensor, Tensor]:
         return keypoint_warp(feature, kp_source, kp_driving, mask, jacobian, mask_logits=self.mask_logits,
                              align_corners=self.align_corners, padding_mode=self.padding_mode,
                              return_deformation=self.return_deformation, backend=self.backend)
@@ -91,8 +89,8 @@ class DenseMotion(nn.Module):
 
     def __init__(self, feature_channels: int, num_keypoints: int, dims: int = 2, block_expansion: int = 32,
                  num_blocks: int = 3, max_features: int = 256, variance: float = 0.01, occlusion: bool = True,
-                 depth: Optional[int] = None, align_corners: bool = False, padding_mode: str = "zeros",
-                 backend: Optional[str] = None):
+                 depth: int | None = None, align_corners: bool = False, padding_mode: str = "zeros",
+                 backend: str | None = None):
         super().__init__()
         if dims not in (2, 3):
             raise ValueError(f"dims must be 2 or 3, got {dims}")
@@ -125,7 +123,7 @@ class DenseMotion(nn.Module):
                                  f"got shape {tuple(kp.shape)}")
 
     def forward(self, feature: Tensor, kp_source: Tensor, kp_driving: Tensor,
-                jacobian: Optional[Tensor] = None) -> dict[str, Tensor]:
+                jacobian: Tensor | None = None) -> dict[str, Tensor]:
         self._check(feature, kp_source, kp_driving)
         n, c, *spatial = feature.shape
         heatmaps = keypoint_heatmaps(kp_driving, kp_source, spatial, variance=self.variance, backend=self.backend)

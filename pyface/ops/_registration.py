@@ -1,9 +1,10 @@
 """What every op module registers for its custom ops: the fake implementations and the
 autograd of the Triton ops (defined in Python) and, when the extension is loaded, of the
-C++/CUDA ops, and their autocast policy (pyface/_autocast.py). Each op names its pair `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
+C++/CUDA ops, and their autocast policy (pyface/_autocast.py). Each op names its pair
+`pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
 from __future__ import annotations
 
-from typing import Callable, Optional
+from collections.abc import Callable
 
 import torch
 
@@ -12,7 +13,7 @@ from pyface._autocast import register_custom_op_autocast
 
 
 def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Callable, backward: Callable,
-                        make_setup_context: Callable, triton_backward: Optional[Callable]) -> None:
+                        make_setup_context: Callable, triton_backward: Callable | None) -> None:
     """make_setup_context(backward_op) gives the setup_context that stores which backward op
     the autograd backward calls (the Triton or the compiled one); triton_backward is None
     for an op without Triton kernels."""

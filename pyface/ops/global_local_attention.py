@@ -10,8 +10,6 @@ shifts every score of a sample equally, so no output depends on it and its gradi
 exactly zero."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -33,11 +31,11 @@ def global_local_attention(
     w2: Tensor,
     b2: Tensor,
     *,
-    hidden_scale: Optional[Tensor] = None,
-    hidden_shift: Optional[Tensor] = None,
+    hidden_scale: Tensor | None = None,
+    hidden_shift: Tensor | None = None,
     return_attention: bool = False,
-    backend: Optional[str] = None,
-):
+    backend: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Context pooled under the face's guidance.
 
     face (N, Df); context (N, Dc, *S) with one to three spatial dims; w1 (Hd, Df + Dc) acting
@@ -71,7 +69,7 @@ def global_local_attention(
 @torch.library.custom_op("pyface::global_local_attention_forward_triton", mutates_args=())
 def _triton_forward(
     face: Tensor, context: Tensor, w1: Tensor, b1: Tensor, w2: Tensor, b2: Tensor,
-    hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor],
+    hidden_scale: Tensor | None, hidden_shift: Tensor | None,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels
 
@@ -80,8 +78,8 @@ def _triton_forward(
 
 @torch.library.custom_op("pyface::global_local_attention_backward_triton", mutates_args=())
 def _triton_backward(
-    grad_pooled: Tensor, grad_attention: Optional[Tensor], face: Tensor, context: Tensor, w1: Tensor, w2: Tensor,
-    hidden_scale: Optional[Tensor], hidden_shift: Optional[Tensor], attention: Tensor, projection: Tensor,
+    grad_pooled: Tensor, grad_attention: Tensor | None, face: Tensor, context: Tensor, w1: Tensor, w2: Tensor,
+    hidden_scale: Tensor | None, hidden_shift: Tensor | None, attention: Tensor, projection: Tensor,
     face_term: Tensor,
 ) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import global_local_attention as kernels

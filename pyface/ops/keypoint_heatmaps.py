@@ -4,7 +4,7 @@ directly: no expanded coordinate grid, no per-keypoint difference tensor, no
 concatenation with the background slot."""
 from __future__ import annotations
 
-from typing import Optional, Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor
@@ -23,7 +23,7 @@ def keypoint_heatmaps(
     spatial_size: Sequence[int],
     *,
     variance: float = 0.01,
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     """(N, K+1, *spatial_size): slot 0 zeros; slot k exp(-0.5 |z - kp_driving_k|^2 / variance)
     minus the same for kp_source, on the identity grid z (each axis linspace(-1, 1), the

@@ -9,8 +9,6 @@ softmax) are kept in the accumulation dtype for the backward; the deformation ha
 the user has the feature's dtype."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -30,14 +28,14 @@ def keypoint_warp(
     kp_source: Tensor,
     kp_driving: Tensor,
     mask: Tensor,
-    jacobian: Optional[Tensor] = None,
+    jacobian: Tensor | None = None,
     *,
     mask_logits: bool = False,
     align_corners: bool = False,
     padding_mode: str = "zeros",
     return_deformation: bool = False,
-    backend: Optional[str] = None,
-):
+    backend: str | None = None,
+) -> Tensor | tuple[Tensor, Tensor]:
     """Warps feature (N, C, *S_in), 2-D or 3-D, by the keypoint motions.
 
     deformation(z) = sum_k m_k(z) T_k(z) over the K+1 motions, T_0(z) = z and
@@ -63,7 +61,7 @@ def keypoint_warp(
 
 
 @torch.library.custom_op("pyface::keypoint_warp_forward_triton", mutates_args=())
-def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask: Tensor, jacobian: Optional[Tensor],
+def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask: Tensor, jacobian: Tensor | None,
                     mask_logits: bool, align_corners: bool, padding: int) -> tuple[Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import keypoint_warp as kernels
 
@@ -71,8 +69,8 @@ def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask
 
 
 @torch.library.custom_op("pyface::keypoint_warp_backward_triton", mutates_args=())
-def _triton_backward(grad_output: Tensor, grad_deformation: Optional[Tensor], feature: Tensor, kp_source: Tensor,
-                     kp_driving: Tensor, mask: Tensor, jacobian: Optional[Tensor], deformation: Tensor,
+def _triton_backward(grad_output: Tensor, grad_deformation: Tensor | None, feature: Tensor, kp_source: Tensor,
+                     kp_driving: Tensor, mask: Tensor, jacobian: Tensor | None, deformation: Tensor,
                      motion_weights: Tensor, mask_logits: bool, align_corners: bool, padding: int, feature_grad: bool,
                      deterministic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import keypoint_warp as kernels

@@ -7,8 +7,6 @@ The backward reads the values once and writes their gradient in the same pass th
 the score gradient."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -28,7 +26,8 @@ def as_kernel_layout(values: Tensor) -> Tensor:
 
 
 @follows_autocast
-def softmax_pool(scores: Tensor, values: Tensor, *, return_attention: bool = False, backend: Optional[str] = None):
+def softmax_pool(scores: Tensor, values: Tensor, *, return_attention: bool = False,
+                 backend: str | None = None) -> Tensor | tuple[Tensor, Tensor]:
     """a = softmax of scores over all positions of S; pooled (N, C) = sum_s a_s * values[:, :, s].
 
     scores (N, *S) or (N, 1, *S); values (N, C, *S) with one to three spatial dims. Returns
@@ -60,7 +59,7 @@ def _triton_forward(scores: Tensor, values: Tensor) -> tuple[Tensor, Tensor]:
 
 @torch.library.custom_op("pyface::softmax_pool_backward_triton", mutates_args=())
 def _triton_backward(
-    grad_pooled: Tensor, grad_attention: Optional[Tensor], values: Tensor, attention: Tensor, values_grad: bool
+    grad_pooled: Tensor, grad_attention: Tensor | None, values: Tensor, attention: Tensor, values_grad: bool
 ) -> tuple[Tensor, Tensor]:
     from pyface.triton_kernels import softmax_pool as kernels
 

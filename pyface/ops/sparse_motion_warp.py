@@ -5,8 +5,6 @@ The fused kernels sample the one feature tensor at each motion's positions T_k(z
 the spot: no (N*(K+1), C, *S) repeat of the feature and no sparse-motion grid tensor."""
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -24,11 +22,11 @@ def sparse_motion_warp(
     feature: Tensor,
     kp_source: Tensor,
     kp_driving: Tensor,
-    jacobian: Optional[Tensor] = None,
+    jacobian: Tensor | None = None,
     *,
     align_corners: bool = False,
     padding_mode: str = "zeros",
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     """(N, K+1, C, *S) from feature (N, C, *S), 2-D or 3-D: slot k is grid_sample(feature,
     T_k(z)) on the identity grid z of S, T_k(z) = kp_source_k + J_k (z - kp_driving_k)
@@ -48,7 +46,7 @@ def sparse_motion_warp(
 
 
 @torch.library.custom_op("pyface::sparse_motion_warp_forward_triton", mutates_args=())
-def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, jacobian: Optional[Tensor],
+def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, jacobian: Tensor | None,
                     align_corners: bool, padding: int) -> Tensor:
     from pyface.triton_kernels import sparse_motion_warp as kernels
 
@@ -57,7 +55,7 @@ def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, jaco
 
 @torch.library.custom_op("pyface::sparse_motion_warp_backward_triton", mutates_args=())
 def _triton_backward(grad_output: Tensor, feature: Tensor, kp_source: Tensor, kp_driving: Tensor,
-                     jacobian: Optional[Tensor], align_corners: bool, padding: int, feature_grad: bool,
+                     jacobian: Tensor | None, align_corners: bool, padding: int, feature_grad: bool,
                      deterministic: bool) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     from pyface.triton_kernels import sparse_motion_warp as kernels
 

@@ -8,8 +8,6 @@ it is, otherwise it scales it once.
 """
 from __future__ import annotations
 
-from typing import Optional
-
 import torch
 from torch import Tensor
 
@@ -27,13 +25,13 @@ _NONE = _REDUCTION_CODES["none"]
 def weighted_l1_loss(
     input: Tensor,
     target: Tensor,
-    weight: Optional[Tensor] = None,
+    weight: Tensor | None = None,
     *,
-    labels: Optional[Tensor] = None,
-    class_weights: Optional[Tensor] = None,
+    labels: Tensor | None = None,
+    class_weights: Tensor | None = None,
     reduction: str = "mean",
     normalize: str = "elements",
-    backend: Optional[str] = None,
+    backend: str | None = None,
 ) -> Tensor:
     """Weighted L1 loss with effective weight w = (weight or 1) * (class_weights[labels] or 1).
 
@@ -66,9 +64,9 @@ def weighted_l1_loss(
 def _triton_forward(
     input: Tensor,
     target: Tensor,
-    weight: Optional[Tensor],
-    labels: Optional[Tensor],
-    class_weights: Optional[Tensor],
+    weight: Tensor | None,
+    labels: Tensor | None,
+    class_weights: Tensor | None,
     reduction: int,
     weight_normalize: bool,
     compute_grad: bool,
@@ -85,9 +83,9 @@ def _triton_backward(
     grad_output: Tensor,
     input: Tensor,
     target: Tensor,
-    weight: Optional[Tensor],
-    labels: Optional[Tensor],
-    class_weights: Optional[Tensor],
+    weight: Tensor | None,
+    labels: Tensor | None,
+    class_weights: Tensor | None,
 ) -> Tensor:
     from pyface.triton_kernels import weighted_l1_loss as kernels
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from pyface import _checks
 
@@ -46,7 +47,7 @@ def check_args(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift) -> Non
 
 def global_local_attention(
     face, context, w1, b1, w2, b2, *, hidden_scale=None, hidden_shift=None, return_attention=False, backend=None
-):
+) -> Tensor | tuple[Tensor, Tensor]:
     """h = relu(w1 [face ; cell] + b1), then h = relu(hidden_scale * h + hidden_shift) when given;
     score = w2 . h + b2; a = softmax over the cells; pooled (N, Dc) = sum a * cell. Returns
     pooled, or (pooled, a) with a of shape (N, *S). `backend` is ignored (signature parity)."""

@@ -4,6 +4,7 @@ map for the background (SPEC section 3)."""
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from pyface import _checks
 
@@ -44,7 +45,7 @@ def check_args(kp_driving, kp_source, spatial_size, variance) -> None:
     _checks.same_device(OP, kp_driving=kp_driving, kp_source=kp_source)
 
 
-def keypoint_heatmaps(kp_driving, kp_source, spatial_size, *, variance=0.01, backend=None):
+def keypoint_heatmaps(kp_driving, kp_source, spatial_size, *, variance=0.01, backend=None) -> Tensor:
     """(N, K+1, *spatial_size): slot 0 zeros, slot k the Gaussian of kp_driving[:, k-1] minus
     that of kp_source[:, k-1], exp(-0.5 |z - kp|^2 / variance) on the identity grid z.
     `backend` is accepted for signature parity with pyface.ops and ignored."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from torch import Tensor
 
 from pyface import _checks
 from pyface.reference.keypoint_heatmaps import make_coordinate_grid
@@ -52,7 +53,7 @@ def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> 
         )
 
 
-def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device):
+def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device) -> Tensor:
     """(N, K+1, *spatial, d): slot 0 the identity grid, slot k T_k(z) = kp_source_k + J_k (z - kp_driving_k)."""
     n, k, d = kp_source.shape
     ones = [1] * d
@@ -65,7 +66,7 @@ def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device):
     return torch.cat([identity_grid, driving_to_source], dim=1)
 
 
-def sample(feature, positions, padding_mode, align_corners):
+def sample(feature, positions, padding_mode, align_corners) -> Tensor:
     """grid_sample (bilinear in 2-D, trilinear in 3-D) with one rule where a position is not
     finite: the sample is NaN in every channel, the gradient reaching that position is NaN and
     the feature's gradient gets nothing from it. (torch's grid_sample gives NaN or 0 there by
@@ -83,7 +84,7 @@ def sample(feature, positions, padding_mode, align_corners):
 def keypoint_warp(
     feature, kp_source, kp_driving, mask, jacobian=None, *, mask_logits=False, align_corners=False,
     padding_mode="zeros", return_deformation=False, backend=None,
-):
+) -> Tensor | tuple[Tensor, Tensor]:
     """deformation(z) = sum_k m_k(z) T_k(z), T_0(z) = z, T_k(z) = kp_source_k + J_k (z - kp_driving_k),
     m = mask (or softmax over dim 1 of it with mask_logits); output = grid_sample(feature,
     deformation), bilinear in 2-D, trilinear in 3-D, NaN where the deformation is not finite
@@ -95,7 +96,7 @@ def keypoint_warp(
     return (output, deformation) if return_deformation else output
 
 
-def mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits):
+def mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits) -> Tensor:
     """(N, *S_out, d): sum_k m_k T_k(z), m = mask or its softmax over the K+1 motions."""
     spatial = tuple(mask.shape[2:])
     sparse = sparse_motions(kp_source, kp_driving, jacobian, spatial, mask.dtype, mask.device)  # (N, K+1, *S, d)

@@ -4,6 +4,7 @@ from __future__ import annotations
 import math
 
 import torch
+from torch import Tensor
 
 from pyface import _checks
 
@@ -27,7 +28,7 @@ def check_args(scores, values) -> None:
     _checks.same_device(OP, scores=scores, values=values)
 
 
-def softmax_pool(scores, values, *, return_attention=False, backend=None):
+def softmax_pool(scores, values, *, return_attention=False, backend=None) -> Tensor | tuple[Tensor, Tensor]:
     """a = softmax of scores over all positions of S; pooled (N, C) = sum_s a_s * values[:, :, s].
     Returns pooled, or (pooled, a) with a shaped like scores. `backend` is accepted for
     signature parity with pyface.ops and ignored."""

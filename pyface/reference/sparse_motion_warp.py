@@ -4,6 +4,8 @@ on an expanded identity grid, and one grid_sample over the (N*(K+1), C, *S) batc
 (SPEC section 3)."""
 from __future__ import annotations
 
+from torch import Tensor
+
 from pyface.reference.keypoint_warp import check_keypoint_args, sample, sparse_motions
 
 OP = "sparse_motion_warp"
@@ -15,7 +17,7 @@ def check_args(feature, kp_source, kp_driving, jacobian, padding_mode) -> None:
 
 
 def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros",
-                       backend=None):
+                       backend=None) -> Tensor:
     """(N, K+1, C, *S): slot k is grid_sample(feature, T_k(identity grid)), slot 0 the feature
     resampled on the identity grid; NaN where a motion is not finite (keypoint_warp's `sample`).
     `backend` is ignored (signature parity)."""
@@ -25,7 +27,7 @@ def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_c
     return sample(repeated, motions, padding_mode, align_corners).view(n, k + 1, *feature.shape[1:])
 
 
-def motion_batch(feature, kp_source, kp_driving, jacobian):
+def motion_batch(feature, kp_source, kp_driving, jacobian) -> tuple[Tensor, Tensor]:
     """The feature repeated once per motion, (N*(K+1), C, *S), and the K+1 motions on the
     identity grid, (N*(K+1), *S, d): one grid_sample batch."""
     n, k, d = kp_source.shape

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import torch
+from torch import Tensor
 
 from pyface import _checks
 
@@ -46,7 +47,7 @@ def check_args(input, target, weight, labels, class_weights, reduction, normaliz
     _checks.same_device(OP, input=input, target=target, weight=weight, labels=labels, class_weights=class_weights)
 
 
-def effective_weight(input, weight=None, labels=None, class_weights=None):
+def effective_weight(input, weight=None, labels=None, class_weights=None) -> Tensor | None:
     """w = (weight or 1) * (class_weights[labels] or 1), broadcastable to input; None when all ones."""
     w = None if weight is None else weight.to(input.dtype)
     if labels is not None:
@@ -57,7 +58,7 @@ def effective_weight(input, weight=None, labels=None, class_weights=None):
 
 def weighted_l1_loss(
     input, target, weight=None, *, labels=None, class_weights=None, reduction="mean", normalize="elements", backend=None
-):
+) -> Tensor:
     """reduction "none": w * |input - target|; "sum": its sum; "mean": the sum over D, with
     D = input.numel() (normalize="elements") or the sum of w broadcast to input (normalize="weight":
     a zero sum gives 0, a NaN sum makes the loss and every gradient NaN). `backend` is accepted
@@ -82,7 +83,7 @@ def weighted_l1_loss(
     return total * inverse_or_zero(denominator)
 
 
-def inverse_or_zero(total):
+def inverse_or_zero(total) -> Tensor:
     """1 / total, and 0 for a zero total; NaN stays NaN (1/1 in the branch not taken, so that
     no inf reaches a gradient)."""
     nonzero = total != 0

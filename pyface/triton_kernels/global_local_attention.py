@@ -7,6 +7,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from pyface._dtypes import accumulation_dtype
 from pyface.triton_kernels import softmax_pool as pooling
@@ -112,7 +113,7 @@ def _is_channels_last(cells):
     return not cells.is_contiguous() and cells.transpose(1, 2).is_contiguous()
 
 
-def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
+def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     """cells: the context as (N, Dc, P), channels-first or channels-last dense.
     -> pooled (N, Dc), attention (N, P) in the accumulation dtype, projection (N, P, Hd), face_term (N, Hd)."""
     N, _, P = cells.shape
@@ -133,7 +134,7 @@ def forward(face, cells, w1, b1, w2, b2, hidden_scale, hidden_shift):
 
 
 def backward(grad_pooled, grad_attention, face, cells, w1, w2, hidden_scale, hidden_shift, attention, projection,
-             face_term):
+             face_term) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]:
     """-> grads of face, context (cells' layout), w1, b1, w2, hidden_scale, hidden_shift (empty without them)."""
     N, Dc, P = cells.shape
     Hd = projection.shape[2]

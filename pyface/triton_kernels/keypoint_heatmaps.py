@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import triton
 import triton.language as tl
+from torch import Tensor
 
 BLOCK = 1024
 
@@ -96,7 +97,7 @@ def _volume(spatial_size):
     return (1, *spatial_size) if len(spatial_size) == 2 else tuple(spatial_size)
 
 
-def forward(kp_driving, kp_source, spatial_size, variance):
+def forward(kp_driving, kp_source, spatial_size, variance) -> Tensor:
     N, K, dims = kp_driving.shape
     D, H, W = _volume(spatial_size)
     heatmaps = kp_driving.new_empty((N, K + 1, *spatial_size))
@@ -110,7 +111,7 @@ def forward(kp_driving, kp_source, spatial_size, variance):
     return heatmaps
 
 
-def backward(grad, kp_driving, kp_source, variance):
+def backward(grad, kp_driving, kp_source, variance) -> tuple[Tensor, Tensor]:
     N, K, dims = kp_driving.shape
     D, H, W = _volume(tuple(grad.shape[2:]))
     grad_driving, grad_source = kp_driving.new_empty(kp_driving.shape), kp_source.new_empty(kp_source.shape)

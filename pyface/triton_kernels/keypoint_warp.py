@@ -9,10 +9,17 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from pyface._dtypes import accumulation_dtype
 from pyface.triton_kernels._warp_sampling import (
-    PARTIAL_WIDTH, ScatterSums, backward_channels, gather_channels, keypoint_grads, keypoint_motion, stencil,
+    PARTIAL_WIDTH,
+    ScatterSums,
+    backward_channels,
+    gather_channels,
+    keypoint_grads,
+    keypoint_motion,
+    stencil,
     store_keypoint_sums,
 )
 from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
@@ -136,7 +143,7 @@ def _sizes(feature, mask):
     return feature.dim() - 2, _volume(feature.shape[2:]), _volume(mask.shape[2:])
 
 
-def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding):
+def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding) -> tuple[Tensor, Tensor, Tensor]:
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
     dims, size_in, size_out = _sizes(feature, mask)
@@ -157,7 +164,8 @@ def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_c
 
 
 def backward(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
-             motion_weights, mask_logits, align_corners, padding, feature_grad, deterministic):
+             motion_weights, mask_logits, align_corners, padding, feature_grad,
+             deterministic) -> tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
     dims, size_in, size_out = _sizes(feature, mask)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from pyface._dtypes import accumulation_dtype
 
@@ -100,7 +101,7 @@ def pool(values: torch.Tensor, attention: torch.Tensor) -> torch.Tensor:
     return pooled
 
 
-def pool_backward(values, attention, grad_pooled, grad_attention, values_grad: bool):
+def pool_backward(values, attention, grad_pooled, grad_attention, values_grad: bool) -> tuple[Tensor, Tensor | None]:
     """-> grad_scores (N, P) in the accumulation dtype, grad_values in the values' layout (or None)."""
     N, C, P = values.shape
     grad_values = torch.empty_like(values) if values_grad else None

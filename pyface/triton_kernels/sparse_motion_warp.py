@@ -8,9 +8,16 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from pyface.triton_kernels._warp_sampling import (
-    PARTIAL_WIDTH, ScatterSums, backward_channels, gather_channels, keypoint_grads, keypoint_motion, stencil,
+    PARTIAL_WIDTH,
+    ScatterSums,
+    backward_channels,
+    gather_channels,
+    keypoint_grads,
+    keypoint_motion,
+    stencil,
     store_keypoint_sums,
 )
 from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
@@ -71,7 +78,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, grad_out_ptr
         store_keypoint_sums(out, inside, gx, gy, gz, rx, ry, rz)
 
 
-def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding):
+def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding) -> Tensor:
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
     D, H, W = _volume(feature.shape[2:])
@@ -98,7 +105,7 @@ def _keypoint_buffers(kp_source, kp_driving, jacobian):
 
 
 def backward(grad_output, feature, kp_source, kp_driving, jacobian, align_corners, padding, feature_grad,
-             deterministic):
+             deterministic) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n, c = feature.shape[:2]
     k, dims = kp_source.shape[1], feature.dim() - 2
     D, H, W = _volume(feature.shape[2:])

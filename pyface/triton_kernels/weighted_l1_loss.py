@@ -6,6 +6,7 @@ from __future__ import annotations
 import torch
 import triton
 import triton.language as tl
+from torch import Tensor
 
 from pyface._dtypes import accumulation_dtype
 
@@ -104,7 +105,7 @@ def _launch(mode, input, target, weight, labels, class_weights, grad_out=None, o
     return partials
 
 
-def forward(input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad):
+def forward(input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad) -> tuple[Tensor, Tensor]:
     input, target = input.contiguous(), target.contiguous()
     empty = input.new_empty((0,))
     if reduction == 0:
@@ -127,7 +128,7 @@ def forward(input, target, weight, labels, class_weights, reduction, weight_norm
     return (partials.sum() * inv_d).to(input.dtype), grad
 
 
-def backward(grad_output, input, target, weight, labels, class_weights):
+def backward(grad_output, input, target, weight, labels, class_weights) -> Tensor:
     input, target = input.contiguous(), target.contiguous()
     grad = torch.empty_like(input, memory_format=torch.contiguous_format)
     if input.numel():
