@@ -26,7 +26,7 @@ from torch import Tensor
 from pyface import audio
 from pyface._usage import UsageError
 from pyface.data import draw_faces, random_parameters
-from pyface.train import build_modules, load_checkpoint
+from pyface.recipes import build_modules, load_checkpoint
 
 DEMO_MODELS = ("speech-gan", "atvgnet")
 FPS, SAMPLE_RATE = 25, 16000

@@ -18,8 +18,10 @@ from torch import Tensor, nn
 
 from pyface import metrics
 from pyface._modes import eval_mode
+from pyface.contracts.mouth import mouth_descriptor
 from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.styles import pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
+from pyface.recipes import build_modules, load_checkpoint, style_generator_inputs
 
 HELD_OUT_SEED = 1 << 40
 MAX_TRAIN_SEED = (1 << 31) - 1
@@ -211,7 +213,6 @@ def _eval_audio_motion(modules, config, clips, device) -> dict:
 
 
 def _eval_face_reader(modules, config, images, device) -> dict:
-    from pyface.models.style_references import mouth_descriptor
 
     model = modules["model"]
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
@@ -236,7 +237,6 @@ def _eval_face_reader(modules, config, images, device) -> dict:
 
 
 def _eval_style_generator(modules, config, samples, device) -> dict:
-    from pyface.train import style_generator_inputs
 
     model = modules["model"]
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
@@ -291,7 +291,6 @@ def evaluate_modules(model_name: str, modules: dict[str, nn.Module], config: dic
 
 def evaluate(model_name: str, checkpoint: str, device: str = "cpu") -> dict:
     """`pyface eval`: the checkpoint's metrics, in the JSON shape the command writes."""
-    from pyface.train import build_modules, load_checkpoint
 
     state = load_checkpoint(checkpoint, model_name)
     modules, config = build_modules(model_name, state, device)

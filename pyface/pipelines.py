@@ -17,9 +17,10 @@ from pathlib import Path
 import torch
 from torch import Tensor, nn
 
+from pyface.contracts.mouth import MOUTH_TEMPLATES, select_style_references
 from pyface.data.styles import audio_features
 from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
-from pyface.models.style_references import MOUTH_TEMPLATES, select_style_references
+from pyface.recipes import build_modules, load_checkpoint
 
 STAGES = ("audio-motion", "face-reader", "style-mapping", "style-generator")
 
@@ -48,7 +49,6 @@ class StyleAwareTalkingHead(nn.Module):
         for a missing stage, a checkpoint of another model, or stages built for different
         frame sizes."""
         from pyface._usage import UsageError
-        from pyface.train import build_modules, load_checkpoint
 
         directory = Path(directory)
         modules, sizes, steps, learned_from = {}, {}, {}, None

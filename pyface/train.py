@@ -21,37 +21,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
-from torch import nn
 from tqdm import tqdm
 
 from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
-from pyface.data import LANDMARKS, emotion_batch, talking_sequence_batch
-from pyface.data.faces import LABEL
-from pyface.data.styles import N_MELS, pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
 from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
-from pyface.models import (
-    ATNet,
-    AudioMotionGenerator,
-    FaceReader,
-    FrameDiscriminator,
-    GLAMORNet,
-    LandmarkPCA,
-    RegressionDiscriminator,
-    SequenceDiscriminator,
-    SpeechDrivenGenerator,
-    StyleAwareGenerator,
-    StyleAwareGeneratorLoss,
-    StyleMapping,
-    VGNet,
-)
-from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
-from pyface.models.style_references import mouth_descriptor, nearest_templates
-from pyface.nn import DynamicPixelWiseLoss, LowerFaceL1Loss
-
-MODELS = ("glamor", "style-mapping", "atvgnet", "speech-gan", "audio-motion", "face-reader", "style-generator")
+from pyface.recipes import BUILDERS, DEFAULT_CONFIG, DEFAULT_LR, MODELS, load_checkpoint
 
 
 @dataclass
@@ -61,231 +37,6 @@ class TrainResult:
     first_loss: float  # the main loss of step 1 of the whole training, resumed or not
     last_loss: float
     seconds: float
-
-
-@dataclass
-class Trainer:
-    """What one model's training needs: its modules and optimisers (saved in checkpoints),
-    a fresh batch, and one optimisation step returning the named losses (main one first)."""
-    modules: dict[str, nn.Module]
-    optimizers: dict[str, torch.optim.Optimizer]
-    batches: Callable[[torch.Generator, int], dict]
-    step: Callable[[dict], dict[str, float]]
-
-
-def _single_loss(model: nn.Module, loss_fn, batches, lr: float) -> Trainer:
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-
-    def step(batch):
-        loss = loss_fn(batch)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        optimizer.step()
-        return {"loss": loss.item()}
-
-    return Trainer({"model": model}, {"model": optimizer}, batches, step)
-
-
-def _glamor(backend, device, lr, config):
-    model = GLAMORNet(backend=backend).to(device)
-
-    def loss_fn(batch):
-        return F.cross_entropy(model(batch["face"], batch["context"]), batch["label"])
-
-    return _single_loss(model, loss_fn, lambda g, n: emotion_batch(n, g, device), lr)
-
-
-def _mouth_weighted_mse(frames: torch.Tensor, target: torch.Tensor, parsing: torch.Tensor) -> torch.Tensor:
-    """A squared error ten times heavier on the mouth and lips: under L1 terms, or a plain
-    squared error, copying the source (right everywhere but the mouth's few percent of
-    pixels) held for hundreds of steps, even on one fixed batch."""
-    mouth = ((parsing >= LABEL["mouth"]) & (parsing <= LABEL["l_lip"])).unsqueeze(1)
-    return ((1 + 9 * mouth) * (frames - target) ** 2).mean()
-
-
-def _style_mapping(backend, device, lr, config):
-    """The style-aware pipeline's style mapping: a face at rest and another speaker's
-    expression -> the face with that expression (pattern_pair_batch), with the generator's
-    objective: L1, the style-aware photometric loss and the mouth-weighted squared error."""
-    size = config["size"]
-    model = StyleMapping(backend=backend, residual=config["residual"]).to(device)
-    criterion = StyleAwareGeneratorLoss(backend=backend).to(device)
-
-    def loss_fn(batch):
-        pattern = model(batch["neutral"], batch["reference"])["image"]
-        return criterion(pattern, batch["pattern"], batch["pattern"], batch["parsing"]) + \
-            config["frame_mse_weight"] * _mouth_weighted_mse(pattern, batch["pattern"], batch["parsing"])
-
-    return _single_loss(model, loss_fn, lambda g, n: pattern_pair_batch(n, g, size, device), lr)
-
-
-def _audio_motion(backend, device, lr, config):
-    model = AudioMotionGenerator(N_MELS, len(LANDMARKS), hidden=config["hidden"], feature_dim=config["feature_dim"])
-    model = model.to(device)
-
-    def loss_fn(batch):  # the neutral style's landmarks, as offsets from the face at rest
-        motion = batch["neutral_landmarks"] - batch["rest_landmarks"].unsqueeze(1)
-        return F.mse_loss(model(batch["audio"]), motion)
-
-    return _single_loss(model, loss_fn, lambda g, n: styled_talking_batch(n, config["frames"], g, render=False,
-                                                                         device=device), lr)
-
-
-def _face_reader(backend, device, lr, config):
-    model = FaceReader(config["size"], width=config["width"]).to(device)
-
-    def loss_fn(batch):
-        # plus the mouth descriptor's error, weighted by mouth_weight: at 1.0 instead of 0.1 the
-        # landmarks lost a third of their accuracy (NME 0.054 against 0.036) for a corner lift
-        # read only a little better (correlation 0.29 against 0.17)
-        reading = model(batch["image"])
-        return F.mse_loss(reading["landmarks"], batch["landmarks"]) + \
-            config["mouth_weight"] * F.mse_loss(reading["mouth"], mouth_descriptor(batch["landmarks"]))
-
-    return _single_loss(model, loss_fn, lambda g, n: reading_batch(n, g, config["size"], device), lr)
-
-
-def style_generator_inputs(batch: dict, size: int, style_mapping: StyleMapping | None = None) \
-        -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A style_transfer_batch as the generator's per-frame inputs, (N * T, ...): the source,
-    the facial map of the neutral-style landmarks, and the four style patterns: those a
-    trained style mapping makes of the source and the style references (the pipeline's), or
-    without one the true patterns; for samples without references, the source four times."""
-    n, t = batch["frames"].shape[:2]
-    source = batch["source"]
-    patterns = batch["patterns"] if style_mapping is None else style_mapping.patterns(source, batch["references"])
-    unreferenced = ~batch["referenced"].view(n, 1, 1, 1, 1)
-    patterns = torch.where(unreferenced, source.unsqueeze(1), patterns)
-    maps = render_facial_map(batch["neutral_landmarks"].flatten(0, 1), DRAWN_FACE_CONNECTIONS, (size, size))
-    return source.repeat_interleave(t, 0), maps, patterns.repeat_interleave(t, 0)
-
-
-def _style_generator(backend, device, lr, config):
-    size = config["size"]
-    model = StyleAwareGenerator(width=config["width"]).to(device)
-    criterion = StyleAwareGeneratorLoss(config["photometric_weight"], backend=backend).to(device)
-    # the style mapping whose patterns the generator learns from: frozen, saved with it
-    style_mapping = StyleMapping(backend=backend, residual=config["style_mapping"]["residual"]).to(device) \
-        if config["style_mapping"] else None
-
-    def loss_fn(batch):
-        source, maps, patterns = style_generator_inputs(batch, size, style_mapping)
-        # the matched pattern: the style pattern of the template nearest the target frame's mouth
-        matched = nearest_templates(mouth_descriptor(batch["landmarks"].flatten(0, 1)))
-        matched = patterns[torch.arange(patterns.shape[0], device=patterns.device), matched]
-        frames, target, parsing = model(source, maps, patterns), batch["frames"].flatten(0, 1), \
-            batch["parsing"].flatten(0, 1)
-        return criterion(frames, target, matched, parsing) + \
-            config["frame_mse_weight"] * _mouth_weighted_mse(frames, target, parsing)
-
-    trainer = _single_loss(model, loss_fn, lambda g, n: style_transfer_batch(
-        n, config["frames"], g, size, unreferenced=config["unreferenced"], device=device), lr)
-    if style_mapping is not None:
-        trainer.modules["style_mapping"] = style_mapping
-    return trainer
-
-
-def _adversarial(scores: torch.Tensor, real: bool) -> torch.Tensor:
-    return F.binary_cross_entropy_with_logits(scores, torch.full_like(scores, 1.0 if real else 0.0))
-
-
-def _talking_batches(device, frames: int, frame_size, feature: str):
-    def batches(generator, n):
-        return talking_sequence_batch(n, frames, generator, render=True, frame_size=frame_size, features=(feature,),
-                                      device=device)
-
-    return batches
-
-
-def _atvgnet(backend, device, lr, config):
-    frames, frame_size = config["frames"], tuple(config["frame_size"])
-    pca = LandmarkPCA(9, 6).fit(talking_sequence_batch(32, 16, torch.Generator().manual_seed(12345))["landmarks"])
-    at = ATNet(pca, hidden=128).to(device)
-    vg = VGNet(DRAWN_FACE_CONNECTIONS, width=16).to(device)
-    disc = RegressionDiscriminator(pca.num_components, width=16, hidden=64).to(device)
-    pixelwise = DynamicPixelWiseLoss(beta=0.5, backend=backend)
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=lr) for name, m in (("at", at), ("vg", vg), ("disc", disc))}
-
-    def step(batch):
-        real, landmarks = batch["frames"], batch["landmarks"]
-        # audio -> landmarks
-        at_loss = F.mse_loss(at(batch["mfcc"], landmarks[:, 0]), landmarks)
-        # landmarks -> video: the dynamic pixel-wise loss, fooling the discriminator, and its
-        # landmark regression agreeing with the landmarks the frames were drawn from; plus a
-        # squared error on the frames (frame_mse_weight, 0 for the paper's losses alone): the
-        # mouth is a few percent of the pixels, and an L1 loss alone leaves the example frame
-        # copied for thousands of steps, where the squared error's pull on the mouth's large
-        # errors makes it open and close within a hundred (measured on the synthetic data)
-        out = vg(real[:, 0], landmarks[:, 0], landmarks)
-        score, coefficients = disc(out["frames"])
-        target = pca.transform(landmarks).to(coefficients)
-        vg_loss = pixelwise(out["frames"], real, out["attention"]) + 0.01 * _adversarial(score, True) + \
-            0.1 * F.mse_loss(coefficients, target) + config["frame_mse_weight"] * F.mse_loss(out["frames"], real)
-        for name, loss in (("at", at_loss), ("vg", vg_loss)):
-            optimizers[name].zero_grad(set_to_none=True)
-            loss.backward()
-            optimizers[name].step()
-        real_score, real_coefficients = disc(real)
-        fake_score, _ = disc(out["frames"].detach())
-        d_loss = (_adversarial(real_score, True) + _adversarial(fake_score, False) +
-                  F.mse_loss(real_coefficients, target))
-        optimizers["disc"].zero_grad(set_to_none=True)
-        d_loss.backward()
-        optimizers["disc"].step()
-        return {"generator": at_loss.item() + vg_loss.item(), "landmarks": at_loss.item(), "frames": vg_loss.item(),
-                "discriminator": d_loss.item()}
-
-    return Trainer({"at": at, "vg": vg, "disc": disc}, optimizers,
-                   _talking_batches(device, frames, frame_size, "mfcc"), step)
-
-
-def _speech_gan(backend, device, lr, config):
-    frames, frame_size = config["frames"], tuple(config["frame_size"])
-    generator = SpeechDrivenGenerator(frame_size, width=16, blocks=4).to(device)
-    frame_disc = FrameDiscriminator(width=16).to(device)
-    sequence_disc = SequenceDiscriminator(width=16, hidden=64).to(device)
-    lower_face = LowerFaceL1Loss(backend=backend)
-    optimizers = {name: torch.optim.Adam(m.parameters(), lr=lr, betas=(0.5, 0.999))
-                  for name, m in (("generator", generator), ("frame_disc", frame_disc),
-                                  ("sequence_disc", sequence_disc))}
-
-    def step(batch):
-        real, windows = batch["frames"], batch["windows"]
-        still = real[:, 0]
-        fake = generator(still, windows)
-        g_loss = 400 * lower_face(fake, real) + _adversarial(frame_disc(fake, still), True) + \
-            _adversarial(sequence_disc(fake, windows), True)
-        optimizers["generator"].zero_grad(set_to_none=True)
-        g_loss.backward()
-        optimizers["generator"].step()
-        fake = fake.detach()
-        d_loss = (_adversarial(frame_disc(real, still), True) + _adversarial(frame_disc(fake, still), False) +
-                  _adversarial(sequence_disc(real, windows), True) + _adversarial(sequence_disc(fake, windows), False))
-        for name in ("frame_disc", "sequence_disc"):
-            optimizers[name].zero_grad(set_to_none=True)
-        d_loss.backward()
-        for name in ("frame_disc", "sequence_disc"):
-            optimizers[name].step()
-        return {"generator": g_loss.item(), "discriminators": d_loss.item()}
-
-    return Trainer({"generator": generator, "frame_disc": frame_disc, "sequence_disc": sequence_disc}, optimizers,
-                   _talking_batches(device, frames, frame_size, "windows"), step)
-
-
-_BUILDERS: dict[str, Callable] = {"glamor": _glamor, "style-mapping": _style_mapping, "atvgnet": _atvgnet,
-                                  "speech-gan": _speech_gan, "audio-motion": _audio_motion,
-                                  "face-reader": _face_reader, "style-generator": _style_generator}
-_DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 2e-4, "atvgnet": 1e-3, "speech-gan": 2e-4, "audio-motion": 2e-3,
-               "face-reader": 1e-3, "style-generator": 1e-3}
-# What each model is built with (saved in the checkpoint, so that eval and demo rebuild it).
-DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64, "residual": True, "frame_mse_weight": 10.0},
-                                   "atvgnet": {"frames": 8, "frame_size": [64, 64], "frame_mse_weight": 10.0},
-                                   "speech-gan": {"frames": 8, "frame_size": [64, 48]},
-                                   "audio-motion": {"frames": 50, "hidden": 128, "feature_dim": 64},
-                                   "face-reader": {"size": 64, "width": 16, "mouth_weight": 0.1},
-                                   "style-generator": {"size": 64, "width": 32, "frames": 4,
-                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0,
-                                                       "unreferenced": 0.25, "style_mapping": None}}
 
 
 @dataclass(frozen=True)
@@ -298,10 +49,9 @@ class Preset:
     eval_every: int
 
 
-# `--preset cpu`: recipes sized for 15 minutes on a 2-core CPU. Measured (README, "What
-# each model learns in 15 CPU minutes"), learning curve included: glamor 13.1 min,
-# atvgnet 9.7, speech-gan 8.5; the style-aware talking head's four stages 26.5 in all
-# (style-mapping 10.4, style-generator 13.1, face-reader 2.7, audio-motion 0.4).
+# `--preset cpu`: recipes sized for 15 minutes on a 2-core CPU, learning curve included (the
+# style-aware talking head's four stages for 30 in all); the README's "What each model learns
+# in 15 CPU minutes" and the style-aware section give the times measured.
 PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
     "glamor": Preset(steps=1500, batch_size=16, lr=1e-3, eval_every=250),
     "speech-gan": Preset(steps=700, batch_size=16, lr=2e-4, eval_every=100),
@@ -317,8 +67,8 @@ PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
 @contextlib.contextmanager
 def _subnormals_flushed(device: torch.device):
     """Subnormal floats (the far tails of the keypoint Gaussians and softmaxes) make CPU
-    arithmetic on them many times slower: style-mapping's step went from 0.8 s to 16 s
-    within 30 steps. Flushing them to zero, in every CPU thread, changes values below
+    arithmetic on them many times slower (style-mapping's steps slowed by more than ten
+    times within 30 steps). Flushing them to zero, in every CPU thread, changes values below
     1.2e-38 only."""
     flushing = device.type == "cpu" and _extension.set_flush_denormal(True)
     try:
@@ -345,7 +95,7 @@ def train(model_name: str, steps: int | None = None, device: str = "cpu", *, bac
     measured; with a checkpoint, the curve is written beside it (`<checkpoint>.curve.json`).
     style_mapping (style-generator only): a style-mapping checkpoint whose Intermediate Style
     Patterns the generator learns from, as the pipeline will give them; saved with it, frozen."""
-    if model_name not in _BUILDERS:
+    if model_name not in BUILDERS:
         raise UsageError(f"unknown model {model_name!r}; expected one of {', '.join(MODELS)}")
     if preset is not None and preset not in PRESETS:
         raise UsageError(f"unknown preset {preset!r}; expected one of {', '.join(PRESETS)}")
@@ -377,8 +127,8 @@ def train(model_name: str, steps: int | None = None, device: str = "cpu", *, bac
         mapping_state = load_checkpoint(style_mapping, "style-mapping")
         # where its weights came from (the checkpoint holds them) and how it is built
         config["style_mapping"] = {"path": str(style_mapping), "residual": mapping_state["config"]["residual"]}
-    base_lr = lr or (recipe.lr if recipe else _DEFAULT_LR[model_name])
-    trainer = _BUILDERS[model_name](backend, device, base_lr, config)
+    base_lr = lr or (recipe.lr if recipe else DEFAULT_LR[model_name])
+    trainer = BUILDERS[model_name](backend, device, base_lr, config)
     if style_mapping is not None:
         trainer.modules["style_mapping"].load_state_dict(mapping_state["modules"]["model"])
     generator = torch.Generator().manual_seed(seed)
@@ -436,33 +186,6 @@ def train(model_name: str, steps: int | None = None, device: str = "cpu", *, bac
                 save(step)
     save(done + steps, final=True)
     return TrainResult(done + 1, done + steps, first_loss, main_loss, time.perf_counter() - start)
-
-
-def build_modules(model_name: str, state: dict, device="cpu") -> tuple[dict[str, nn.Module], dict]:
-    """The modules of a checkpoint (as `load_checkpoint` returns it), weights loaded, and
-    the config they were built with."""
-    config = state["config"]
-    trainer = _BUILDERS[model_name](None, torch.device(device), _DEFAULT_LR[model_name], config)
-    for name, module in trainer.modules.items():
-        module.load_state_dict(state["modules"][name])
-    return trainer.modules, config
-
-
-def load_checkpoint(path: str, model_name: str) -> dict:
-    """A `pyface train` checkpoint of model_name, on the CPU; UsageError for a missing or
-    unreadable file, or one of another model."""
-    if not Path(path).is_file():
-        raise UsageError(f"no checkpoint file {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as error:  # torch raises several kinds for a file that is not a checkpoint
-        raise UsageError(f"cannot read {path} as a checkpoint ({type(error).__name__}: {error})") from error
-    if not isinstance(state, dict) or "model_name" not in state:
-        raise UsageError(f"{path} is not a `pyface train` checkpoint")
-    if state["model_name"] != model_name:
-        raise UsageError(f"{path} holds a {state['model_name']} checkpoint, not a {model_name} one")
-    state["config"] = {**DEFAULT_CONFIG[model_name], **state.get("config", {})}  # older checkpoints lack some
-    return state
 
 
 def main_train(args, device: str) -> int:

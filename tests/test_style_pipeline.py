@@ -23,7 +23,8 @@ from pyface.data.styles import (
 from pyface.evaluate import evaluate_modules, lip_gap, style_statistics
 from pyface.models import FaceReader, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
-from pyface.train import style_generator_inputs, train
+from pyface.recipes import style_generator_inputs
+from pyface.train import train
 
 
 def test_a_style_shows_in_the_landmarks_and_the_lips():
@@ -132,7 +133,7 @@ def test_some_samples_have_no_style_references():
 
 def test_the_generator_learns_from_a_trained_style_mapping(stages, tmp_path):
     from pyface._usage import UsageError
-    from pyface.train import load_checkpoint
+    from pyface.recipes import load_checkpoint
 
     generator = load_checkpoint(str(stages / "style-generator.pt"), "style-generator")
     mapping = load_checkpoint(str(stages / "style-mapping.pt"), "style-mapping")
@@ -154,7 +155,7 @@ def test_every_stage_trains_resumes_and_evaluates(stages, tmp_path):
         result = train(stage, 1, "cpu", batch_size=2, checkpoint=str(checkpoint), resume=True, progress=False,
                        log=lambda line: None)
         assert (result.first_step, result.last_step) == (2, 2) and result.last_loss == result.last_loss
-        from pyface.train import build_modules, load_checkpoint
+        from pyface.recipes import build_modules, load_checkpoint
 
         modules, config = build_modules(stage, load_checkpoint(str(checkpoint), stage))
         scores = evaluate_modules(stage, modules, config, "curve")["metrics"]

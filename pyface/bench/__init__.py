@@ -93,10 +93,11 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
         raise UsageError(f"no cases for ops {', '.join(ops or [])}" + (" with --quick" if quick else ""))
     scaled_note = ""
     if quick:
-        scaled_note = "--quick: batches scaled down to small inputs; rows marked * ran at a smaller batch than SPEC"
+        scaled_note = ("--quick: batches scaled down to small inputs; rows marked * ran at a smaller batch than the "
+                       "case's (docs/ops.md)")
     elif dev.type == "cpu":
         scaled_note = (f"CPU run: batches scaled down to about {CPU_ELEMENT_BUDGET // 2**20}M input elements; "
-                       "rows marked * ran at a smaller batch than SPEC")
+                       "rows marked * ran at a smaller batch than the case's (docs/ops.md)")
     print(f"pyface bench on {_device_name(dev)}: measuring copy bandwidth...", flush=True)
     meta = {
         "device": dev.type, "device_name": _device_name(dev), "torch": torch.__version__,

@@ -24,7 +24,7 @@ QUICK_ELEMENT_BUDGET = 2**18
 class Case:
     op: str
     name: str
-    shape: tuple[int, ...]  # the SPEC shape of the main input; shape[0] is the batch
+    shape: tuple[int, ...]  # the main input's shape in docs/ops.md; shape[0] is the batch
     make: Callable[[tuple[int, ...], torch.device, torch.dtype], dict]  # shape -> kwargs of the op
     grad_inputs: tuple[str, ...]  # inputs that require grad in forward+backward
     min_bytes: Callable[[dict, bool], int]  # (inputs, with_backward) -> bytes moved at the least
@@ -58,7 +58,7 @@ def _nbytes(t) -> int:
     return 0 if t is None else t.numel() * t.element_size()
 
 
-# --- weighted L1 loss (SPEC section 1) -----------------------------------------------------
+# --- weighted L1 loss (docs/ops.md) ----------------------------------------------------------
 
 
 def _l1_inputs(with_weight: bool, with_labels: bool, num_classes: int = 19):
@@ -105,7 +105,7 @@ CASES: list[Case] = [
     _l1_case("large", (32, 3, 512, 512), with_weight=False, with_labels=True),
 ]
 
-# --- spatial softmax attention pooling (SPEC section 2) ---------------------------------------
+# --- spatial softmax attention pooling (docs/ops.md) -----------------------------------------
 
 
 def _random_normal(generator, device, dtype, *size, scale=1.0):
@@ -188,7 +188,7 @@ CASES += [
     ),
 ]
 
-# --- keypoint heatmaps (SPEC section 3) ---------------------------------------------------
+# --- keypoint heatmaps (docs/ops.md) ---------------------------------------------------------
 
 
 def _heatmap_inputs(shape, device, dtype):
@@ -224,7 +224,7 @@ CASES += [
     ),
 ]
 
-# --- keypoint-driven warping (SPEC section 3) ----------------------------------------------
+# --- keypoint-driven warping (docs/ops.md) ---------------------------------------------------
 
 
 def _warp_inputs(keypoints: int, with_jacobian: bool):

@@ -9,8 +9,8 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
+from pyface.contracts.faces import CONTEXT_SIZE, FACE_SIZE
 from pyface.data.faces import draw_faces, random_parameters
-from pyface.models.glamor import CONTEXT_SIZE, FACE_SIZE
 
 # The seven classes of FER-2013 / CAER-S and the expression each is drawn with:
 # (mouth_open, smile, eye_open, brow_tilt).

@@ -4,7 +4,7 @@ torch on any device: the synthetic data the examples and tests train on without 
 A face is a skin ellipse with hair, brows, eyes, a nose and a mouth whose shape follows a
 few expression parameters (mouth opening, smile, eye opening, brow tilt) and a head pose
 (position, scale, roll, and a yaw that turns the features sideways). Labels use the
-CelebAMask-HQ classes of pyface.nn.CELEBAMASK_HQ_CLASSES."""
+CelebAMask-HQ classes of pyface.contracts.faces.CELEBAMASK_HQ_CLASSES."""
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
@@ -12,11 +12,7 @@ from dataclasses import dataclass, fields
 import torch
 from torch import Tensor
 
-from pyface.nn.losses import CELEBAMASK_HQ_CLASSES
-
-LABEL = {name: index for index, name in enumerate(CELEBAMASK_HQ_CLASSES)}
-# landmarks, in this order, as (x, y) in the image's [-1, 1] coordinates
-LANDMARKS = ("l_eye", "r_eye", "nose", "mouth_left", "mouth_right", "upper_lip", "lower_lip", "l_brow", "r_brow")
+from pyface.contracts.faces import CELEBAMASK_HQ_CLASSES, LABEL, LANDMARKS  # noqa: F401  (pyface.data's names)
 
 
 @dataclass

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 from pyface import audio
+from pyface.contracts.mouth import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
 from pyface.data.faces import LANDMARKS, FaceParameters, draw_faces, face_landmarks, random_parameters
 from pyface.data.talking import speech_envelope, speech_waveform
 
@@ -132,7 +133,7 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     moments (mouth openings drawn uniformly):
     {"source": (N, 3, S, S) X at rest; "patterns": (N, 4, 3, S, S) the true Intermediate Style
     Patterns: X, in its own pose, with the expression of the four frames of Y's clip that the
-    key motion templates pick (pyface.models.select_style_references; in X's pose, not Y's,
+    key motion templates pick (pyface.contracts.mouth.select_style_references; in X's pose, not Y's,
     so that the style-aware loss compares aligned faces); "references": (N, 4, 3, S,
     S) those four frames of Y, the style references; "frames": (N, T, 3, S, S)
     X speaking in the style, "parsing": (N, T, S, S), "landmarks": (N, T, 9, 2);
@@ -140,8 +141,6 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     "referenced": (N,) bool}. A share `unreferenced` of the samples (drawn) has no style
     references: X speaks in the neutral style there, what the pipeline does without a style
     source, and "referenced" is False."""
-    from pyface.models.style_references import MOUTH_TEMPLATES, mouth_descriptor, select_style_references
-
     n, templates = batch_size, MOUTH_TEMPLATES.shape[0]
     identity, speaker = speaker_identities(n, generator), speaker_identities(n, generator)
     style = random_styles(n, generator)

@@ -1,4 +1,10 @@
 """Models built on pyface.ops and pyface.nn."""
+from pyface.contracts.mouth import (
+    MOUTH_TEMPLATES,
+    mouth_descriptor,
+    nearest_templates,
+    select_style_references,
+)
 from pyface.models.atvgnet import ATNet, LandmarkPCA, RegressionDiscriminator, VGNet
 from pyface.models.audio_motion import AudioMotionGenerator, manifold_projection
 from pyface.models.face_reader import FaceReader
@@ -12,12 +18,6 @@ from pyface.models.style_aware import (
     StyleAwareGeneratorLoss,
     StyleMapping,
     StyleMappingLoss,
-)
-from pyface.models.style_references import (
-    MOUTH_TEMPLATES,
-    mouth_descriptor,
-    nearest_templates,
-    select_style_references,
 )
 
 __all__ = [

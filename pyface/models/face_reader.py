@@ -8,9 +8,9 @@ import torch
 from torch import Tensor, nn
 
 from pyface._modes import eval_mode
-from pyface.data.faces import LANDMARKS
-from pyface.models.style_aware import _check_images, _down, _up
-from pyface.reference.keypoint_heatmaps import make_coordinate_grid
+from pyface.contracts.faces import LANDMARKS
+from pyface.contracts.grid import make_coordinate_grid
+from pyface.models.blocks import check_images, down_block, up_block
 
 
 class FaceReader(nn.Module):
@@ -30,13 +30,14 @@ class FaceReader(nn.Module):
             raise ValueError(f"FaceReader: size must be a multiple of 8, got {size}")
         self.size = size
         self.stem = nn.Sequential(nn.Conv2d(5, width, 3, padding=1), nn.ReLU(inplace=True))
-        self.down = nn.ModuleList([_down(width, 2 * width), _down(2 * width, 4 * width), _down(4 * width, 8 * width)])
-        self.up = nn.ModuleList([_up(8 * width, 4 * width), _up(8 * width, 2 * width)])
+        self.down = nn.ModuleList([down_block(width, 2 * width), down_block(2 * width, 4 * width),
+                                   down_block(4 * width, 8 * width)])
+        self.up = nn.ModuleList([up_block(8 * width, 4 * width), up_block(8 * width, 2 * width)])
         self.heatmaps = nn.Conv2d(4 * width, len(LANDMARKS), 3, padding=1)
         self.mouth = nn.Sequential(nn.Linear(8 * width, 64), nn.ReLU(inplace=True), nn.Linear(64, 2))
 
     def forward(self, image: Tensor) -> Tensor:
-        _check_images("FaceReader", image=image)
+        check_images("FaceReader", image=image)
         if tuple(image.shape[2:]) != (self.size, self.size):
             raise ValueError(f"FaceReader: images must be {self.size} x {self.size}, got {tuple(image.shape[2:])}")
         n = image.shape[0]

@@ -7,9 +7,9 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pyface.contracts.faces import CONTEXT_SIZE, FACE_SIZE
 from pyface.nn import GlobalLocalAttention
 
-FACE_SIZE, CONTEXT_SIZE = 96, 112
 ENCODER_WIDTHS = (32, 64, 128, 256, 256)
 
 

@@ -17,32 +17,11 @@ from torch import Tensor, nn
 
 from pyface import geometry
 from pyface._modes import eval_mode
-from pyface.nn import DenseMotion, StyleAwarePhotometricLoss
-from pyface.nn.motion import _Hourglass
-from pyface.reference.keypoint_heatmaps import make_coordinate_grid
+from pyface.contracts.grid import make_coordinate_grid
+from pyface.models.blocks import check_images, down_block, up_block
+from pyface.nn import DenseMotion, Hourglass, StyleAwarePhotometricLoss
 
 ANGLES = ("yaw", "pitch", "roll")  # PoseExpressionNet's head-pose outputs, in rotation_matrix's order
-
-
-def _check_images(owner: str, **images: Tensor) -> None:
-    shapes = set()
-    for name, image in images.items():
-        if not isinstance(image, Tensor) or image.dim() != 4 or image.shape[1] != 3:
-            raise ValueError(f"{owner}: {name} must be an (N, 3, H, W) RGB batch, "
-                             f"got {tuple(getattr(image, 'shape', ()))}")
-        shapes.add(tuple(image.shape))
-    if len(shapes) > 1:
-        raise ValueError(f"{owner}: the images must have one shape, got {sorted(shapes)}")
-
-
-def _down(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False), nn.BatchNorm2d(out_channels),
-                         nn.ReLU(inplace=True), nn.AvgPool2d(2))
-
-
-def _up(in_channels: int, out_channels: int) -> nn.Sequential:
-    return nn.Sequential(nn.Upsample(scale_factor=2), nn.Conv2d(in_channels, out_channels, 3, padding=1, bias=False),
-                         nn.BatchNorm2d(out_channels), nn.ReLU(inplace=True))
 
 
 class KeypointExtractor(nn.Module):
@@ -54,11 +33,11 @@ class KeypointExtractor(nn.Module):
                  max_features: int = 256, temperature: float = 0.1):
         super().__init__()
         self.num_keypoints, self.depth, self.temperature = num_keypoints, depth, temperature
-        self.hourglass = _Hourglass(2, 3, block_expansion, num_blocks, max_features)
+        self.hourglass = Hourglass(2, 3, block_expansion, num_blocks, max_features)
         self.heat = nn.Conv2d(self.hourglass.out_channels, num_keypoints * depth, 7, padding=3)
 
     def forward(self, image: Tensor) -> Tensor:
-        _check_images("KeypointExtractor", image=image)
+        check_images("KeypointExtractor", image=image)
         features = self.hourglass(F.avg_pool2d(image, 2))
         n, _, h, w = features.shape
         heat = self.heat(features).view(n, self.num_keypoints, -1) / self.temperature
@@ -75,14 +54,14 @@ class PoseExpressionNet(nn.Module):
         super().__init__()
         self.num_keypoints = num_keypoints
         widths = [width * 2**i for i in range(blocks)]
-        self.encoder = nn.Sequential(*[_down(c_in, c_out) for c_in, c_out in zip([3, *widths], widths)])
+        self.encoder = nn.Sequential(*[down_block(c_in, c_out) for c_in, c_out in zip([3, *widths], widths)])
         features = widths[-1]
         self.angles = nn.ModuleDict({name: nn.Linear(features, geometry.POSE_BINS) for name in ANGLES})
         self.translation = nn.Linear(features, 3)
         self.expression = nn.Linear(features, num_keypoints * 3)
 
     def forward(self, image: Tensor) -> dict[str, Tensor]:
-        _check_images("PoseExpressionNet", image=image)
+        check_images("PoseExpressionNet", image=image)
         features = self.encoder(image).mean(dim=(2, 3))
         out = {name: head(features) for name, head in self.angles.items()}
         out["translation"] = self.translation(features)
@@ -119,7 +98,7 @@ class StyleMapping(nn.Module):
         self.feature_channels, self.depth, self.residual = feature_channels, depth, residual
         self.appearance = nn.Sequential(
             nn.Conv2d(3, width, 7, padding=3, bias=False), nn.BatchNorm2d(width), nn.ReLU(inplace=True),
-            _down(width, 2 * width), _down(2 * width, 4 * width), nn.Conv2d(4 * width, feature_channels * depth, 1))
+            down_block(width, 2 * width), down_block(2 * width, 4 * width), nn.Conv2d(4 * width, feature_channels * depth, 1))
         self.keypoint_extractor = KeypointExtractor(num_keypoints, depth=depth, block_expansion=width // 2,
                                                     num_blocks=3, max_features=8 * width)
         self.pose_expression = PoseExpressionNet(num_keypoints, width=width // 2)
@@ -128,13 +107,13 @@ class StyleMapping(nn.Module):
                                         backend=backend)
         self.decoder = nn.Sequential(
             nn.Conv2d(feature_channels * depth, 4 * width, 3, padding=1), nn.ReLU(inplace=True),
-            _up(4 * width, 2 * width), _up(2 * width, width), nn.Conv2d(width, 3, 7, padding=3))
+            up_block(4 * width, 2 * width), up_block(2 * width, width), nn.Conv2d(width, 3, 7, padding=3))
         if residual:
             nn.init.zeros_(self.decoder[-1].weight)
             nn.init.zeros_(self.decoder[-1].bias)
 
     def forward(self, neutral: Tensor, reference: Tensor) -> dict[str, Tensor]:
-        _check_images("StyleMapping", neutral=neutral, reference=reference)
+        check_images("StyleMapping", neutral=neutral, reference=reference)
         if neutral.shape[2] % 4 or neutral.shape[3] % 4:
             raise ValueError(
                 f"StyleMapping: image height and width must be multiples of 4, got {tuple(neutral.shape[2:])}")
@@ -180,14 +159,15 @@ class StyleAwareGenerator(nn.Module):
         self.references = references
         in_channels = 3 + 1 + 3 * references
         self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, padding=3), nn.ReLU(inplace=True))
-        self.down = nn.ModuleList([_down(width, 2 * width), _down(2 * width, 4 * width), _down(4 * width, 8 * width)])
-        self.up = nn.ModuleList([_up(8 * width, 4 * width), _up(8 * width, 2 * width), _up(4 * width, width)])
+        self.down = nn.ModuleList([down_block(width, 2 * width), down_block(2 * width, 4 * width),
+                                   down_block(4 * width, 8 * width)])
+        self.up = nn.ModuleList([up_block(8 * width, 4 * width), up_block(8 * width, 2 * width), up_block(4 * width, width)])
         self.out = nn.Conv2d(2 * width, 3, 3, padding=1)
         nn.init.zeros_(self.out.weight)
         nn.init.zeros_(self.out.bias)
 
     def forward(self, source: Tensor, facial_map: Tensor, style_patterns: Tensor) -> Tensor:
-        _check_images("StyleAwareGenerator", source=source)
+        check_images("StyleAwareGenerator", source=source)
         n, _, h, w = source.shape
         if facial_map.shape != (n, 1, h, w):
             raise ValueError(f"StyleAwareGenerator: facial_map must be {(n, 1, h, w)}, got {tuple(facial_map.shape)}")

@@ -6,13 +6,14 @@ from pyface.nn.losses import (
     LowerFaceL1Loss,
     StyleAwarePhotometricLoss,
 )
-from pyface.nn.motion import DenseMotion, KeypointWarp
+from pyface.nn.motion import DenseMotion, Hourglass, KeypointWarp
 
 __all__ = [
     "CELEBAMASK_HQ_CLASSES",
     "DenseMotion",
     "DynamicPixelWiseLoss",
     "GlobalLocalAttention",
+    "Hourglass",
     "KeypointWarp",
     "LowerFaceL1Loss",
     "StyleAwarePhotometricLoss",

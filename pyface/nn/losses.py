@@ -6,13 +6,9 @@ from collections.abc import Mapping
 import torch
 from torch import Tensor, nn
 
+from pyface.contracts.faces import CELEBAMASK_HQ_CLASSES
 from pyface.ops import weighted_l1_loss
 
-# Face-parsing classes in CelebAMask-HQ order (the label value is the index).
-CELEBAMASK_HQ_CLASSES = (
-    "background", "skin", "nose", "eye_g", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear",
-    "mouth", "u_lip", "l_lip", "hair", "hat", "ear_r", "neck_l", "neck", "cloth",
-)
 # The style-aware photometric loss weights: mouth and lips 5, eyes 3, skin 1, all else 0.
 STYLE_AWARE_WEIGHTS = {"mouth": 5.0, "u_lip": 5.0, "l_lip": 5.0, "l_eye": 3.0, "r_eye": 3.0, "skin": 1.0}
 

@@ -38,7 +38,7 @@ def _conv_block(dims: int, in_channels: int, out_channels: int) -> nn.Sequential
     return nn.Sequential(conv(in_channels, out_channels, 3, padding=1), norm(out_channels), nn.ReLU(inplace=True))
 
 
-class _Hourglass(nn.Module):
+class Hourglass(nn.Module):
     """Encoder (conv-BN-ReLU, then 2x average pooling of H and W; depth is kept, as
     face-vid2vid's 3-D hourglass keeps it) and decoder (upsampling to the skip's size,
     conv-BN-ReLU, concatenation with the skip). Sizes need not be powers of two."""
@@ -101,7 +101,7 @@ class DenseMotion(nn.Module):
         self.feature_channels, self.num_keypoints, self.dims, self.variance = feature_channels, num_keypoints, dims, variance
         self.align_corners, self.padding_mode, self.backend = align_corners, padding_mode, backend
         slots = num_keypoints + 1
-        self.hourglass = _Hourglass(dims, slots * (feature_channels + 1), block_expansion, num_blocks, max_features)
+        self.hourglass = Hourglass(dims, slots * (feature_channels + 1), block_expansion, num_blocks, max_features)
         conv = nn.Conv2d if dims == 2 else nn.Conv3d
         self.mask = conv(self.hourglass.out_channels, slots, 7, padding=3)
         self.occlusion = None

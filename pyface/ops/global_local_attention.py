@@ -1,4 +1,4 @@
-"""GLAMOR-Net's Global-Local Attention (SPEC section 2): the public op, its custom-op
+"""GLAMOR-Net's Global-Local Attention (docs/ops.md, global_local_attention): the public op, its custom-op
 registrations (fake implementation and autograd) and the choice of backend.
 
 No backend builds the (N, P, Df + Dc) concatenation the reference builds: the first layer
@@ -16,10 +16,12 @@ from torch import Tensor
 from pyface import _backends
 from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
 from pyface.ops.softmax_pool import as_kernel_layout
-from pyface.reference.global_local_attention import OP, check_args
 from pyface.reference.global_local_attention import global_local_attention as reference_global_local_attention
+
+OP = "global_local_attention"
 
 
 @follows_autocast
@@ -44,7 +46,7 @@ def global_local_attention(
     relu(hidden_scale * h + hidden_shift) when given; score = w2 . h + b2; a = softmax over
     the cells; returns pooled (N, Dc) = sum a * cell, or (pooled, a) with a (N, *S).
     """
-    check_args(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift)
+    checks.check_global_local_attention(face, context, w1, b1, w2, b2, hidden_scale, hidden_shift)
     chosen = _backends.resolve(OP, context.device, backend)
     if chosen == "reference":
         return reference_global_local_attention(

@@ -1,4 +1,4 @@
-"""Keypoint heatmaps (SPEC section 3): the public op, its custom-op registrations (fake
+"""Keypoint heatmaps (docs/ops.md, keypoint_heatmaps): the public op, its custom-op registrations (fake
 implementation and autograd) and the choice of backend. The kernels write the maps
 directly: no expanded coordinate grid, no per-keypoint difference tensor, no
 concatenation with the background slot."""
@@ -11,9 +11,11 @@ from torch import Tensor
 
 from pyface import _backends
 from pyface._autocast import follows_autocast
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.keypoint_heatmaps import OP, check_args
 from pyface.reference.keypoint_heatmaps import keypoint_heatmaps as reference_keypoint_heatmaps
+
+OP = "keypoint_heatmaps"
 
 
 @follows_autocast
@@ -29,7 +31,7 @@ def keypoint_heatmaps(
     minus the same for kp_source, on the identity grid z (each axis linspace(-1, 1), the
     keypoints' last dim ordered (x, y[, z])). kp_driving, kp_source: (N, K, d), d = 2 or 3."""
     spatial_size = tuple(spatial_size) if isinstance(spatial_size, (list, torch.Size)) else spatial_size
-    check_args(kp_driving, kp_source, spatial_size, variance)
+    checks.check_keypoint_heatmaps(kp_driving, kp_source, spatial_size, variance)
     chosen = _backends.resolve(OP, kp_driving.device, backend)
     if chosen == "reference":
         return reference_keypoint_heatmaps(kp_driving, kp_source, spatial_size, variance=variance)

@@ -1,4 +1,4 @@
-"""Keypoint-driven feature warping (SPEC section 3): the public op, its custom-op
+"""Keypoint-driven feature warping (docs/ops.md, keypoint_warp): the public op, its custom-op
 registrations (fake implementation and autograd) and the choice of backend.
 
 The fused kernel forms each output position's deformation from the K+1 motion weights and
@@ -15,9 +15,11 @@ from torch import Tensor
 from pyface import _backends
 from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.keypoint_warp import OP, check_args
 from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_warp
+
+OP = "keypoint_warp"
 
 _PADDING_CODES = {"zeros": 0, "border": 1}
 
@@ -43,7 +45,7 @@ def keypoint_warp(
     m = mask (N, K+1, *S_out), or its softmax over dim 1 when mask_logits; the output
     (N, C, *S_out) is grid_sample(feature, deformation) (bilinear / trilinear, padding
     "zeros" or "border", align_corners). Returns the output, or (output, deformation)."""
-    check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
+    checks.check_keypoint_warp(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
     chosen = _backends.resolve(OP, feature.device, backend)
     if chosen == "reference":
         return reference_keypoint_warp(

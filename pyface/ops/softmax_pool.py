@@ -1,4 +1,4 @@
-"""Spatial softmax attention pooling (SPEC section 2): the public op, its custom-op
+"""Spatial softmax attention pooling (docs/ops.md, softmax_pool): the public op, its custom-op
 registrations (fake implementation and autograd) and the choice of backend.
 
 Every backend keeps the attention in the accumulation dtype (float32, or float64 for
@@ -13,9 +13,11 @@ from torch import Tensor
 from pyface import _backends
 from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.softmax_pool import OP, check_args
 from pyface.reference.softmax_pool import softmax_pool as reference_softmax_pool
+
+OP = "softmax_pool"
 
 
 def as_kernel_layout(values: Tensor) -> Tensor:
@@ -34,7 +36,7 @@ def softmax_pool(scores: Tensor, values: Tensor, *, return_attention: bool = Fal
     pooled, or (pooled, a) with a shaped like scores. backend None picks the best built for
     the device; "cpu", "cuda", "triton" or "reference" forces one.
     """
-    check_args(scores, values)
+    checks.check_softmax_pool(scores, values)
     chosen = _backends.resolve(OP, values.device, backend)
     if chosen == "reference":
         return reference_softmax_pool(scores, values, return_attention=return_attention)

@@ -1,4 +1,4 @@
-"""The dense-motion network's input (SPEC section 3): the public op, its custom-op
+"""The dense-motion network's input (docs/ops.md, sparse_motion_warp): the public op, its custom-op
 registrations (fake implementation and autograd) and the choice of backend.
 
 The fused kernels sample the one feature tensor at each motion's positions T_k(z), formed on
@@ -10,9 +10,11 @@ from torch import Tensor
 
 from pyface import _backends
 from pyface._autocast import follows_autocast
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.sparse_motion_warp import OP, check_args
 from pyface.reference.sparse_motion_warp import sparse_motion_warp as reference_sparse_motion_warp
+
+OP = "sparse_motion_warp"
 
 _PADDING_CODES = {"zeros": 0, "border": 1}
 
@@ -31,7 +33,7 @@ def sparse_motion_warp(
     """(N, K+1, C, *S) from feature (N, C, *S), 2-D or 3-D: slot k is grid_sample(feature,
     T_k(z)) on the identity grid z of S, T_k(z) = kp_source_k + J_k (z - kp_driving_k)
     (J_k = I without a jacobian), and slot 0 the feature resampled at z itself."""
-    check_args(feature, kp_source, kp_driving, jacobian, padding_mode)
+    checks.check_sparse_motion_warp(feature, kp_source, kp_driving, jacobian, padding_mode)
     chosen = _backends.resolve(OP, feature.device, backend)
     if chosen == "reference":
         return reference_sparse_motion_warp(feature, kp_source, kp_driving, jacobian, align_corners=align_corners,

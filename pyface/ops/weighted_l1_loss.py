@@ -1,4 +1,4 @@
-"""Masked weighted L1 loss (SPEC section 1): the public op, its custom-op registrations
+"""Masked weighted L1 loss (docs/ops.md, weighted_l1_loss): the public op, its custom-op registrations
 (fake implementation and autograd) and the choice of backend.
 
 The fused forward of the "sum"/"mean" reductions writes the input gradient in the same
@@ -11,11 +11,14 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyface import _backends, _checks
+from pyface import _backends
 from pyface._autocast import follows_autocast
+from pyface.contracts import checks
 from pyface.ops._registration import register_custom_ops
-from pyface.reference.weighted_l1_loss import OP, check_args, effective_weight, inverse_or_zero
+from pyface.reference.weighted_l1_loss import effective_weight, inverse_or_zero
 from pyface.reference.weighted_l1_loss import weighted_l1_loss as reference_weighted_l1_loss
+
+OP = "weighted_l1_loss"
 
 _REDUCTION_CODES = {"none": 0, "sum": 1, "mean": 2}
 _NONE = _REDUCTION_CODES["none"]
@@ -41,7 +44,7 @@ def weighted_l1_loss(
     normalize="elements", the total of w for normalize="weight"). backend None picks the
     best built for the device; "cpu", "cuda", "triton" or "reference" forces one.
     """
-    check_args(input, target, weight, labels, class_weights, reduction, normalize)
+    checks.check_weighted_l1_loss(input, target, weight, labels, class_weights, reduction, normalize)
     chosen = _backends.resolve(OP, input.device, backend)
     if chosen == "reference":
         return reference_weighted_l1_loss(
@@ -74,7 +77,7 @@ def _triton_forward(
     from pyface.triton_kernels import weighted_l1_loss as kernels
 
     if labels is not None:
-        _checks.labels_in_range(OP, labels, class_weights.numel())
+        checks.labels_in_range(OP, labels, class_weights.numel())
     return kernels.forward(input, target, weight, labels, class_weights, reduction, weight_normalize, compute_grad)
 
 

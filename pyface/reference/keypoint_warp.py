@@ -1,56 +1,14 @@
 """Keypoint-driven feature warping in plain PyTorch, written the way the FOMM family writes
 it: per-keypoint sparse motions on an expanded identity grid, a mask-weighted sum of them,
-and grid_sample (SPEC section 3)."""
+and grid_sample (docs/ops.md, keypoint_warp)."""
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from pyface import _checks
-from pyface.reference.keypoint_heatmaps import make_coordinate_grid
-
-OP = "keypoint_warp"
-PADDING_MODES = ("zeros", "border")
-
-
-def check_keypoint_args(op, feature, kp_source, kp_driving, jacobian, padding_mode, **more) -> None:
-    """The checks keypoint_warp and sparse_motion_warp share; `more` tensors (the mask) join
-    the dtype and device checks."""
-    named = {"feature": feature, "kp_source": kp_source, "kp_driving": kp_driving, **more, "jacobian": jacobian}
-    for name, value in named.items():
-        if value is not None:
-            _checks.floating(op, name, value)
-            if value.dtype != feature.dtype:
-                raise TypeError(f"{op}: {name} must have feature's dtype {feature.dtype}, got {value.dtype}")
-    if feature.dim() not in (4, 5):
-        raise ValueError(f"{op}: feature must be (N, C, H, W) or (N, C, D, H, W), got shape {tuple(feature.shape)}")
-    n, dims = feature.shape[0], feature.dim() - 2
-    if 0 in feature.shape[2:]:  # nothing to sample from (grid_sample refuses it too)
-        raise ValueError(f"{op}: feature's spatial sizes must be non-zero, got shape {tuple(feature.shape)}")
-    if kp_source.dim() != 3 or kp_source.shape[0] != n or kp_source.shape[2] != dims:
-        raise ValueError(
-            f"{op}: kp_source must be (N, K, {dims}) for a {dims}-D feature of batch {n}, got shape {tuple(kp_source.shape)}"
-        )
-    if kp_driving.shape != kp_source.shape:
-        raise ValueError(
-            f"{op}: kp_driving shape {tuple(kp_driving.shape)} must equal kp_source shape {tuple(kp_source.shape)}"
-        )
-    k = kp_source.shape[1]
-    if jacobian is not None and tuple(jacobian.shape) != (n, k, dims, dims):
-        raise ValueError(f"{op}: jacobian must be (N, K, d, d) = {(n, k, dims, dims)}, got shape {tuple(jacobian.shape)}")
-    _checks.one_of(op, "padding_mode", padding_mode, PADDING_MODES)
-    _checks.same_device(op, **named)
-
-
-def check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode) -> None:
-    """Everything about the arguments that can be checked without reading tensor data."""
-    check_keypoint_args(OP, feature, kp_source, kp_driving, jacobian, padding_mode, mask=mask)
-    n, k, dims = feature.shape[0], kp_source.shape[1], feature.dim() - 2
-    if mask.dim() != dims + 2 or mask.shape[0] != n or mask.shape[1] != k + 1:
-        raise ValueError(
-            f"{OP}: mask must be (N, K+1, *S_out) = ({n}, {k + 1}, {dims} sizes), got shape {tuple(mask.shape)}"
-        )
+from pyface.contracts import checks
+from pyface.contracts.grid import make_coordinate_grid
 
 
 def sparse_motions(kp_source, kp_driving, jacobian, spatial, dtype, device) -> Tensor:
@@ -90,7 +48,7 @@ def keypoint_warp(
     deformation), bilinear in 2-D, trilinear in 3-D, NaN where the deformation is not finite
     (`sample`). Returns the output (N, C, *S_out), or (output, deformation (N, *S_out, d)).
     `backend` is ignored (signature parity)."""
-    check_args(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
+    checks.check_keypoint_warp(feature, kp_source, kp_driving, mask, jacobian, padding_mode)
     deformation = mask_weighted_deformation(kp_source, kp_driving, mask, jacobian, mask_logits)
     output = sample(feature, deformation, padding_mode, align_corners)
     return (output, deformation) if return_deformation else output

@@ -1,19 +1,13 @@
 """The dense-motion network's input in plain PyTorch, written the way the FOMM family writes
 create_deformed_source_image: the feature repeated once per motion, the K+1 sparse motions
 on an expanded identity grid, and one grid_sample over the (N*(K+1), C, *S) batch
-(SPEC section 3)."""
+(docs/ops.md, sparse_motion_warp)."""
 from __future__ import annotations
 
 from torch import Tensor
 
-from pyface.reference.keypoint_warp import check_keypoint_args, sample, sparse_motions
-
-OP = "sparse_motion_warp"
-
-
-def check_args(feature, kp_source, kp_driving, jacobian, padding_mode) -> None:
-    """Everything about the arguments that can be checked without reading tensor data."""
-    check_keypoint_args(OP, feature, kp_source, kp_driving, jacobian, padding_mode)
+from pyface.contracts import checks
+from pyface.reference.keypoint_warp import sample, sparse_motions
 
 
 def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_corners=False, padding_mode="zeros",
@@ -21,7 +15,7 @@ def sparse_motion_warp(feature, kp_source, kp_driving, jacobian=None, *, align_c
     """(N, K+1, C, *S): slot k is grid_sample(feature, T_k(identity grid)), slot 0 the feature
     resampled on the identity grid; NaN where a motion is not finite (keypoint_warp's `sample`).
     `backend` is ignored (signature parity)."""
-    check_args(feature, kp_source, kp_driving, jacobian, padding_mode)
+    checks.check_sparse_motion_warp(feature, kp_source, kp_driving, jacobian, padding_mode)
     repeated, motions = motion_batch(feature, kp_source, kp_driving, jacobian)
     n, k = kp_source.shape[:2]
     return sample(repeated, motions, padding_mode, align_corners).view(n, k + 1, *feature.shape[1:])

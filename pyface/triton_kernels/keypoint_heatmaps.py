@@ -7,19 +7,9 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from pyface.triton_kernels._grid import grid_point, volume
+
 BLOCK = 1024
-
-
-@triton.jit
-def _grid_point(at, D, H, W):
-    """(x, y, z) of flat grid index `at` in a (D, H, W) map; torch.linspace(-1, 1, size)."""
-    w = at % W
-    h = (at // W) % H
-    d = at // (W * H)
-    x = tl.where(W > 1, -1.0 + 2.0 * w.to(tl.float32) / tl.maximum(W - 1, 1).to(tl.float32), -1.0)
-    y = tl.where(H > 1, -1.0 + 2.0 * h.to(tl.float32) / tl.maximum(H - 1, 1).to(tl.float32), -1.0)
-    z = tl.where(D > 1, -1.0 + 2.0 * d.to(tl.float32) / tl.maximum(D - 1, 1).to(tl.float32), -1.0)
-    return x, y, z
 
 
 @triton.jit
@@ -43,7 +33,7 @@ def _forward_kernel(driving_ptr, source_ptr, out_ptr, K, D, H, W, inv_two_var,
     plane = D * H * W
     at = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = at < plane
-    x, y, z = _grid_point(at, D, H, W)
+    x, y, z = grid_point(at, D, H, W)
     kp = (n * K + tl.maximum(k, 0)) * DIMS
     _, _, _, r2d = _offsets(driving_ptr + kp, x, y, z, DIMS)
     _, _, _, r2s = _offsets(source_ptr + kp, x, y, z, DIMS)
@@ -70,7 +60,7 @@ def _backward_kernel(driving_ptr, source_ptr, grad_ptr, grad_driving_ptr, grad_s
         at = start + tl.arange(0, BLOCK)
         inside = at < plane
         g = tl.load(grad_base + at, mask=inside, other=0.0).to(tl.float32)
-        x, y, z = _grid_point(at, D, H, W)
+        x, y, z = grid_point(at, D, H, W)
         ox, oy, oz, r2 = _offsets(driving_ptr + task * DIMS, x, y, z, DIMS)
         e = g * tl.exp(-r2 * inv_two_var)
         dx += e * ox
@@ -92,14 +82,9 @@ def _backward_kernel(driving_ptr, source_ptr, grad_ptr, grad_driving_ptr, grad_s
         tl.store(grad_source_ptr + out + 2, (-tl.sum(sz, axis=0) * inv_var).to(ty))
 
 
-def _volume(spatial_size):
-    """(D, H, W) of a 2-D (H, W) or 3-D spatial size, D = 1 in 2-D."""
-    return (1, *spatial_size) if len(spatial_size) == 2 else tuple(spatial_size)
-
-
 def forward(kp_driving, kp_source, spatial_size, variance) -> Tensor:
     N, K, dims = kp_driving.shape
-    D, H, W = _volume(spatial_size)
+    D, H, W = volume(spatial_size)
     heatmaps = kp_driving.new_empty((N, K + 1, *spatial_size))
     if K == 0:  # the background slot alone, all zeros (the kernel reads keypoint 0 for every slot)
         return heatmaps.zero_()
@@ -113,7 +98,7 @@ def forward(kp_driving, kp_source, spatial_size, variance) -> Tensor:
 
 def backward(grad, kp_driving, kp_source, variance) -> tuple[Tensor, Tensor]:
     N, K, dims = kp_driving.shape
-    D, H, W = _volume(tuple(grad.shape[2:]))
+    D, H, W = volume(tuple(grad.shape[2:]))
     grad_driving, grad_source = kp_driving.new_empty(kp_driving.shape), kp_source.new_empty(kp_source.shape)
     if grad_driving.numel() == 0:
         return grad_driving, grad_source

@@ -12,6 +12,7 @@ import triton.language as tl
 from torch import Tensor
 
 from pyface._dtypes import accumulation_dtype
+from pyface.triton_kernels._grid import grid_point, volume
 from pyface.triton_kernels._warp_sampling import (
     PARTIAL_WIDTH,
     ScatterSums,
@@ -22,7 +23,6 @@ from pyface.triton_kernels._warp_sampling import (
     stencil,
     store_keypoint_sums,
 )
-from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
 
 BLOCK = 128
 
@@ -44,7 +44,7 @@ def _forward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, mask_ptr, out
     S = D_out * H_out * W_out
     at = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
     inside = at < S
-    x, y, z = _grid_point(at, D_out, H_out, W_out)
+    x, y, z = grid_point(at, D_out, H_out, W_out)
     mask = mask_ptr + n.to(tl.int64) * (K + 1) * S
     weights = weights_ptr + n.to(tl.int64) * (K + 1) * S
     high = tl.zeros([BLOCK], tl.float32)
@@ -113,7 +113,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
             gz += tl.load(grad_def + 2, mask=inside, other=0.0)
     # d/d m_k = g . T_k(z); through the softmax m_k (d/d m_k - sum_j m_j d/d m_j). Per keypoint
     # this block's sums of m_k g and m_k g (z - kp_driving_k)^T go to the partials.
-    x, y, z = _grid_point(at, D_out, H_out, W_out)
+    x, y, z = grid_point(at, D_out, H_out, W_out)
     weights = weights_ptr + n.to(tl.int64) * (K + 1) * S
     grad_mask = grad_mask_ptr + n.to(tl.int64) * (K + 1) * S
     m0 = tl.load(weights + at, mask=inside, other=0.0)
@@ -140,7 +140,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, deformation_
 
 
 def _sizes(feature, mask):
-    return feature.dim() - 2, _volume(feature.shape[2:]), _volume(mask.shape[2:])
+    return feature.dim() - 2, volume(feature.shape[2:]), volume(mask.shape[2:])
 
 
 def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding) -> tuple[Tensor, Tensor, Tensor]:

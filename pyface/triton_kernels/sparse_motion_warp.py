@@ -10,6 +10,7 @@ import triton
 import triton.language as tl
 from torch import Tensor
 
+from pyface.triton_kernels._grid import grid_point, volume
 from pyface.triton_kernels._warp_sampling import (
     PARTIAL_WIDTH,
     ScatterSums,
@@ -20,7 +21,6 @@ from pyface.triton_kernels._warp_sampling import (
     stencil,
     store_keypoint_sums,
 )
-from pyface.triton_kernels.keypoint_heatmaps import _grid_point, _volume
 
 BLOCK = 128
 
@@ -29,7 +29,7 @@ BLOCK = 128
 def _sample_position(source_ptr, driving_ptr, jac_ptr, n, slot, K, at, D, H, W, DIMS: tl.constexpr,
                      HAS_JAC: tl.constexpr):
     """Where motion `slot` samples at grid points `at` (slot 0: the identity), and z - kp_driving."""
-    x, y, z = _grid_point(at, D, H, W)
+    x, y, z = grid_point(at, D, H, W)
     mx, my, mz, rx, ry, rz = keypoint_motion(source_ptr, driving_ptr, jac_ptr, n * K + tl.maximum(slot - 1, 0),
                                              x, y, z, DIMS, HAS_JAC)
     identity = slot == 0
@@ -81,7 +81,7 @@ def _backward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, grad_out_ptr
 def forward(feature, kp_source, kp_driving, jacobian, align_corners, padding) -> Tensor:
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
-    D, H, W = _volume(feature.shape[2:])
+    D, H, W = volume(feature.shape[2:])
     output = feature.new_empty((n, k + 1, c, *feature.shape[2:]))
     if output.numel() == 0:
         return output
@@ -108,7 +108,7 @@ def backward(grad_output, feature, kp_source, kp_driving, jacobian, align_corner
              deterministic) -> tuple[Tensor, Tensor, Tensor, Tensor]:
     n, c = feature.shape[:2]
     k, dims = kp_source.shape[1], feature.dim() - 2
-    D, H, W = _volume(feature.shape[2:])
+    D, H, W = volume(feature.shape[2:])
     if feature.numel() == 0:  # nothing is sampled: every gradient is zero
         jac = torch.zeros_like(jacobian) if jacobian is not None else feature.new_empty((0,))
         grad_feature = torch.zeros_like(feature) if feature_grad else feature.new_empty((0,))

@@ -8,7 +8,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from pyface.data.faces import LANDMARKS
+from pyface.contracts.faces import LANDMARKS
 
 TEMPLATE_NAMES = ("None", "M", "R", "O")
 # (opening / width, corner lift / width) of each template
