@@ -1,5 +1,6 @@
-// The identity grid the keypoint ops share with grid_sample and SPEC section 3: along an
-// axis of `size` points, coordinate i is torch.linspace(-1, 1, size)[i]. Host and device.
+// The identity grid the keypoint ops share with grid_sample (docs/ops.md, "Coordinates";
+// pyface/contracts/grid.py): along an axis of `size` points, coordinate i is
+// torch.linspace(-1, 1, size)[i]. Host and device.
 #pragma once
 
 #include <c10/macros/Macros.h>

@@ -9,8 +9,8 @@ namespace pyface {
 // path a is best contiguous and b contiguous or a transposed contiguous matrix (no copies).
 // float32 on CPU runs oneDNN's matmul (torch's mkldnn::_linear_pointwise) where torch has it
 // and its mkldnn backend is enabled: at::mm calls MKL's sgemm, which on AMD CPUs runs AVX2
-// code, while oneDNN picks AVX-512 by the CPU's features (on our AMD EPYC VM, 3136 x 256 x 128
-// takes 0.54 ms instead of 1.17).
+// code, while oneDNN picks AVX-512 by the CPU's features (README, global_local_attention,
+// gives the measured difference).
 // Everything else is at::mm.
 at::Tensor mm_nt(const at::Tensor& a, const at::Tensor& b);
 

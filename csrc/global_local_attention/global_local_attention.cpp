@@ -111,7 +111,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const spool::PreparedValues cells = spool::prepare_values(context, kOp);
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   // face_term (N, Hd). The face-half products are small, and at::mm (MKL) runs them faster
-  // than oneDNN, whose per-call setup dominates there (34 against 44-86 us at batch 64).
+  // than oneDNN, whose per-call setup dominates at these sizes.
   const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());
   const at::Tensor projection = mm_nt(cell_rows(cells, l), l.w1_cell).view({l.N, l.P, l.Hd});
   const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),

@@ -1,4 +1,4 @@
-// GLAMOR-Net's Global-Local Attention (SPEC section 2): what the host code hands to the
+// GLAMOR-Net's Global-Local Attention (docs/ops.md, global_local_attention): what the host code hands to the
 // score-net kernels. The two products of the first layer are GEMMs run by the host code
 // (the face half once per sample, the cell half once per cell, never on a concatenation);
 // the kernels do everything between them and the softmax.

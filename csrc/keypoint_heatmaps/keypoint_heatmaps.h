@@ -1,4 +1,4 @@
-// Keypoint heatmaps (SPEC section 3): what the host code hands to each kernel.
+// Keypoint heatmaps (docs/ops.md, keypoint_heatmaps): what the host code hands to each kernel.
 #pragma once
 
 #include <cstdint>

@@ -1,4 +1,4 @@
-// Keypoint-driven feature warping (SPEC section 3): what the host code hands to each kernel.
+// Keypoint-driven feature warping (docs/ops.md, keypoint_warp): what the host code hands to each kernel.
 #pragma once
 
 #include <c10/macros/Macros.h>

@@ -1,4 +1,4 @@
-// Spatial softmax attention pooling (SPEC section 2): what the host code hands to each kernel.
+// Spatial softmax attention pooling (docs/ops.md, softmax_pool): what the host code hands to each kernel.
 // The global-local attention op reuses these kernels for its softmax and its pooling.
 #pragma once
 

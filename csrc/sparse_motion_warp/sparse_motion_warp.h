@@ -1,4 +1,4 @@
-// The dense-motion network's input (SPEC section 3): what the host code hands to each
+// The dense-motion network's input (docs/ops.md, sparse_motion_warp): what the host code hands to each
 // kernel. It shares keypoint_warp's Problem with mask = null and the output grid equal to
 // the input grid (D_out = D_in, ...).
 #pragma once

@@ -1,4 +1,4 @@
-// Masked weighted L1 loss (SPEC section 1): what the host code hands to each kernel.
+// Masked weighted L1 loss (docs/ops.md, weighted_l1_loss): what the host code hands to each kernel.
 #pragma once
 
 #include <cstdint>
