@@ -3,17 +3,11 @@ Inside an autocast region the ops take half-precision activations beside float32
 run in float32 and return float32, with the answer of the op run in float32 on the same
 inputs; gradients come back in each input's own dtype."""
 import pytest
-import test_global_local_attention
-import test_keypoint_heatmaps
-import test_keypoint_warp
-import test_softmax_pool
-import test_sparse_motion_warp
-import test_weighted_l1_loss
 import torch
 from helpers import BACKENDS, TOLERANCES, assert_close_to_largest, device_of, in_float64, outputs_and_grads
 
 import pyface
-from pyface import ops, reference
+from pyface import opinfo, ops, reference
 from pyface.models import GLAMORNet
 from pyface.nn import (
     DenseMotion,
@@ -26,33 +20,26 @@ from pyface.nn import (
 HALF_TYPES = [torch.bfloat16, torch.float16]
 
 
-def _weighted_l1_inputs(device):
-    x, t, w, labels, class_weights = test_weighted_l1_loss.make(weight="N1S", label_dtype=torch.int64)
-    return {"input": x, "target": t, "weight": w, "labels": labels, "class_weights": class_weights}
-
-
-# op name: (inputs in float32 on a device, the inputs a layer in an autocast region would hand
-# over in half precision (the others stay float32, as parameters do), the op's options)
+# op name: (the inputs a layer in an autocast region would hand over in half precision (the
+# others stay float32, as parameters do), the op's options); the inputs are its description's
+# (pyface.opinfo), in float32
 CASES = {
-    "global_local_attention": (lambda device: test_global_local_attention.make(device=device), ("face", "context"),
-                               {"return_attention": True}),
-    "keypoint_heatmaps": (lambda device: test_keypoint_heatmaps.make(device=device), ("kp_driving",),
-                          {"spatial_size": (6, 7), "variance": 0.05}),
-    "keypoint_warp": (lambda device: test_keypoint_warp.make(device=device), ("feature", "mask"),
-                      {"return_deformation": True, "mask_logits": True}),
-    "softmax_pool": (lambda device: test_softmax_pool.make(device=device), ("scores",), {"return_attention": True}),
-    "sparse_motion_warp": (lambda device: test_sparse_motion_warp.make(device=device), ("feature",), {}),
-    "weighted_l1_loss": (lambda device: {k: None if v is None else v.to(device) for k, v in
-                                         _weighted_l1_inputs(device).items()}, ("input",), {}),
+    "global_local_attention": (("face", "context"), {"return_attention": True}),
+    "keypoint_heatmaps": (("kp_driving",), {"spatial_size": (6, 7), "variance": 0.05}),
+    "keypoint_warp": (("feature", "mask"), {"return_deformation": True, "mask_logits": True}),
+    "softmax_pool": (("scores",), {"return_attention": True}),
+    "sparse_motion_warp": (("feature",), {}),
+    "weighted_l1_loss": (("input",), {}),
 }
+INPUT_OPTIONS = {"weighted_l1_loss": {"weight": "N1S", "label_dtype": torch.int64}}  # the rest: the defaults
 
 
 @pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
 @pytest.mark.parametrize("half", HALF_TYPES)
 @pytest.mark.parametrize("op_name", CASES)
 def test_op_runs_in_float32_under_autocast(op_name, half, backend):
-    make, activations, options = CASES[op_name]
-    tensors = make(device_of(backend))
+    activations, options = CASES[op_name]
+    tensors = getattr(opinfo, op_name).inputs(device=device_of(backend), **INPUT_OPTIONS.get(op_name, {}))
     tensors = {name: t.to(half) if name in activations else t for name, t in tensors.items()}
     got, got_grads = outputs_and_grads(getattr(ops, op_name), tensors, autocast_dtype=half, backend=backend, **options)
     want, want_grads = outputs_and_grads(getattr(reference, op_name), in_float64(tensors), **options)

@@ -1,6 +1,5 @@
-"""pyface.ops.keypoint_warp on every backend against the reference (the Triton backend runs
-in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
-import itertools
+"""The tests only pyface.ops.keypoint_warp needs (and the empty-plane check it shares with
+sparse_motion_warp); the generic ones are tests/test_ops.py's, driven by pyface.opinfo.keypoint_warp."""
 import os
 
 import helpers
@@ -9,55 +8,11 @@ import torch
 from helpers import BACKENDS, device_of
 
 import pyface
+from pyface.opinfo.keypoint_warp import inputs as make
 from pyface.ops import keypoint_warp
 from pyface.reference import keypoint_warp as reference
 
 needs_extension = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled extension not built")
-
-SIZES = {2: ((5, 6), (7, 8)), 3: ((4, 5, 6), (3, 7, 8))}  # (input, output) spatial sizes, D != H != W
-
-
-def make(dims=2, n=2, c=3, k=4, sizes=None, jacobian=True, logits=True, spread=1.2, dtype=torch.float32, seed=0,
-         device="cpu"):
-    g = torch.Generator().manual_seed(seed)
-    size_in, size_out = sizes or SIZES[dims]
-    rand = lambda *shape: torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
-    tensors = {
-        "feature": torch.randn(n, c, *size_in, generator=g, dtype=torch.float64),
-        "kp_source": (rand(n, k, dims) * 2 - 1) * spread,
-        "kp_driving": (rand(n, k, dims) * 2 - 1) * spread,
-        "mask": torch.randn(n, k + 1, *size_out, generator=g, dtype=torch.float64) if logits else rand(n, k + 1, *size_out),
-        "jacobian": torch.eye(dims, dtype=torch.float64) + 0.3 * torch.randn(n, k, dims, dims, generator=g, dtype=torch.float64)
-        if jacobian else None,
-    }
-    return {name: None if t is None else t.to(device, dtype) for name, t in tensors.items()}
-
-
-def check(tensors, backend, dtype=torch.float32, **options):
-    helpers.check_against_reference(keypoint_warp, reference, tensors, backend, dtype, return_deformation=True,
-                                    **options)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dims", [2, 3])
-@pytest.mark.parametrize("jacobian,logits", [(False, False), (True, True), (True, False)])
-@pytest.mark.parametrize("align_corners,padding_mode", list(itertools.product([False, True], ["zeros", "border"])))
-def test_matches_reference(backend, dims, jacobian, logits, align_corners, padding_mode):
-    tensors = make(dims, jacobian=jacobian, logits=logits, device=device_of(backend))
-    helpers.poison_allocator((2, 3, *SIZES[dims][1]), torch.float32, device_of(backend))
-    check(tensors, backend, mask_logits=logits, align_corners=align_corners, padding_mode=padding_mode)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("k", [1, 21])
-def test_keypoint_counts(backend, k):
-    check(make(3, k=k, device=device_of(backend)), backend, mask_logits=True)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("padding_mode", ["zeros", "border"])
-def test_keypoints_far_outside_the_grid(backend, padding_mode):
-    check(make(2, spread=3.0, device=device_of(backend)), backend, mask_logits=True, padding_mode=padding_mode)
 
 
 # Where each special value goes: (input, index, value); "logits" sets every logit of one position
@@ -116,20 +71,6 @@ def test_minus_inf_logit_weighs_exactly_zero(backend):
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dims", [2, 3])
-def test_positions_on_the_border_bounds_get_no_gradient(backend, dims):
-    # torch's rule: a coordinate on a bound counts as clipped; the kernels counted it inside
-    # (found by fuzzing). Identity motions on a 2-wide output grid with align_corners put every
-    # position on a bound (and none on an inner cell edge, where float32 and float64 may round
-    # to either side of the bilinear kink)
-    tensors = make(dims, jacobian=False, logits=False, sizes=(SIZES[dims][0], (2,) * dims), device=device_of(backend))
-    tensors["mask"].zero_()[:, 0] = 1  # all weight on the identity: deformation = z exactly
-    tensors["kp_source"].zero_()  # T_k(z) = z exactly, on the bounds in float32 as in float64
-    tensors["kp_driving"].zero_()
-    check(tensors, backend, align_corners=True, padding_mode="border")
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
 def test_inf_feature_in_2d_keeps_the_mask_gradient(backend):
     # Triton's 2-D backward added inf * 0 into a third axis it does not have: d/d mask was NaN
     # where the reference has -inf (found by fuzzing, float16)
@@ -175,28 +116,6 @@ def test_plane_past_2_31_elements(backend):
     helpers.assert_close(got, want, torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_output_larger_than_input(backend):  # a 64x64 deformation driving a 128x128 output, scaled down
-    check(make(2, sizes=((4, 4), (9, 11)), device=device_of(backend)), backend, mask_logits=True)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_dtypes(backend, dtype):
-    if dtype == torch.float64 and backend != "cpu":
-        pytest.skip("float64 is a CPU dtype (for gradcheck)")
-    check(make(3, dtype=dtype, device=device_of(backend)), backend, dtype=dtype, mask_logits=True)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_non_contiguous_inputs(backend):
-    tensors = make(2, device=device_of(backend))
-    tensors["feature"] = tensors["feature"].to(memory_format=torch.channels_last)
-    tensors["mask"] = tensors["mask"].transpose(2, 3).contiguous().transpose(2, 3)
-    tensors["kp_source"] = tensors["kp_source"].transpose(0, 1).contiguous().transpose(0, 1)
-    check(tensors, backend, mask_logits=True)
-
-
 @pytest.mark.parametrize("backend", [b for b in BACKENDS if b.values[0] != "cpu"])
 def test_deterministic_mode(backend):
     """torch.use_deterministic_algorithms(True) makes the GPU scatter of d/d feature fixed
@@ -230,57 +149,7 @@ def test_gradient_of_the_deformation_alone(backend):
     assert got["feature"] is None or not got["feature"].any()
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dims", [2, 3])
-def test_no_channels_still_give_the_deformation_its_gradients(backend, dims):
-    # With C = 0 the backward once returned zeros early, though the deformation it also
-    # returns depends on the keypoints and the mask.
-    check(make(dims, c=0, device=device_of(backend)), backend, mask_logits=True)
-
-
-@needs_extension
-@pytest.mark.parametrize("dims", [2, 3])
-def test_gradcheck(dims):
-    tensors = make(dims, n=1, c=2, k=2, sizes=((3, 4), (3, 3)) if dims == 2 else ((2, 3, 4), (2, 2, 3)), dtype=torch.float64)
-    names = list(tensors)
-    leaves = tuple(tensors[name].requires_grad_() for name in names)
-
-    def fn(*args):
-        return keypoint_warp(**dict(zip(names, args)), mask_logits=True, padding_mode="border",
-                             return_deformation=True, backend="cpu")
-
-    assert torch.autograd.gradcheck(fn, leaves)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("jacobian", [False, True])
-def test_opcheck(backend, jacobian):
-    t = make(2, jacobian=jacobian, device=device_of(backend))
-    suffix = "_triton" if backend == "triton" else ""
-    forward = getattr(torch.ops.pyface, f"keypoint_warp_forward{suffix}").default
-    backward = getattr(torch.ops.pyface, f"keypoint_warp_backward{suffix}").default
-    args = (t["feature"], t["kp_source"], t["kp_driving"], t["mask"], t["jacobian"], True, False, 0)
-    torch.library.opcheck(forward, tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args))
-    output, deformation, motion_weights = forward(*args)
-    for grad_deformation in (None, torch.rand_like(deformation)):
-        torch.library.opcheck(backward, (torch.rand_like(output), grad_deformation, *args[:5], deformation,
-                                         motion_weights, True, False, 0, True, False))
-
-
-@pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
-def test_torch_compile_fullgraph(backend):
-    t = make(3, device=device_of(backend))
-    compiled = torch.compile(lambda **kw: keypoint_warp(**kw, mask_logits=True, backend=backend), fullgraph=True)
-    helpers.assert_close_to_largest(compiled(**t), reference(**t, mask_logits=True), torch.float32)
-
-
 # --- bad input: each raises a clear error naming the argument --------------------------------
-
-
-def test_mask_channels():
-    t = make(2)
-    with pytest.raises(ValueError, match="mask must be \\(N, K\\+1"):
-        keypoint_warp(**dict(t, mask=t["mask"][:, 1:]))
 
 
 @pytest.mark.parametrize("dims", [2, 3])
@@ -299,44 +168,3 @@ def test_empty_feature_plane(op, dims):
             options = (True, False, 0) if op == "keypoint_warp" else (False, 0)
             with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
                 getattr(torch.ops.pyface, f"{op}_forward")(*t.values(), *options)
-
-
-def test_keypoint_dims_differ_from_feature_dims():
-    t = make(2)
-    with pytest.raises(ValueError, match="kp_source must be \\(N, K, 2\\)"):
-        keypoint_warp(**dict(t, kp_source=torch.zeros(2, 4, 3), kp_driving=torch.zeros(2, 4, 3)))
-
-
-def test_keypoint_shape_mismatch():
-    t = make(2)
-    with pytest.raises(ValueError, match="kp_driving shape"):
-        keypoint_warp(**dict(t, kp_driving=t["kp_driving"][:, :3]))
-
-
-def test_jacobian_shape():
-    t = make(2)
-    with pytest.raises(ValueError, match="jacobian must be \\(N, K, d, d\\)"):
-        keypoint_warp(**dict(t, jacobian=t["jacobian"][..., :1]))
-
-
-def test_unknown_padding_mode():
-    with pytest.raises(ValueError, match="padding_mode must be one of"):
-        keypoint_warp(**make(2), padding_mode="reflection")
-
-
-def test_batch_mismatch():
-    t = make(2)
-    with pytest.raises(ValueError, match="kp_source must be"):
-        keypoint_warp(**dict(t, feature=t["feature"][:1]))
-
-
-def test_integer_feature():
-    t = make(2)
-    with pytest.raises(TypeError, match="feature must be float"):
-        keypoint_warp(**dict(t, feature=t["feature"].long()))
-
-
-def test_mixed_devices():
-    t = make(2)
-    with pytest.raises(ValueError, match="all tensors must be on one device"):
-        keypoint_warp(**dict(t, mask=t["mask"].to("meta")))

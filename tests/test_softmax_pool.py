@@ -1,26 +1,14 @@
-"""pyface.ops.softmax_pool on every backend against the reference (the Triton backend runs
-in Triton's interpreter on small grids when there is no GPU; CUDA tests skip without one)."""
+"""The tests only pyface.ops.softmax_pool needs; the generic ones are tests/test_ops.py's,
+driven by pyface.opinfo.softmax_pool."""
 import helpers
 import pytest
 import torch
-from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads, poison_allocator
+from helpers import BACKENDS, assert_close_to_largest, device_of, in_float64, outputs_and_grads
 
-import pyface
+from pyface.opinfo.softmax_pool import SPATIAL
+from pyface.opinfo.softmax_pool import inputs as make
 from pyface.ops import softmax_pool
 from pyface.reference import softmax_pool as reference
-
-SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
-
-
-def make(spatial=(7, 7), n=3, c=37, dtype=torch.float32, device="cpu", keep_dim=False, seed=0):
-    g = torch.Generator().manual_seed(seed)
-    scores = torch.randn((n, 1, *spatial) if keep_dim else (n, *spatial), generator=g, dtype=torch.float64) * 3
-    values = torch.randn((n, c, *spatial), generator=g, dtype=torch.float64)
-    return {"scores": scores.to(device, dtype), "values": values.to(device, dtype)}
-
-
-def check_against_reference(tensors, backend, dtype):
-    helpers.check_against_reference(softmax_pool, reference, tensors, backend, dtype, return_attention=True)
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -32,22 +20,6 @@ def test_non_finite_inputs_give_nan_and_inf_where_the_reference_does(backend, na
     helpers.check_specials_against_reference(softmax_pool, reference, tensors, backend, return_attention=True)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dims", [1, 2, 3])
-@pytest.mark.parametrize("keep_dim", [False, True])
-def test_matches_reference(backend, dims, keep_dim):
-    tensors = make(SPATIAL[dims], keep_dim=keep_dim, device=device_of(backend))
-    poison_allocator(tensors["values"].shape, torch.float32, device_of(backend))
-    check_against_reference(tensors, backend, torch.float32)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("cells", [1, 9, 49, 196])
-@pytest.mark.parametrize("channels", [1, 37, 130])
-def test_odd_sizes(backend, cells, channels):
-    check_against_reference(make((cells,), n=2, c=channels, device=device_of(backend)), backend, torch.float32)
-
-
 @pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
 @pytest.mark.parametrize("dims", [1, 2])
 def test_empty_batch(backend, dims):
@@ -56,36 +28,6 @@ def test_empty_batch(backend, dims):
     (pooled, attention), grads = outputs_and_grads(softmax_pool, tensors, backend=backend, return_attention=True)
     assert pooled.shape == (0, 37) and attention.shape == (0, *SPATIAL[dims])
     assert grads["scores"].shape == tensors["scores"].shape and grads["values"].shape == tensors["values"].shape
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float64])
-def test_dtypes(backend, dtype):
-    if dtype == torch.float64 and backend != "cpu":
-        pytest.skip("float64 is a CPU dtype (for gradcheck)")
-    check_against_reference(make((5, 9), c=70, dtype=dtype, device=device_of(backend)), backend, dtype)
-
-
-@pytest.mark.parametrize("backend", BACKENDS)
-@pytest.mark.parametrize("layout", ["channels_last", "channels_last_3d", "sliced", "transposed_scores"])
-def test_non_contiguous_inputs(backend, layout):
-    device = device_of(backend)
-    if layout == "channels_last_3d":
-        tensors = make((3, 4, 5), c=19, device=device)
-        tensors["values"] = tensors["values"].to(memory_format=torch.channels_last_3d)
-    else:
-        tensors = make((6, 7), c=19, device=device)
-    if layout == "channels_last":
-        tensors["values"] = tensors["values"].to(memory_format=torch.channels_last)
-    elif layout == "sliced":
-        tensors["values"] = torch.cat([tensors["values"]] * 2, dim=1)[:, ::2]
-    elif layout == "transposed_scores":
-        tensors["scores"] = tensors["scores"].transpose(1, 2).contiguous().transpose(1, 2)
-    got, got_grads = outputs_and_grads(softmax_pool, tensors, return_attention=True, backend=backend)
-    want, want_grads = outputs_and_grads(reference, in_float64(tensors), return_attention=True)
-    for g, w in zip(got + list(got_grads.values()), want + list(want_grads.values())):
-        assert_close_to_largest(g, w, torch.float32)
-    assert got_grads["values"].stride() == tensors["values"].stride() or layout == "sliced"
 
 
 @pytest.mark.parametrize("backend", BACKENDS)
@@ -118,87 +60,9 @@ def test_gradient_of_pooled_alone_and_of_attention_alone(backend):
                 assert_close_to_largest(got[name], want[name], torch.float32)
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
-def test_opcheck(backend):
-    device = device_of(backend)
-    suffix = "_triton" if backend == "triton" else ""
-    forward = getattr(torch.ops.pyface, f"softmax_pool_forward{suffix}").default
-    backward = getattr(torch.ops.pyface, f"softmax_pool_backward{suffix}").default
-    t = make((3, 5), n=2, c=6, device=device)
-    scores, values = t["scores"].flatten(1), t["values"].flatten(2)
-    torch.library.opcheck(forward, (scores.requires_grad_(), values.requires_grad_()))
-    attention = torch.softmax(scores.detach(), dim=1)
-    for grad_attention in (None, torch.rand_like(attention)):
-        torch.library.opcheck(backward, (torch.rand(2, 6, device=device), grad_attention, values.detach(), attention, True))
-    torch.library.opcheck(backward, (torch.rand(2, 6, device=device), None, values.detach(), attention, False))
-
-
-def test_gradcheck():
-    t = make((3, 4), n=2, c=5, dtype=torch.float64)
-    scores, values = t["scores"].requires_grad_(), t["values"].requires_grad_()
-    fn = lambda s, v: softmax_pool(s, v, return_attention=True, backend="cpu")  # noqa: E731
-    assert torch.autograd.gradcheck(fn, (scores, values))
-
-
-@pytest.mark.parametrize("backend", ["cpu", "reference"])
-def test_torch_compile_fullgraph(backend):
-    t = make((5, 5), c=9)
-    compiled = torch.compile(lambda s, v: softmax_pool(s, v, return_attention=True, backend=backend), fullgraph=True)
-    got = compiled(t["scores"], t["values"])
-    want = reference(t["scores"], t["values"], return_attention=True)
-    for g, w in zip(got, want):
-        assert_close_to_largest(g, w, torch.float32)
-
-
 def test_returns_pooled_alone_by_default():
     t = make()
     assert softmax_pool(t["scores"], t["values"]).shape == (3, 37)
 
 
-def test_default_backend_is_the_cpu_kernel():
-    assert pyface._backends.resolve("softmax_pool", torch.device("cpu"), None) == "cpu"
-
-
 # --- bad input: each raises a clear error naming the argument --------------------------------
-
-
-def test_spatial_mismatch():
-    t = make((4, 5))
-    with pytest.raises(ValueError, match="scores must be"):
-        softmax_pool(t["scores"][:, :, :4], t["values"])
-
-
-def test_batch_mismatch():
-    t = make((4, 5))
-    with pytest.raises(ValueError, match="scores must be"):
-        softmax_pool(t["scores"][:2], t["values"])
-
-
-def test_integer_scores():
-    t = make()
-    with pytest.raises(TypeError, match="scores must be float"):
-        softmax_pool(t["scores"].long(), t["values"])
-
-
-def test_integer_values():
-    t = make()
-    with pytest.raises(TypeError, match="values must be float"):
-        softmax_pool(t["scores"], t["values"].int())
-
-
-def test_dtype_mismatch():
-    t = make()
-    with pytest.raises(TypeError, match="values must have scores' dtype"):
-        softmax_pool(t["scores"], t["values"].double())
-
-
-def test_values_dims():
-    t = make()
-    with pytest.raises(ValueError, match="values must be"):
-        softmax_pool(t["scores"], t["values"].flatten(1))
-
-
-def test_mixed_devices():
-    t = make()
-    with pytest.raises(ValueError, match="all tensors must be on one device"):
-        softmax_pool(t["scores"], t["values"].to("meta"))
