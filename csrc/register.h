@@ -1,8 +1,10 @@
-// Registration of an op's implementations, one per device this build has kernels for. An
-// op's host file writes its host functions once, as templates over the device, and a
-// `template <c10::DeviceType> void register_impls(torch::Library&)` that names them;
-// PYFACE_IMPL_EACH_DEVICE(register_impls) registers its CPU instance, and its CUDA instance
-// in a build with the CUDA kernels (a CPU-only build has no CUDA implementation to reach).
+// Registration of an op: its schemas once, and its implementations once per device this build
+// has kernels for. Each op's host file writes its host functions `forward` and `backward`
+// once, as templates over the device, and ends with
+//   PYFACE_REGISTER_OP(name, "(forward's arguments) -> (returns)", "(backward's ...) -> ...")
+// which defines pyface::name_forward and pyface::name_backward and registers the CPU
+// instances, and the CUDA instances in a build with the CUDA kernels (a CPU-only build has
+// no CUDA implementation to reach).
 #pragma once
 
 #include <c10/core/DeviceType.h>
@@ -19,3 +21,17 @@
 #endif
 
 #define PYFACE_IMPL_EACH_DEVICE(register_impls) PYFACE_IMPL_CPU(register_impls) PYFACE_IMPL_CUDA(register_impls)
+
+#define PYFACE_REGISTER_OP(name, forward_schema, backward_schema) \
+  TORCH_LIBRARY_FRAGMENT(pyface, m) {                             \
+    m.def(#name "_forward" forward_schema);                       \
+    m.def(#name "_backward" backward_schema);                     \
+  }                                                               \
+  namespace {                                                     \
+  template <c10::DeviceType kDevice>                              \
+  void register_impls(torch::Library& m) {                        \
+    m.impl(#name "_forward", &forward<kDevice>);                  \
+    m.impl(#name "_backward", &backward<kDevice>);                \
+  }                                                               \
+  }                                                               \
+  PYFACE_IMPL_EACH_DEVICE(register_impls)

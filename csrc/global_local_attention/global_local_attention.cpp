@@ -200,24 +200,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
           bn ? grad_shift.sum(0).to(dtype) : grad_shift};
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("global_local_attention_forward", &forward<kDevice>);
-  m.impl("global_local_attention_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def(
-      "global_local_attention_forward(Tensor face, Tensor context, Tensor w1, Tensor b1, Tensor w2, Tensor b2, "
-      "Tensor? hidden_scale, Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor)");
-  m.def(
-      "global_local_attention_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor face, Tensor context, "
-      "Tensor w1, Tensor w2, Tensor? hidden_scale, Tensor? hidden_shift, Tensor attention, Tensor projection, "
-      "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    global_local_attention,
+    "(Tensor face, Tensor context, Tensor w1, Tensor b1, Tensor w2, Tensor b2, Tensor? hidden_scale, "
+    "Tensor? hidden_shift) -> (Tensor, Tensor, Tensor, Tensor)",
+    "(Tensor grad_pooled, Tensor? grad_attention, Tensor face, Tensor context, Tensor w1, Tensor w2, "
+    "Tensor? hidden_scale, Tensor? hidden_shift, Tensor attention, Tensor projection, "
+    "Tensor face_term) -> (Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor)")
 
 }  // namespace pyface::gla

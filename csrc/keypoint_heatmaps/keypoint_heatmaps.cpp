@@ -105,20 +105,11 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad, const at::Te
   return {grad_driving, grad_source};
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("keypoint_heatmaps_forward", &forward<kDevice>);
-  m.impl("keypoint_heatmaps_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def("keypoint_heatmaps_forward(Tensor kp_driving, Tensor kp_source, int[] spatial_size, float variance) -> Tensor");
-  m.def(
-      "keypoint_heatmaps_backward(Tensor grad, Tensor kp_driving, Tensor kp_source, float variance) -> (Tensor, Tensor)");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    keypoint_heatmaps,
+    "(Tensor kp_driving, Tensor kp_source, int[] spatial_size, float variance) -> Tensor",
+    "(Tensor grad, Tensor kp_driving, Tensor kp_source, float variance) -> (Tensor, Tensor)")
 
 }  // namespace pyface::kph

@@ -147,24 +147,15 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {grad_feature, grad_source, grad_driving, grad_mask, grad_jacobian};
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("keypoint_warp_forward", &forward<kDevice>);
-  m.impl("keypoint_warp_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def(
-      "keypoint_warp_forward(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor mask, Tensor? jacobian, "
-      "bool mask_logits, bool align_corners, int padding) -> (Tensor, Tensor, Tensor)");
-  m.def(
-      "keypoint_warp_backward(Tensor grad_output, Tensor? grad_deformation, Tensor feature, Tensor kp_source, "
-      "Tensor kp_driving, Tensor mask, Tensor? jacobian, Tensor deformation, Tensor motion_weights, bool mask_logits, "
-      "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, Tensor, Tensor)");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    keypoint_warp,
+    "(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor mask, Tensor? jacobian, "
+    "bool mask_logits, bool align_corners, int padding) -> (Tensor, Tensor, Tensor)",
+    "(Tensor grad_output, Tensor? grad_deformation, Tensor feature, Tensor kp_source, Tensor kp_driving, "
+    "Tensor mask, Tensor? jacobian, Tensor deformation, Tensor motion_weights, bool mask_logits, "
+    "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, "
+    "Tensor, Tensor)")
 
 }  // namespace pyface::kpw

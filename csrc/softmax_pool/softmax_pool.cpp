@@ -156,12 +156,6 @@ std::tuple<at::Tensor, at::Tensor> backward(const at::Tensor& grad_pooled, const
   return {grad_scores, grad_values};
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("softmax_pool_forward", &forward<kDevice>);
-  m.impl("softmax_pool_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
 // The building blocks for each device with kernels (the global-local attention op uses them too).
@@ -176,13 +170,10 @@ PYFACE_SPOOL_INSTANTIATE(c10::DeviceType::CPU)
 PYFACE_SPOOL_INSTANTIATE(c10::DeviceType::CUDA)
 #endif
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def("softmax_pool_forward(Tensor scores, Tensor values) -> (Tensor, Tensor)");
-  m.def(
-      "softmax_pool_backward(Tensor grad_pooled, Tensor? grad_attention, Tensor values, Tensor attention, "
-      "bool values_grad) -> (Tensor, Tensor)");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    softmax_pool,
+    "(Tensor scores, Tensor values) -> (Tensor, Tensor)",
+    "(Tensor grad_pooled, Tensor? grad_attention, Tensor values, Tensor attention, "
+    "bool values_grad) -> (Tensor, Tensor)")
 
 }  // namespace pyface::spool

@@ -98,24 +98,14 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   return {grad_feature, grad_source, grad_driving, grad_jacobian};
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("sparse_motion_warp_forward", &forward<kDevice>);
-  m.impl("sparse_motion_warp_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def(
-      "sparse_motion_warp_forward(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor? jacobian, "
-      "bool align_corners, int padding) -> Tensor");
-  m.def(
-      "sparse_motion_warp_backward(Tensor grad_output, Tensor feature, Tensor kp_source, Tensor kp_driving, "
-      "Tensor? jacobian, bool align_corners, int padding, bool feature_grad, bool deterministic) "
-      "-> (Tensor, Tensor, Tensor, Tensor)");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    sparse_motion_warp,
+    "(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor? jacobian, bool align_corners, "
+    "int padding) -> Tensor",
+    "(Tensor grad_output, Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor? jacobian, "
+    "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, "
+    "Tensor)")
 
 }  // namespace pyface::kpw

@@ -178,23 +178,13 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input, cons
   return grad;
 }
 
-template <c10::DeviceType kDevice>
-void register_impls(torch::Library& m) {
-  m.impl("weighted_l1_loss_forward", &forward<kDevice>);
-  m.impl("weighted_l1_loss_backward", &backward<kDevice>);
-}
-
 }  // namespace
 
-TORCH_LIBRARY_FRAGMENT(pyface, m) {
-  m.def(
-      "weighted_l1_loss_forward(Tensor input, Tensor target, Tensor? weight, Tensor? labels, "
-      "Tensor? class_weights, int reduction, bool weight_normalize, bool compute_grad) -> (Tensor, Tensor)");
-  m.def(
-      "weighted_l1_loss_backward(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, "
-      "Tensor? labels, Tensor? class_weights) -> Tensor");
-}
-
-PYFACE_IMPL_EACH_DEVICE(register_impls)
+PYFACE_REGISTER_OP(
+    weighted_l1_loss,
+    "(Tensor input, Tensor target, Tensor? weight, Tensor? labels, Tensor? class_weights, int reduction, "
+    "bool weight_normalize, bool compute_grad) -> (Tensor, Tensor)",
+    "(Tensor grad_output, Tensor input, Tensor target, Tensor? weight, Tensor? labels, "
+    "Tensor? class_weights) -> Tensor")
 
 }  // namespace pyface::wl1
