@@ -104,6 +104,17 @@ def generator(seed: int = 0) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
 
 
+CHANNEL_LAYOUTS = ("channels_last", "channels_last_3d", "sliced")
+
+
+def channel_layout(t: Tensor, name: str) -> Tensor:
+    """(N, C, *S) `t` in a CHANNEL_LAYOUTS layout: channels-last (2-D or 3-D S), or every other
+    channel of a twice as wide tensor (a strided view)."""
+    if name == "sliced":
+        return torch.cat([t] * 2, dim=1)[:, ::2]
+    return t.to(memory_format=torch.channels_last if name == "channels_last" else torch.channels_last_3d)
+
+
 def nbytes(t: Tensor | None) -> int:
     return 0 if t is None else t.numel() * t.element_size()
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import pyface
-from pyface.opinfo import BadInput, BenchCase, OpInfo, Sample, generator, nbytes
+from pyface.opinfo import CHANNEL_LAYOUTS, BadInput, BenchCase, OpInfo, Sample, channel_layout, generator, nbytes
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
 GRAD_INPUTS = ("face", "context", "w1", "b1", "w2", "hidden_scale", "hidden_shift")
@@ -39,12 +39,9 @@ def _sample(**kw) -> Sample:
 
 def _layout(name: str, device: str) -> Sample:
     t = inputs((3, 4, 5) if name == "channels_last_3d" else (6, 7), context_dim=19, device=device)
-    if name == "channels_last":
-        t["context"] = t["context"].to(memory_format=torch.channels_last)
-    elif name == "channels_last_3d":
-        t["context"] = t["context"].to(memory_format=torch.channels_last_3d)
-    elif name == "sliced":
-        t["context"] = torch.cat([t["context"]] * 2, dim=1)[:, ::2]
+    if name in CHANNEL_LAYOUTS:
+        t["context"] = channel_layout(t["context"], name)
+    if name == "sliced":
         t["face"] = torch.cat([t["face"]] * 3, dim=1)[:, 1::3]
     elif name == "transposed_w1":
         t["w1"] = t["w1"].t().contiguous().t()
@@ -120,7 +117,7 @@ INFO = OpInfo(
     },
     typed={"": lambda device, dtype: _sample(spatial=(5, 9), context_dim=70, dtype=dtype, device=device)},
     layouts={name: (lambda device, name=name: _layout(name, device))
-             for name in ("channels_last", "channels_last_3d", "sliced", "transposed_w1")},
+             for name in (*CHANNEL_LAYOUTS, "transposed_w1")},
     opcheck={("batchnorm" if bn else "plain") + ("-channels-last" if cl else ""): _opcheck(bn, cl)
              for bn in (False, True) for cl in (False, True)},
     gradcheck={"": lambda: _sample(spatial=(2, 3), n=2, face_dim=3, context_dim=4, hidden=5, dtype=torch.float64)},

@@ -4,7 +4,7 @@ from __future__ import annotations
 import torch
 
 import pyface
-from pyface.opinfo import BadInput, BenchCase, OpInfo, Sample, generator, nbytes
+from pyface.opinfo import CHANNEL_LAYOUTS, BadInput, BenchCase, OpInfo, Sample, channel_layout, generator, nbytes
 
 SPATIAL = {1: (37,), 2: (7, 7), 3: (3, 3, 5)}
 
@@ -24,13 +24,9 @@ def _sample(**kw) -> Sample:
 
 def _layout(name: str, device: str) -> Sample:
     t = inputs((3, 4, 5) if name == "channels_last_3d" else (6, 7), c=19, device=device)
-    if name == "channels_last":
-        t["values"] = t["values"].to(memory_format=torch.channels_last)
-    elif name == "channels_last_3d":
-        t["values"] = t["values"].to(memory_format=torch.channels_last_3d)
-    elif name == "sliced":
-        t["values"] = torch.cat([t["values"]] * 2, dim=1)[:, ::2]
-    elif name == "transposed_scores":
+    if name in CHANNEL_LAYOUTS:
+        t["values"] = channel_layout(t["values"], name)
+    else:  # transposed scores
         t["scores"] = t["scores"].transpose(1, 2).contiguous().transpose(1, 2)
     # d/d values comes back in the values' layout (a sliced view's gradient is dense)
     return Sample(t, {"return_attention": True}, grad_layout=() if name == "sliced" else ("values",))
@@ -76,7 +72,7 @@ INFO = OpInfo(
     },
     typed={"": lambda device, dtype: _sample(spatial=(5, 9), c=70, dtype=dtype, device=device)},
     layouts={name: (lambda device, name=name: _layout(name, device))
-             for name in ("channels_last", "channels_last_3d", "sliced", "transposed_scores")},
+             for name in (*CHANNEL_LAYOUTS, "transposed_scores")},
     opcheck={"": _opcheck},
     gradcheck={"": lambda: _sample(spatial=(3, 4), n=2, c=5, dtype=torch.float64)},
     compiled={"": lambda device: _sample(spatial=(5, 5), c=9, device=device)},
