@@ -100,10 +100,6 @@ def _bench_case(name, n, face_dim, context_dim, side, hidden, cpu_batch=None, ta
     )
 
 
-def _replace(name: str, change):
-    return lambda a: dict(a, **{name: change(a[name])})
-
-
 INFO = OpInfo(
     name="global_local_attention",
     op=pyface.ops.global_local_attention,
@@ -124,19 +120,19 @@ INFO = OpInfo(
     compiled={"": lambda device: _sample(spatial=(5, 5), device=device)},
     valid=inputs,
     bad_inputs=(
-        BadInput("batch mismatch", _replace("face", lambda v: v[:2]), ValueError,
+        BadInput("batch mismatch", lambda a: dict(a, face=a["face"][:2]), ValueError,
                  "face and context must have one batch size"),
-        BadInput("w1 columns", _replace("w1", lambda v: v[:, 1:]), ValueError, "w1 must be"),
-        *(BadInput(f"{name} length", _replace(name, lambda v: v[1:]), ValueError, f"{name} must have shape")
-          for name in ("b1", "w2", "hidden_scale", "hidden_shift")),
+        BadInput("w1 columns", lambda a: dict(a, w1=a["w1"][:, 1:]), ValueError, "w1 must be"),
+        *(BadInput(f"{name} length", lambda a, name=name: dict(a, **{name: a[name][1:]}), ValueError,
+                   f"{name} must have shape") for name in ("b1", "w2", "hidden_scale", "hidden_shift")),
         BadInput("b2 shape", lambda a: dict(a, b2=torch.zeros(2)), ValueError, "b2 must be a scalar"),
         BadInput("hidden_scale without hidden_shift", lambda a: dict(a, hidden_shift=None), ValueError,
                  "hidden_scale was given without hidden_shift"),
-        *(BadInput(f"integer {name}", _replace(name, lambda v: v.long()), TypeError, f"{name} must be float")
-          for name in ("face", "context", "w1")),
-        BadInput("dtype mismatch", _replace("w1", lambda v: v.double()), TypeError, "w1 must have face's dtype"),
-        BadInput("context dims", _replace("context", lambda v: v.flatten(1)), ValueError, "context must be"),
-        BadInput("mixed devices", _replace("w2", lambda v: v.to("meta")), ValueError,
+        *(BadInput(f"integer {name}", lambda a, name=name: dict(a, **{name: a[name].long()}), TypeError,
+                   f"{name} must be float") for name in ("face", "context", "w1")),
+        BadInput("dtype mismatch", lambda a: dict(a, w1=a["w1"].double()), TypeError, "w1 must have face's dtype"),
+        BadInput("context dims", lambda a: dict(a, context=a["context"].flatten(1)), ValueError, "context must be"),
+        BadInput("mixed devices", lambda a: dict(a, w2=a["w2"].to("meta")), ValueError,
                  "all tensors must be on one device"),
     ),
     bench=(

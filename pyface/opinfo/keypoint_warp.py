@@ -15,8 +15,8 @@ SIZES = {2: ((5, 6), (7, 8)), 3: ((4, 5, 6), (3, 7, 8))}  # (input, output) spat
 def inputs(dims=2, n=2, c=3, k=4, sizes=None, jacobian=True, logits=True, spread=1.2, dtype=torch.float32, seed=0,
            device="cpu", mask=True) -> dict:
     """feature (N, C, *S_in); keypoints in [-spread, spread] (spread > 1 puts some outside
-    the grid); a mask (N, K+1, *S_out) of logits or of weights in [0, 1); jacobians near
-    the identity, or None."""
+    the grid); (mask) a mask (N, K+1, *S_out) of logits or of weights in [0, 1); jacobians
+    near the identity, or None."""
     g = generator(seed)
     size_in, size_out = sizes or SIZES[dims]
     rand = lambda *shape: torch.rand(*shape, generator=g, dtype=torch.float64)  # noqa: E731
@@ -24,14 +24,12 @@ def inputs(dims=2, n=2, c=3, k=4, sizes=None, jacobian=True, logits=True, spread
         "feature": torch.randn(n, c, *size_in, generator=g, dtype=torch.float64),
         "kp_source": (rand(n, k, dims) * 2 - 1) * spread,
         "kp_driving": (rand(n, k, dims) * 2 - 1) * spread,
-        "mask": (torch.randn(n, k + 1, *size_out, generator=g, dtype=torch.float64) if logits
-                 else rand(n, k + 1, *size_out)) if mask else None,
-        "jacobian": torch.eye(dims, dtype=torch.float64) + 0.3 * torch.randn(n, k, dims, dims, generator=g,
-                                                                             dtype=torch.float64)
-        if jacobian else None,
     }
-    if not mask:
-        del tensors["mask"]
+    if mask:
+        tensors["mask"] = torch.randn(n, k + 1, *size_out, generator=g, dtype=torch.float64) if logits \
+            else rand(n, k + 1, *size_out)
+    tensors["jacobian"] = torch.eye(dims, dtype=torch.float64) + \
+        0.3 * torch.randn(n, k, dims, dims, generator=g, dtype=torch.float64) if jacobian else None
     return {name: None if t is None else t.to(device, dtype) for name, t in tensors.items()}
 
 
@@ -125,10 +123,6 @@ def _bench_case(name, shape, keypoints, with_jacobian, cpu_batch=None, tags=()):
     )
 
 
-def _replace(**changes):
-    return lambda a: dict(a, **{name: change(a) for name, change in changes.items()})
-
-
 INFO = OpInfo(
     name="keypoint_warp",
     op=pyface.ops.keypoint_warp,
@@ -161,19 +155,19 @@ INFO = OpInfo(
     compiled={"": lambda device: Sample(inputs(3, device=device), {"mask_logits": True})},
     valid=lambda: inputs(2),
     bad_inputs=(
-        BadInput("mask channels", _replace(mask=lambda a: a["mask"][:, 1:]), ValueError, r"mask must be \(N, K\+1"),
+        BadInput("mask channels", lambda a: dict(a, mask=a["mask"][:, 1:]), ValueError, r"mask must be \(N, K\+1"),
         BadInput("keypoint dims differ from the feature's",
-                 _replace(kp_source=lambda a: torch.zeros(2, 4, 3), kp_driving=lambda a: torch.zeros(2, 4, 3)),
+                 lambda a: dict(a, kp_source=torch.zeros(2, 4, 3), kp_driving=torch.zeros(2, 4, 3)),
                  ValueError, r"kp_source must be \(N, K, 2\)"),
-        BadInput("keypoint shape mismatch", _replace(kp_driving=lambda a: a["kp_driving"][:, :3]), ValueError,
+        BadInput("keypoint shape mismatch", lambda a: dict(a, kp_driving=a["kp_driving"][:, :3]), ValueError,
                  "kp_driving shape"),
-        BadInput("jacobian shape", _replace(jacobian=lambda a: a["jacobian"][..., :1]), ValueError,
+        BadInput("jacobian shape", lambda a: dict(a, jacobian=a["jacobian"][..., :1]), ValueError,
                  r"jacobian must be \(N, K, d, d\)"),
         BadInput("unknown padding mode", lambda a: dict(a, padding_mode="reflection"), ValueError,
                  "padding_mode must be one of"),
-        BadInput("batch mismatch", _replace(feature=lambda a: a["feature"][:1]), ValueError, "kp_source must be"),
-        BadInput("integer feature", _replace(feature=lambda a: a["feature"].long()), TypeError, "feature must be float"),
-        BadInput("mixed devices", _replace(mask=lambda a: a["mask"].to("meta")), ValueError,
+        BadInput("batch mismatch", lambda a: dict(a, feature=a["feature"][:1]), ValueError, "kp_source must be"),
+        BadInput("integer feature", lambda a: dict(a, feature=a["feature"].long()), TypeError, "feature must be float"),
+        BadInput("mixed devices", lambda a: dict(a, mask=a["mask"].to("meta")), ValueError,
                  "all tensors must be on one device"),
     ),
     bench=(

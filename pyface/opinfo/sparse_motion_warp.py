@@ -59,10 +59,6 @@ def _bench_bytes(inputs: dict, with_backward: bool) -> int:
     return forward + (backward if with_backward else 0)
 
 
-def _replace(**changes):
-    return lambda a: dict(a, **{name: change(a) for name, change in changes.items()})
-
-
 INFO = OpInfo(
     name="sparse_motion_warp",
     op=pyface.ops.sparse_motion_warp,
@@ -88,20 +84,20 @@ INFO = OpInfo(
     valid=lambda: inputs(2),
     bad_inputs=(
         BadInput("keypoint dims differ from the feature's",
-                 _replace(kp_source=lambda a: torch.zeros(2, 4, 3), kp_driving=lambda a: torch.zeros(2, 4, 3),
-                          jacobian=lambda a: None), ValueError, r"kp_source must be \(N, K, 2\)"),
-        BadInput("keypoint shape mismatch", _replace(kp_driving=lambda a: a["kp_driving"][:, :3]), ValueError,
+                 lambda a: dict(a, kp_source=torch.zeros(2, 4, 3), kp_driving=torch.zeros(2, 4, 3), jacobian=None),
+                 ValueError, r"kp_source must be \(N, K, 2\)"),
+        BadInput("keypoint shape mismatch", lambda a: dict(a, kp_driving=a["kp_driving"][:, :3]), ValueError,
                  "kp_driving shape"),
-        BadInput("jacobian shape", _replace(jacobian=lambda a: a["jacobian"][:, :2]), ValueError,
+        BadInput("jacobian shape", lambda a: dict(a, jacobian=a["jacobian"][:, :2]), ValueError,
                  r"jacobian must be \(N, K, d, d\)"),
         BadInput("unknown padding mode", lambda a: dict(a, padding_mode="reflection"), ValueError,
                  "padding_mode must be one of"),
-        BadInput("batch mismatch", _replace(feature=lambda a: a["feature"][:1]), ValueError, "kp_source must be"),
-        BadInput("feature neither 2-D nor 3-D", _replace(feature=lambda a: a["feature"][0]), ValueError,
+        BadInput("batch mismatch", lambda a: dict(a, feature=a["feature"][:1]), ValueError, "kp_source must be"),
+        BadInput("feature neither 2-D nor 3-D", lambda a: dict(a, feature=a["feature"][0]), ValueError,
                  r"feature must be \(N, C, H, W\) or"),
-        BadInput("integer keypoints", _replace(kp_source=lambda a: a["kp_source"].long()), TypeError,
+        BadInput("integer keypoints", lambda a: dict(a, kp_source=a["kp_source"].long()), TypeError,
                  "kp_source must be float"),
-        BadInput("mixed devices", _replace(kp_driving=lambda a: a["kp_driving"].to("meta")), ValueError,
+        BadInput("mixed devices", lambda a: dict(a, kp_driving=a["kp_driving"].to("meta")), ValueError,
                  "all tensors must be on one device"),
     ),
     bench=(
