@@ -10,9 +10,6 @@
 #include <c10/core/DeviceType.h>
 #include <torch/library.h>
 
-#define PYFACE_IMPL_CPU(register_impls) \
-  TORCH_LIBRARY_IMPL(pyface, CPU, m) { register_impls<c10::DeviceType::CPU>(m); }
-
 #ifdef PYFACE_WITH_CUDA
 #define PYFACE_IMPL_CUDA(register_impls) \
   TORCH_LIBRARY_IMPL(pyface, CUDA, m) { register_impls<c10::DeviceType::CUDA>(m); }
@@ -20,18 +17,17 @@
 #define PYFACE_IMPL_CUDA(register_impls)
 #endif
 
-#define PYFACE_IMPL_EACH_DEVICE(register_impls) PYFACE_IMPL_CPU(register_impls) PYFACE_IMPL_CUDA(register_impls)
-
-#define PYFACE_REGISTER_OP(name, forward_schema, backward_schema) \
-  TORCH_LIBRARY_FRAGMENT(pyface, m) {                             \
-    m.def(#name "_forward" forward_schema);                       \
-    m.def(#name "_backward" backward_schema);                     \
-  }                                                               \
-  namespace {                                                     \
-  template <c10::DeviceType kDevice>                              \
-  void register_impls(torch::Library& m) {                        \
-    m.impl(#name "_forward", &forward<kDevice>);                  \
-    m.impl(#name "_backward", &backward<kDevice>);                \
-  }                                                               \
-  }                                                               \
-  PYFACE_IMPL_EACH_DEVICE(register_impls)
+#define PYFACE_REGISTER_OP(name, forward_schema, backward_schema)                     \
+  TORCH_LIBRARY_FRAGMENT(pyface, m) {                                                 \
+    m.def(#name "_forward" forward_schema);                                           \
+    m.def(#name "_backward" backward_schema);                                         \
+  }                                                                                   \
+  namespace {                                                                         \
+  template <c10::DeviceType kDevice>                                                  \
+  void register_impls(torch::Library& m) {                                            \
+    m.impl(#name "_forward", &forward<kDevice>);                                      \
+    m.impl(#name "_backward", &backward<kDevice>);                                    \
+  }                                                                                   \
+  }                                                                                   \
+  TORCH_LIBRARY_IMPL(pyface, CPU, m) { register_impls<c10::DeviceType::CPU>(m); }     \
+  PYFACE_IMPL_CUDA(register_impls)
