@@ -20,7 +20,14 @@ from pyface import metrics
 from pyface._modes import eval_mode
 from pyface.contracts.mouth import mouth_descriptor
 from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, talking_sequence_batch
-from pyface.data.styles import pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
+from pyface.data.styles import (
+    STYLE_NAMES,
+    SpeakingStyle,
+    pattern_pair_batch,
+    reading_batch,
+    style_transfer_batch,
+    styled_talking_batch,
+)
 from pyface.recipes import build_modules, load_checkpoint, style_generator_inputs
 
 HELD_OUT_SEED = 1 << 40
@@ -190,26 +197,44 @@ def lip_gap(landmarks: Tensor) -> Tensor:
 
 
 def _eval_audio_motion(modules, config, clips, device) -> dict:
-    model = modules["model"]
+    model, style_encoder = modules["model"], modules["style_encoder"]
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
-    predicted, truth, rest = [], [], []
+    predicted, from_read_style, unstyled, truth, rest, styles, read_styles = [], [], [], [], [], [], []
     for n in _batches(clips, 16):
-        batch = styled_talking_batch(n, CLIP_FRAMES, generator, render=False, device=device)
-        predicted.append((model(batch["audio"]) + batch["rest_landmarks"].unsqueeze(1)).cpu())
-        truth.append(batch["neutral_landmarks"].cpu())
+        batch = styled_talking_batch(n, CLIP_FRAMES, generator, config["size"], render=False, references=True,
+                                     device=device)
+        at_rest = batch["rest_landmarks"].unsqueeze(1)
+        read_style = style_encoder(batch["references"])
+        predicted.append((model(batch["audio"], batch["style"]) + at_rest).cpu())
+        from_read_style.append((model(batch["audio"], read_style) + at_rest).cpu())
+        unstyled.append((model(batch["audio"], SpeakingStyle.neutral(n).as_tensor().to(device)) + at_rest).cpu())
+        truth.append(batch["landmarks"].cpu())
         rest.append(batch["rest_landmarks"].cpu())
-    predicted, truth = torch.cat(predicted), torch.cat(truth)
+        styles.append(batch["style"].cpu())
+        read_styles.append(read_style.cpu())
+    predicted, from_read_style, unstyled, truth = map(torch.cat, (predicted, from_read_style, unstyled, truth))
+    style, read_style = torch.cat(styles), torch.cat(read_styles)
     rest = torch.cat(rest).unsqueeze(1).expand_as(truth)
     other_clip = truth.roll(1, dims=0)  # the true motion of another clip: right kind of motion, wrong timing
     correlation = lambda guess: metrics.correlation(lip_gap(guess), lip_gap(truth)).mean().item()  # noqa: E731
     nme = lambda guess: metrics.landmark_error(guess, truth).mean().item()  # noqa: E731
-    return {"metrics": {
+    scores = {
         "mouth_correlation": metrics.scored(correlation(predicted), correlation(other_clip), 1.0,
                                             floor_is="another clip's true motion", ceiling_is="the true motion"),
         "landmark_nme": metrics.scored(nme(predicted), nme(rest), 0.0, floor_is="the face held at rest",
-                                       ceiling_is="the true landmarks")},
-        "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
-        "notes": "mouth_correlation: per clip, the Pearson correlation of the predicted lip gap with the true one"}
+                                       ceiling_is="the true landmarks"),
+        "landmark_nme_style_read": metrics.scored(nme(from_read_style), nme(unstyled), 0.0,
+                                                  floor_is="the motion in the neutral style",
+                                                  ceiling_is="the true landmarks")}
+    for index, name in enumerate(STYLE_NAMES):
+        scores[f"style_read_{name}_correlation"] = metrics.scored(
+            metrics.correlation(read_style[:, index], style[:, index]).item(), 0.0, 1.0, floor_is="no reading (0)",
+            ceiling_is="the true style")
+    return {"metrics": scores, "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
+            "notes": "mouth_correlation: per clip, the Pearson correlation of the predicted lip gap with the true one; "
+                     "mouth_correlation and landmark_nme: the motion given the clip's true speaking style; "
+                     "landmark_nme_style_read: given the style the StyleEncoder reads from the clip's four style "
+                     "references; style_read_*_correlation: that reading against the true style, over the clips"}
 
 
 def _eval_face_reader(modules, config, images, device) -> dict:
@@ -243,17 +268,18 @@ def _eval_style_generator(modules, config, samples, device) -> dict:
     frames, neutral, truth, sources = [], [], [], []
     for n in _batches(samples, 16):
         batch = style_transfer_batch(n, 2, generator, config["size"], device=device)
-        source, maps, patterns = style_generator_inputs(batch, config["size"], modules.get("style_mapping"))
-        frames.append(model(source, maps, patterns).cpu())
+        inputs = style_generator_inputs(batch, config["size"], modules.get("style_mapping"))
+        frames.append(model(**inputs).cpu())
         # the floor of style transfer: no references, the source in place of every pattern
-        neutral.append(model(source, maps, source.unsqueeze(1).expand_as(patterns)).cpu())
+        source = inputs["source"]
+        neutral.append(model(**{**inputs, "style_patterns": source.unsqueeze(1).expand_as(inputs["style_patterns"])}).cpu())
         truth.append(batch["frames"].flatten(0, 1).cpu())
         sources.append(source.cpu())
     frames, neutral, truth, source = torch.cat(frames), torch.cat(neutral), torch.cat(truth), torch.cat(sources)
     return {"metrics": _mouth_metrics(frames, truth, source, neutral, "the source (the face at rest) copied"),
             "samples": {"identities": samples, "frames_each": 2},
             "notes": "on the mouth region; inputs: the style patterns (those of the style mapping the generator was "
-                     "trained with, else the true ones) and the facial map of the true neutral-style landmarks; "
+                     "trained with, else the true ones) and the facial map of the true landmarks (in the style); "
                      "neutral_patterns: the same frames generated with the source in place of every pattern (no "
                      "style references)"}
 
@@ -357,17 +383,44 @@ def style_statistics(frames: Tensor, reader: nn.Module) -> Tensor:
     return torch.stack([metrics.lip_curve(frames).mean(-1), opening.quantile(0.9, dim=-1)], dim=-1)
 
 
+def style_transfer_scores(made: Tensor, made_neutral: Tensor, drawn: Tensor, drawn_neutral: Tensor) -> dict:
+    """(N, 2) style statistics (style_statistics) of the pipeline's clips with and without style
+    references, of the identities drawn speaking in the style and in the neutral style -> the
+    style-transfer metrics of `pyface eval style-aware` (see evaluate_style_aware)."""
+    true_style, output_style = drawn - drawn_neutral, made - made_neutral
+    spread = true_style.std(0).clamp_min(1e-6)  # each statistic in units of its spread over the clips
+    error = lambda style: ((style - true_style).abs() / spread).mean().item()  # noqa: E731
+    scores = {"style_error": {**metrics.scored(error(output_style), error(torch.zeros_like(true_style)), 0.0,
+                                               floor_is="the pipeline without style references (neutral patterns)",
+                                               ceiling_is="the identity drawn speaking in that style"),
+                              "absolute_value": error(made - drawn_neutral),
+                              "absolute_floor": error(made_neutral - drawn_neutral)}}
+    for index, name in enumerate(("smile", "opening")):
+        scores[f"{name}_follows_style"] = metrics.scored(
+            metrics.correlation(output_style[:, index], true_style[:, index]).item(), 0.0, 1.0,
+            floor_is="the pipeline without style references (no change: no correlation)",
+            ceiling_is="the identity drawn speaking in that style")
+        scores[f"{name}_error"] = metrics.scored(
+            ((output_style - true_style)[:, index].abs() / spread[index]).mean().item(),
+            (true_style[:, index].abs() / spread[index]).mean().item(), 0.0,
+            floor_is="the pipeline without style references", ceiling_is="the identity drawn speaking in that style")
+    return scores
+
+
 @torch.no_grad()
 def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = None) -> dict:
     """`pyface eval style-aware`: the pipeline from the checkpoints directory on held-out clips
     in which a new identity speaks new speech in the style another speaker shows in a clip of
-    their own. Style transfer is read from the frames by the pipeline's face reader (frozen),
-    as the change of the style statistics from the same identity drawn saying the same in the
-    neutral style (what the statistics owe to the face itself cancels): the floor is the
-    pipeline without style references (the neutral patterns), the ceiling the identity drawn
-    speaking in that style."""
+    their own. Style transfer is read from the frames (style_statistics, the pipeline's face
+    reader frozen) as the change the style makes: the pipeline's frames with the style
+    references less its frames of the same face and speech without them, against the identity
+    drawn speaking in that style less the same drawn in the neutral style. What the statistics
+    owe to the face, and the generator's rendering of every mouth (its blur), cancel. The floor
+    is the pipeline without style references (no change), the ceiling the drawn change.
+    `absolute_*`: the frames' statistics less the neutral drawing's, which keep the rendering's
+    own offset."""
     from pyface.data.faces import draw_faces
-    from pyface.data.styles import SpeakingStyle, random_styles, speaker_identities, speaking
+    from pyface.data.styles import random_styles, speaker_identities, speaking
     from pyface.pipelines import StyleAwareTalkingHead
 
     clips = clips or STYLE_CLIPS
@@ -394,18 +447,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
     output, neutral, truth = torch.stack(outputs), torch.stack(neutral), torch.cat(truths)
     source, waveform = torch.cat(sources), torch.cat(waveforms)
     read = lambda frames: style_statistics(frames.to(device), pipeline.face_reader).cpu()  # noqa: E731
-    baseline = read(torch.cat(neutral_truths))
-    true_style, output_style, neutral_style = read(truth) - baseline, read(output) - baseline, read(neutral) - baseline
-    spread = true_style.std(0).clamp_min(1e-6)  # each statistic in units of its spread over the clips
-    error = lambda style: ((style - true_style).abs() / spread).mean().item()  # noqa: E731
-    scores = {"style_error": metrics.scored(error(output_style), error(neutral_style), 0.0,
-                                            floor_is="the pipeline without style references (neutral patterns)",
-                                            ceiling_is="the identity drawn speaking in that style")}
-    for index, name in enumerate(("smile", "opening")):
-        follows = lambda style: metrics.correlation(style[:, index], true_style[:, index]).item()  # noqa: E731
-        scores[f"{name}_follows_style"] = metrics.scored(
-            follows(output_style), follows(neutral_style), 1.0, floor_is="the pipeline without style references",
-            ceiling_is="the identity drawn speaking in that style")
+    scores = style_transfer_scores(read(output), read(neutral), read(truth), read(torch.cat(neutral_truths)))
     scores["lip_sync"] = _lip_sync_metric(output, truth, waveform)
     # the same with the recording's features projected onto the style speaker's speech
     scores["lip_sync"]["with_manifold_projection"] = metrics.lip_sync(torch.stack(projected), waveform).mean().item()
@@ -414,11 +456,15 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
                                  "the face at rest copied"))
     return {"model": "style-aware", "checkpoint": str(checkpoints), "steps": pipeline.steps, "metrics": scores,
             "samples": {"clips": clips, "frames_per_clip": CLIP_FRAMES},
-            "notes": "style_error: |style of the frames - style of the true frames| in units of its spread over the "
-                     "clips, where a clip's style is its style statistics (mean lip curve, read in the pixels, and "
-                     "90th percentile opening, read by the face reader) less those of the same identity drawn "
-                     "saying the same in the neutral style; *_follows_style: their correlation over the clips with "
-                     "the truth's; every clip's identity, speech and style speaker are new; "
+            "notes": "a clip's style statistics: its mean lip curve (read in the pixels) and 90th percentile "
+                     "opening (read by the face reader); the style's change: the pipeline's frames' statistics less "
+                     "those of its frames without style references, the truth's less those of the identity drawn "
+                     "saying the same in the neutral style; style_error: |change in the frames - change in the "
+                     "truth| in units of the truth's spread over the clips, averaged over the two statistics "
+                     "(smile_error, opening_error: each alone); absolute_value / absolute_floor: the same with the "
+                     "frames' statistics less the neutral drawing's (the generator's rendering offset kept); "
+                     "*_follows_style: the changes' correlation over the clips with the truth's; every clip's "
+                     "identity, speech and style speaker are new; "
                      "lip_sync.with_manifold_projection: the recording's features projected onto the style "
                      "speaker's speech (its 2 s clip)"}
 

@@ -1,13 +1,15 @@
 """The style-aware talking head, end to end: a face, a recording and a style source in, frames out.
 
-    speech --audio features (projected onto the style character's, when its speech is given)-->
-        AudioMotionGenerator --> lip motion (neutral style)
-        + the face's landmarks (FaceReader) --> keypoints per frame --> facial maps
     style source frames --FaceReader--> mouth descriptors --key motion templates-->
         four style reference frames --StyleMapping(face, reference)--> four Intermediate Style Patterns
-    StyleAwareGenerator(face, facial map, patterns) --> frames (T, 3, S, S)
+                                    --StyleEncoder--> the speaking style (smile, opening)
+    speech --audio features (projected onto the style character's, when its speech is given)-->
+        AudioMotionGenerator(features, speaking style) --> lip motion in that style
+        + the face's landmarks (FaceReader) --> keypoints per frame --> facial maps
+    StyleAwareGenerator(face warped by its keypoints' motion, facial map, patterns) --> frames (T, 3, S, S)
 
-The four stages are trained apart (`pyface train audio-motion | face-reader | style-mapping |
+Without a style source, the neutral style and the face itself as every pattern. The four
+stages are trained apart (`pyface train audio-motion | face-reader | style-mapping |
 style-generator`) and loaded from one directory of their checkpoints.
 """
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 from pyface.contracts.mouth import MOUTH_TEMPLATES, select_style_references
-from pyface.data.styles import audio_features
+from pyface.data.styles import SpeakingStyle, audio_features
 from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
 from pyface.recipes import build_modules, load_checkpoint
 
@@ -34,10 +36,10 @@ class StyleAwareTalkingHead(nn.Module):
     """The four trained stages as one module (see the module's text). `size` is the side of
     the square frames every stage works at."""
 
-    def __init__(self, audio_motion: nn.Module, face_reader: nn.Module, style_mapping: nn.Module,
-                 generator: nn.Module, size: int = 64, steps: dict[str, int] | None = None):
+    def __init__(self, audio_motion: nn.Module, style_encoder: nn.Module, face_reader: nn.Module,
+                 style_mapping: nn.Module, generator: nn.Module, size: int = 64, steps: dict[str, int] | None = None):
         super().__init__()
-        self.audio_motion, self.face_reader = audio_motion, face_reader
+        self.audio_motion, self.style_encoder, self.face_reader = audio_motion, style_encoder, face_reader
         self.style_mapping, self.generator = style_mapping, generator
         self.size = size
         self.steps = steps  # each stage's training steps, when built from checkpoints
@@ -61,6 +63,8 @@ class StyleAwareTalkingHead(nn.Module):
                                  f"in {directory})") from error
             built, config = build_modules(stage, state, device)
             modules[stage] = built["model"]
+            if "style_encoder" in built:
+                modules["style-encoder"] = built["style_encoder"]
             steps[stage] = state["step"]
             if "size" in config:
                 sizes[stage] = config["size"]
@@ -72,7 +76,7 @@ class StyleAwareTalkingHead(nn.Module):
             raise ValueError(f"StyleAwareTalkingHead: {directory / 'style-generator.pt'} learned from the patterns of "
                              f"another style mapping than {directory / 'style-mapping.pt'} (train style-generator "
                              f"with --style-mapping pointing at this one)")
-        return cls(modules["audio-motion"], modules["face-reader"], modules["style-mapping"],
+        return cls(modules["audio-motion"], modules["style-encoder"], modules["face-reader"], modules["style-mapping"],
                    modules["style-generator"], size=next(iter(sizes.values())), steps=steps).to(device)
 
     def _check_frames(self, what: str, frames: Tensor) -> None:
@@ -90,35 +94,37 @@ class StyleAwareTalkingHead(nn.Module):
         return select_style_references(self.face_reader.read(style_frames)["mouth"])
 
     @torch.inference_mode()
-    def style_patterns(self, face: Tensor, style_frames: Tensor | None) -> Tensor:
-        """(1, 3, S, S) face, (T, 3, S, S) style frames -> (4, 3, S, S) Intermediate Style
-        Patterns: the face with the expression of each style reference. Without style
-        frames, the neutral patterns: the face itself four times, which the generator learned
+    def style(self, face: Tensor, style_frames: Tensor | None) -> tuple[Tensor, Tensor]:
+        """(1, 3, S, S) face, (T, 3, S, S) style frames -> ((4, 3, S, S) the Intermediate Style
+        Patterns: the face with the expression of each style reference, (1, 2) the speaking
+        style the StyleEncoder reads from the references). Without style frames, the neutral
+        style and the neutral patterns: the face itself four times, which the generator learned
         to read as the neutral style."""
         self._check_frames("face", face)
         templates = MOUTH_TEMPLATES.shape[0]
         if style_frames is None:
-            return face.expand(templates, -1, -1, -1)
-        references = style_frames[self.style_references(style_frames)]
-        return self.style_mapping.patterns(face, references.unsqueeze(0))[0]
+            return face.expand(templates, -1, -1, -1), SpeakingStyle.neutral(1).as_tensor().to(face)
+        references = style_frames[self.style_references(style_frames)].unsqueeze(0)
+        return self.style_mapping.patterns(face, references)[0], self.style_encoder(references)
 
     @torch.inference_mode()
-    def keypoints(self, face: Tensor, waveform: Tensor, style_waveform: Tensor | None = None,
-                  neighbours: int = 10) -> Tensor:
-        """(1, 3, S, S) face, 16 kHz (samples,) speech -> (T, 9, 2) landmarks, 25 a second: the
-        face's landmarks moved by the lip motion the speech drives. With the style character's
-        own speech (style_waveform), the recording's encoded audio features are first projected
-        onto those of that speech (manifold_projection with `neighbours` neighbours: the
-        seed's projection onto the character's database), so that the motion is made from
-        sounds the character makes."""
+    def keypoints(self, face: Tensor, waveform: Tensor, style: Tensor | None = None,
+                  style_waveform: Tensor | None = None, neighbours: int = 10) -> Tensor:
+        """(1, 3, S, S) face, 16 kHz (samples,) speech, (1, 2) speaking style (None: the neutral
+        one) -> (T, 9, 2) landmarks, 25 a second: the face's landmarks moved by the lip motion the
+        speech drives in that style. With the style character's own speech (style_waveform), the
+        recording's encoded audio features are first projected onto those of that speech
+        (manifold_projection with `neighbours` neighbours: the seed's projection onto the
+        character's database), so that the motion is made from sounds the character makes."""
         features = audio_features(waveform).to(face.device).unsqueeze(0)
+        style = SpeakingStyle.neutral(1).as_tensor().to(face) if style is None else style
         database = None
         if style_waveform is not None:
             database = self.audio_motion.encode(audio_features(style_waveform).to(face.device).unsqueeze(0))[0]
             if database.shape[0] < neighbours:
                 raise ValueError(f"StyleAwareTalkingHead: style_waveform holds {database.shape[0]} frames of speech; "
                                  f"the manifold projection needs at least {neighbours}")
-        motion = self.audio_motion(features, database=database, k=neighbours)[0]
+        motion = self.audio_motion(features, style, database=database, k=neighbours)[0]
         return self.face_reader.read(face)["landmarks"] + motion
 
     @torch.inference_mode()
@@ -131,13 +137,15 @@ class StyleAwareTalkingHead(nn.Module):
         generated `batch` frames at a time."""
         face = face.unsqueeze(0) if face.dim() == 3 else face
         self._check_frames("face", face)
-        patterns = self.style_patterns(face, style_frames)
-        keypoints = self.keypoints(face, waveform, style_waveform)
+        patterns, style = self.style(face, style_frames)
+        face_landmarks = self.face_reader.read(face)["landmarks"]
+        keypoints = self.keypoints(face, waveform, style, style_waveform)
         frames = []
         for start in range(0, keypoints.shape[0], batch):
             points = keypoints[start:start + batch]
             maps = render_facial_map(points, DRAWN_FACE_CONNECTIONS, (self.size, self.size))
             n = points.shape[0]
             frames.append(self.generator(face.expand(n, -1, -1, -1), maps,
-                                         patterns.unsqueeze(0).expand(n, -1, -1, -1, -1)))
+                                         patterns.unsqueeze(0).expand(n, -1, -1, -1, -1),
+                                         source_landmarks=face_landmarks.expand(n, -1, -1), landmarks=points))
         return torch.cat(frames)

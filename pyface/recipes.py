@@ -14,9 +14,18 @@ from torch import nn
 
 from pyface._usage import UsageError
 from pyface.contracts.faces import LABEL, LANDMARKS
-from pyface.contracts.mouth import mouth_descriptor, nearest_templates
+from pyface.contracts.mouth import MOUTH_TEMPLATES, mouth_descriptor, nearest_templates
 from pyface.data import emotion_batch, talking_sequence_batch
-from pyface.data.styles import N_MELS, pattern_pair_batch, reading_batch, style_transfer_batch, styled_talking_batch
+from pyface.data.styles import (
+    N_MELS,
+    OPENING_RANGE,
+    SMILE_RANGE,
+    STYLE_NAMES,
+    pattern_pair_batch,
+    reading_batch,
+    style_transfer_batch,
+    styled_talking_batch,
+)
 from pyface.models import (
     ATNet,
     AudioMotionGenerator,
@@ -29,6 +38,7 @@ from pyface.models import (
     SpeechDrivenGenerator,
     StyleAwareGenerator,
     StyleAwareGeneratorLoss,
+    StyleEncoder,
     StyleMapping,
     VGNet,
 )
@@ -95,15 +105,28 @@ def _style_mapping(backend, device, lr, config):
 
 
 def _audio_motion(backend, device, lr, config):
-    model = AudioMotionGenerator(N_MELS, len(LANDMARKS), hidden=config["hidden"], feature_dim=config["feature_dim"])
-    model = model.to(device)
+    """The speech's motion in a speaking style (AudioMotionGenerator, given the true style) and
+    the reading of the style from the clip's four style references (StyleEncoder), trained
+    side by side on the same clips (their parameters apart, so that Adam steps each alike
+    whatever the two losses' scales); the style's error counted in units of its range."""
+    model = AudioMotionGenerator(N_MELS, len(LANDMARKS), hidden=config["hidden"], feature_dim=config["feature_dim"],
+                                 style_dim=len(STYLE_NAMES)).to(device)
+    style_encoder = StyleEncoder(MOUTH_TEMPLATES.shape[0], len(STYLE_NAMES)).to(device)
+    style_range = torch.tensor([SMILE_RANGE[1] - SMILE_RANGE[0], OPENING_RANGE[1] - OPENING_RANGE[0]], device=device)
+    optimizer = torch.optim.Adam([*model.parameters(), *style_encoder.parameters()], lr=lr)
 
-    def loss_fn(batch):  # the neutral style's landmarks, as offsets from the face at rest
-        motion = batch["neutral_landmarks"] - batch["rest_landmarks"].unsqueeze(1)
-        return F.mse_loss(model(batch["audio"]), motion)
+    def step(batch):  # the styled landmarks, as offsets from the face at rest
+        motion = batch["landmarks"] - batch["rest_landmarks"].unsqueeze(1)
+        motion_loss = F.mse_loss(model(batch["audio"], batch["style"]), motion)
+        style_loss = (((style_encoder(batch["references"]) - batch["style"]) / style_range) ** 2).mean()
+        optimizer.zero_grad(set_to_none=True)
+        (motion_loss + style_loss).backward()
+        optimizer.step()
+        return {"loss": motion_loss.item() + style_loss.item(), "motion": motion_loss.item(), "style": style_loss.item()}
 
-    return _single_loss(model, loss_fn, lambda g, n: styled_talking_batch(n, config["frames"], g, render=False,
-                                                                         device=device), lr)
+    return Trainer({"model": model, "style_encoder": style_encoder}, {"model": optimizer},
+                   lambda g, n: styled_talking_batch(n, config["frames"], g, config["size"], render=False,
+                                                     references=True, device=device), step)
 
 
 def _face_reader(backend, device, lr, config):
@@ -120,36 +143,39 @@ def _face_reader(backend, device, lr, config):
     return _single_loss(model, loss_fn, lambda g, n: reading_batch(n, g, config["size"], device), lr)
 
 
-def style_generator_inputs(batch: dict, size: int, style_mapping: StyleMapping | None = None) \
-        -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """A style_transfer_batch as the generator's per-frame inputs, (N * T, ...): the source,
-    the facial map of the neutral-style landmarks, and the four style patterns: those a
-    trained style mapping makes of the source and the style references (the pipeline's), or
-    without one the true patterns; for samples without references, the source four times."""
+def style_generator_inputs(batch: dict, size: int, style_mapping: StyleMapping | None = None) -> dict[str, torch.Tensor]:
+    """A style_transfer_batch as the generator's per-frame keyword inputs, (N * T, ...): the
+    source, the facial map of the landmarks in the style, the four style patterns (those a
+    trained style mapping makes of the source and the style references, the pipeline's, or
+    without one the true patterns; for samples without references, the source four times),
+    and the source's and the frame's landmarks (for the generator's warp)."""
     n, t = batch["frames"].shape[:2]
     source = batch["source"]
     patterns = batch["patterns"] if style_mapping is None else style_mapping.patterns(source, batch["references"])
     unreferenced = ~batch["referenced"].view(n, 1, 1, 1, 1)
     patterns = torch.where(unreferenced, source.unsqueeze(1), patterns)
-    maps = render_facial_map(batch["neutral_landmarks"].flatten(0, 1), DRAWN_FACE_CONNECTIONS, (size, size))
-    return source.repeat_interleave(t, 0), maps, patterns.repeat_interleave(t, 0)
+    landmarks = batch["landmarks"].flatten(0, 1)
+    return {"source": source.repeat_interleave(t, 0),
+            "facial_map": render_facial_map(landmarks, DRAWN_FACE_CONNECTIONS, (size, size)),
+            "style_patterns": patterns.repeat_interleave(t, 0),
+            "source_landmarks": batch["rest_landmarks"].repeat_interleave(t, 0), "landmarks": landmarks}
 
 
 def _style_generator(backend, device, lr, config):
     size = config["size"]
-    model = StyleAwareGenerator(width=config["width"]).to(device)
+    model = StyleAwareGenerator(width=config["width"], warp_sigma=config["warp_sigma"], backend=backend).to(device)
     criterion = StyleAwareGeneratorLoss(config["photometric_weight"], backend=backend).to(device)
     # the style mapping whose patterns the generator learns from: frozen, saved with it
     style_mapping = StyleMapping(backend=backend, residual=config["style_mapping"]["residual"]).to(device) \
         if config["style_mapping"] else None
 
     def loss_fn(batch):
-        source, maps, patterns = style_generator_inputs(batch, size, style_mapping)
+        inputs = style_generator_inputs(batch, size, style_mapping)
         # the matched pattern: the style pattern of the template nearest the target frame's mouth
-        matched = nearest_templates(mouth_descriptor(batch["landmarks"].flatten(0, 1)))
+        patterns = inputs["style_patterns"]
+        matched = nearest_templates(mouth_descriptor(inputs["landmarks"]))
         matched = patterns[torch.arange(patterns.shape[0], device=patterns.device), matched]
-        frames, target, parsing = model(source, maps, patterns), batch["frames"].flatten(0, 1), \
-            batch["parsing"].flatten(0, 1)
+        frames, target, parsing = model(**inputs), batch["frames"].flatten(0, 1), batch["parsing"].flatten(0, 1)
         return criterion(frames, target, matched, parsing) + \
             config["frame_mse_weight"] * _mouth_weighted_mse(frames, target, parsing)
 
@@ -256,10 +282,10 @@ DEFAULT_LR = {"glamor": 1e-3, "style-mapping": 2e-4, "atvgnet": 1e-3, "speech-ga
 DEFAULT_CONFIG: dict[str, dict] = {"glamor": {}, "style-mapping": {"size": 64, "residual": True, "frame_mse_weight": 10.0},
                                    "atvgnet": {"frames": 8, "frame_size": [64, 64], "frame_mse_weight": 10.0},
                                    "speech-gan": {"frames": 8, "frame_size": [64, 48]},
-                                   "audio-motion": {"frames": 50, "hidden": 128, "feature_dim": 64},
+                                   "audio-motion": {"frames": 50, "hidden": 128, "feature_dim": 64, "size": 64},
                                    "face-reader": {"size": 64, "width": 16, "mouth_weight": 0.1},
                                    "style-generator": {"size": 64, "width": 32, "frames": 4,
-                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0,
+                                                       "photometric_weight": 1.0, "frame_mse_weight": 10.0, "warp_sigma": 0.08,
                                                        "unreferenced": 0.25, "style_mapping": None}}
 
 

@@ -58,7 +58,7 @@ PRESETS: dict[str, dict[str, Preset]] = {"cpu": {
     "atvgnet": Preset(steps=600, batch_size=16, lr=1e-3, eval_every=100),
     "style-mapping": Preset(steps=650, batch_size=8, lr=2e-4, eval_every=50),
     # the style-aware talking head's other stages (with style-mapping, its whole CPU recipe)
-    "audio-motion": Preset(steps=200, batch_size=16, lr=2e-3, eval_every=50),
+    "audio-motion": Preset(steps=800, batch_size=16, lr=2e-3, eval_every=100),
     "face-reader": Preset(steps=600, batch_size=32, lr=1e-3, eval_every=100),
     "style-generator": Preset(steps=600, batch_size=4, lr=1e-3, eval_every=100),
 }}

@@ -143,3 +143,36 @@ def test_style_aware_generator():
         generator(source, facial_map, patterns[:, :3])
     with pytest.raises(ValueError, match="facial_map must be"):
         generator(source, facial_map[:, :, :16], patterns)
+
+
+def test_landmark_warp_moves_what_sits_at_each_keypoint():
+    from pyface.models.style_aware import landmark_warp
+
+    image = torch.zeros(1, 1, 33, 33)
+    image[0, 0, 16, 8] = 1.0  # a bright pixel at x = -0.5, y = 0 (align_corners: pixel i at -1 + i / 16)
+    kp_source = torch.tensor([[[-0.5, 0.0], [0.5, 0.5]]])
+    kp_driving = kp_source + torch.tensor([[[0.0, -0.25], [0.0, 0.0]]])  # the first keypoint up by 4 pixels
+    warped = landmark_warp(image, kp_source, kp_driving, sigma=0.08, background=-4.0, backend="reference")
+    assert warped[0, 0].flatten().argmax().item() == 12 * 33 + 8  # row 12, column 8
+    # still keypoints, and everything away from the moving one, stay put
+    torch.testing.assert_close(landmark_warp(image, kp_source, kp_source, backend="reference"), image)
+    assert warped[0, 0, 30:, :].abs().max() == 0
+
+
+def test_a_warping_generator_starts_as_the_warped_source_and_needs_the_landmarks():
+    from pyface.models import StyleAwareGenerator
+    from pyface.models.style_aware import landmark_warp
+
+    torch.manual_seed(0)
+    generator = StyleAwareGenerator(width=8, warp_sigma=0.1, backend="reference")
+    source, facial_map, patterns = torch.rand(2, 3, 32, 32), torch.rand(2, 1, 32, 32), torch.rand(2, 4, 3, 32, 32)
+    rest = torch.rand(2, 9, 2) * 2 - 1
+    moved = rest + 0.1 * torch.randn(2, 9, 2)
+    frame = generator(source, facial_map, patterns, source_landmarks=rest, landmarks=moved)
+    expected = landmark_warp(source, rest, moved, 0.1, backend="reference")
+    torch.testing.assert_close(frame, expected)  # its last layer starts at 0
+    assert not torch.allclose(frame, source)
+    with pytest.raises(ValueError, match="built with warp_sigma, it needs source_landmarks and landmarks"):
+        generator(source, facial_map, patterns)
+    with pytest.raises(ValueError, match="built with warp_sigma"):
+        generator(source, facial_map, patterns, source_landmarks=rest, landmarks=moved[:, :5])

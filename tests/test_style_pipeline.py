@@ -20,7 +20,7 @@ from pyface.data.styles import (
     style_transfer_batch,
     styled_talking_batch,
 )
-from pyface.evaluate import evaluate_modules, lip_gap, style_statistics
+from pyface.evaluate import evaluate_modules, lip_gap, style_statistics, style_transfer_scores
 from pyface.models import FaceReader, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
 from pyface.recipes import style_generator_inputs
@@ -55,6 +55,26 @@ def test_style_statistics_read_the_smile_and_the_opening(stages):
     torch.testing.assert_close(statistics[:, 0], metrics.lip_curve(clips).mean(-1))
     opening = reader.read(clips.flatten(0, 1))["mouth"][:, 0].view(2, 12)
     torch.testing.assert_close(statistics[:, 1], opening.quantile(0.9, dim=-1))
+
+
+def test_style_transfer_scores_compare_the_change_the_style_makes():
+    g = torch.Generator().manual_seed(3)
+    drawn_neutral, change = torch.randn(10, 2, generator=g), 0.05 * torch.randn(10, 2, generator=g)
+    rendering_offset = torch.tensor([0.03, 0.07])  # the same in every frame a generator makes
+    made_neutral = drawn_neutral + rendering_offset
+    # the right change on top of the offset: the ceiling, however large the offset
+    perfect = style_transfer_scores(made_neutral + change, made_neutral, drawn_neutral + change, drawn_neutral)
+    assert perfect["style_error"]["value"] < 1e-5 and perfect["style_error"]["gap_closed"] > 1 - 1e-5
+    assert perfect["smile_follows_style"]["value"] > 0.999 and perfect["opening_error"]["value"] < 1e-5
+    assert perfect["style_error"]["absolute_value"] > 0.5  # the absolute comparison keeps the offset
+    # no change: the floor; half the change: half the gap
+    none = style_transfer_scores(made_neutral, made_neutral, drawn_neutral + change, drawn_neutral)
+    assert abs(none["style_error"]["gap_closed"]) < 1e-6 and none["style_error"]["floor"] > 0
+    half = style_transfer_scores(made_neutral + change / 2, made_neutral, drawn_neutral + change, drawn_neutral)
+    assert abs(half["style_error"]["gap_closed"] - 0.5) < 1e-5
+    # the opposite change is worse than none
+    wrong = style_transfer_scores(made_neutral - change, made_neutral, drawn_neutral + change, drawn_neutral)
+    assert wrong["style_error"]["gap_closed"] < 0 and wrong["opening_follows_style"]["value"] < -0.999
 
 
 def test_styled_clips_render_and_carry_their_audio():
@@ -119,11 +139,9 @@ def test_some_samples_have_no_style_references():
     batch = style_transfer_batch(12, 2, g, size=32, unreferenced=0.5)
     referenced = batch["referenced"]
     assert referenced.any() and not referenced.all()
-    neutral = torch.tensor(NEUTRAL_STYLE)
-    assert torch.equal(batch["style"][~referenced], neutral.expand(int((~referenced).sum()), 2))
-    assert not torch.isclose(batch["style"][referenced], neutral).all(-1).any()
-    # the generator sees the source in place of their patterns
-    source, _, patterns = style_generator_inputs(batch, 32)
+    # they keep their style (the facial map carries it); the generator sees the source in place of their patterns
+    inputs = style_generator_inputs(batch, 32)
+    source, patterns = inputs["source"], inputs["style_patterns"]
     unreferenced = (~referenced).repeat_interleave(2)
     assert torch.equal(patterns[unreferenced], source[unreferenced].unsqueeze(1).expand(-1, 4, -1, -1, -1))
     assert torch.equal(patterns[~unreferenced], batch["patterns"][referenced].repeat_interleave(2, 0))
@@ -168,13 +186,21 @@ def test_pipeline_makes_frames_in_the_style_asked(stages):
     frames = pipeline(batch["source"][0], batch["waveform"][0], batch["frames"][0])
     assert frames.shape == (30, 3, 64, 64) and frames.min() >= 0 and frames.max() <= 1
     assert pipeline.style_references(batch["frames"][0]).shape == (4,)
+    patterns, style = pipeline.style(batch["source"], batch["frames"][0])
+    assert patterns.shape == (4, 3, 64, 64) and style.shape == (1, 2)
+    patterns, style = pipeline.style(batch["source"], None)  # the neutral style, the face as every pattern
+    assert torch.equal(style, torch.tensor([NEUTRAL_STYLE])) and torch.equal(patterns[3], batch["source"][0])
+    # the style is an input of the motion (that it learns to open wider: test_audio_motion)
+    wide, narrow = (pipeline.keypoints(batch["source"], batch["waveform"][0], torch.tensor([[0.0, opening]]))
+                    for opening in (1.0, 0.3))
+    assert not torch.equal(wide, narrow)
     neutral = pipeline(batch["source"], batch["waveform"][0])
     assert neutral.shape == frames.shape and not torch.equal(neutral, frames)  # the references change the frames
     # batching over time does not change the frames
     torch.testing.assert_close(pipeline(batch["source"], batch["waveform"][0], batch["frames"][0], batch=7), frames)
     # with the style speaker's speech, the motion comes from features projected onto theirs
     speech = styled_talking_batch(1, 40, torch.Generator().manual_seed(8), render=False)["waveform"][0]
-    projected = pipeline.keypoints(batch["source"], batch["waveform"][0], speech)
+    projected = pipeline.keypoints(batch["source"], batch["waveform"][0], style_waveform=speech)
     assert projected.shape == (30, len(LANDMARKS), 2)
     assert not torch.equal(projected, pipeline.keypoints(batch["source"], batch["waveform"][0]))
     assert pipeline(batch["source"], batch["waveform"][0], batch["frames"][0], speech).shape == frames.shape
@@ -213,7 +239,8 @@ def test_eval_style_aware(stages, tmp_path, capsys, monkeypatch):
     monkeypatch.setattr(evaluate, "CLIP_FRAMES", 20)
     assert main(["eval", "style-aware", "--checkpoints", str(stages), "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
-    for metric in ("style_error", "smile_follows_style", "opening_follows_style", "lip_sync", "mouth_ssim"):
+    for metric in ("style_error", "smile_error", "opening_error", "smile_follows_style", "opening_follows_style",
+                   "lip_sync", "mouth_ssim", "absolute_value", "absolute_floor"):
         assert metric in out
     _usage_error(capsys, ["eval", "style-aware"], "needs --checkpoints")
 

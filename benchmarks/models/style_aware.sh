@@ -3,16 +3,17 @@
 # end"): its four stages' `pyface train --preset cpu` in order (the generator learns from the
 # trained style mapping's patterns), `pyface eval style-aware` and the demo on a recording.
 # Run from the repository root with pyface installed, on an otherwise idle machine (the wall
-# times are part of the result).
+# times are part of the result). PYFACE_STAGES="style-generator" (say) trains only those
+# stages, the others' checkpoints already in the runs directory, and adds to the log.
 #   bash benchmarks/models/style_aware.sh [OUT_DIR]
 set -euo pipefail
 out=${1:-benchmarks/results/models}
 runs=${PYFACE_RUNS:-runs}/style-aware
 mkdir -p "$out" "$runs"
 log="$out/style-aware-train.log"
-: > "$log"
+[ -n "${PYFACE_STAGES:-}" ] || : > "$log"
 recipe_start=$(date +%s)
-for stage in style-mapping style-generator face-reader audio-motion; do
+for stage in ${PYFACE_STAGES:-style-mapping style-generator face-reader audio-motion}; do
     extra=()
     [ "$stage" = style-generator ] && extra=(--style-mapping "$runs/style-mapping.pt")
     start=$(date +%s)
@@ -21,7 +22,7 @@ for stage in style-mapping style-generator face-reader audio-motion; do
     echo "$stage: wall time $(( $(date +%s) - start )) s" >> "$log"
     cp "$runs/$stage.pt.curve.json" "$out/style-aware-$stage-curve.json"
 done
-echo "recipe: wall time $(( $(date +%s) - recipe_start )) s" >> "$log"
+echo "recipe (${PYFACE_STAGES:-all stages}): wall time $(( $(date +%s) - recipe_start )) s" >> "$log"
 cat "$log"
 for stage in style-mapping style-generator face-reader audio-motion; do
     pyface eval "$stage" --checkpoint "$runs/$stage.pt" --device cpu --json "$out/style-aware-$stage-eval.json"

@@ -87,13 +87,16 @@ def audio_features(waveform: Tensor, frames: int | None = None) -> Tensor:
 
 def styled_talking_batch(batch_size: int, frames: int, generator: torch.Generator, size: int = 64,
                          render: bool = True, styles: SpeakingStyle | None = None,
-                         identities: FaceParameters | None = None, device=None) -> dict[str, Tensor]:
+                         identities: FaceParameters | None = None, references: bool = False,
+                         device=None) -> dict[str, Tensor]:
     """Clips of drawn identities speaking in their own style:
     {"style": (N, 2); "envelope": (N, T); "waveform": (N, T * 640) at 16 kHz; "audio": (N, T,
     N_MELS) its features; "landmarks": (N, T, 9, 2) as spoken in the style; "neutral_landmarks":
     (N, T, 9, 2) the same speech in the neutral style; "rest_landmarks": (N, 9, 2) and, with
     render, "source": (N, 3, size, size) the identity at rest, "frames": (N, T, 3, size, size)
-    and "parsing": (N, T, size, size)}. `styles` and `identities` replace the drawn ones."""
+    and "parsing": (N, T, size, size); with references, "references": (N, 4, 3, size, size) the
+    clip's style references (reference_expressions), drawn whatever render}. `styles` and
+    `identities` replace the drawn ones."""
     n = batch_size
     envelope = speech_envelope(n, frames, generator)
     waveform = speech_waveform(envelope, generator)
@@ -112,7 +115,20 @@ def styled_talking_batch(batch_size: int, frames: int, generator: torch.Generato
         out["frames"] = drawn["image"].view(n, frames, 3, size, size)
         out["parsing"] = drawn["parsing"].view(n, frames, size, size)
         out["source"] = draw_faces(rest, (size, size))["image"]
+    if references:
+        chosen = with_expressions(identity, identity, *reference_expressions(spoken, n))
+        out["references"] = draw_faces(chosen, (size, size))["image"].view(n, -1, 3, size, size)
     return {name: value.to(device) for name, value in out.items()}
+
+
+def reference_expressions(clip: FaceParameters, n: int) -> tuple[Tensor, Tensor]:
+    """N clips of face parameters, clip-major -> (mouth_open, smile), each (N, 4): the
+    expressions of the frames of each clip that the key motion templates pick
+    (pyface.contracts.mouth.select_style_references on the true landmarks): its style references."""
+    frames = clip.mouth_open.shape[0] // n
+    chosen = select_style_references(mouth_descriptor(face_landmarks(clip).view(n, frames, len(LANDMARKS), 2)))
+    chosen = (chosen + torch.arange(n).view(n, 1) * frames).flatten()  # into the clip-major frames
+    return clip.mouth_open[chosen].view(n, -1), clip.smile[chosen].view(n, -1)
 
 
 def with_expressions(identity: FaceParameters, pose_of: FaceParameters, mouth_open: Tensor, smile: Tensor) -> FaceParameters:
@@ -137,23 +153,20 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     so that the style-aware loss compares aligned faces); "references": (N, 4, 3, S,
     S) those four frames of Y, the style references; "frames": (N, T, 3, S, S)
     X speaking in the style, "parsing": (N, T, S, S), "landmarks": (N, T, 9, 2);
-    "neutral_landmarks": (N, T, 9, 2) the same openings in the neutral style; "style": (N, 2);
-    "referenced": (N,) bool}. A share `unreferenced` of the samples (drawn) has no style
-    references: X speaks in the neutral style there, what the pipeline does without a style
-    source, and "referenced" is False."""
+    "neutral_landmarks": (N, T, 9, 2) the same openings in the neutral style; "rest_landmarks":
+    (N, 9, 2) the source's; "style": (N, 2);
+    "referenced": (N,) bool}. A share `unreferenced` of the samples (drawn) has "referenced"
+    False: the generator sees the source in place of their patterns (style_generator_inputs)
+    while X still speaks in the style, which the facial map carries. So the generator learns
+    to take the mouth's shape from the map whatever the patterns, and makes the pipeline's
+    frames without a style source (the neutral style's map, the photo as every pattern) as it
+    makes the others."""
     n, templates = batch_size, MOUTH_TEMPLATES.shape[0]
     identity, speaker = speaker_identities(n, generator), speaker_identities(n, generator)
     style = random_styles(n, generator)
-    referenced = torch.ones(n, dtype=torch.bool)
-    if unreferenced > 0:
-        referenced = torch.rand(n, generator=generator) >= unreferenced
-        neutral_style = SpeakingStyle.neutral(n)
-        style = SpeakingStyle(torch.where(referenced, style.smile, neutral_style.smile),
-                              torch.where(referenced, style.opening, neutral_style.opening))
+    referenced = torch.rand(n, generator=generator) >= unreferenced if unreferenced > 0 else torch.ones(n, dtype=torch.bool)
     clip = speaking(speaker, style, speech_envelope(n, style_frames, generator))
-    chosen = select_style_references(mouth_descriptor(face_landmarks(clip).view(n, style_frames, len(LANDMARKS), 2)))
-    chosen = (chosen + torch.arange(n).view(n, 1) * style_frames).flatten()  # into the clip-major frames
-    mouth_open, smile = clip.mouth_open[chosen].view(n, templates), clip.smile[chosen].view(n, templates)
+    mouth_open, smile = reference_expressions(clip, n)
     patterns = with_expressions(identity, identity, mouth_open, smile)
     references = with_expressions(speaker, speaker, mouth_open, smile)
     envelope = torch.rand(n, frames, generator=generator)
@@ -166,8 +179,8 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
            "frames": drawn["image"].view(n, frames, 3, size, size),
            "parsing": drawn["parsing"].view(n, frames, size, size),
            "landmarks": face_landmarks(spoken).view(n, frames, -1, 2),
-           "neutral_landmarks": face_landmarks(neutral).view(n, frames, -1, 2), "style": style.as_tensor(),
-           "referenced": referenced}
+           "neutral_landmarks": face_landmarks(neutral).view(n, frames, -1, 2),
+           "rest_landmarks": face_landmarks(at_rest(identity)), "style": style.as_tensor(), "referenced": referenced}
     return {name: value.to(device) for name, value in out.items()}
 
 

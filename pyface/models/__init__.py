@@ -6,7 +6,7 @@ from pyface.contracts.mouth import (
     select_style_references,
 )
 from pyface.models.atvgnet import ATNet, LandmarkPCA, RegressionDiscriminator, VGNet
-from pyface.models.audio_motion import AudioMotionGenerator, manifold_projection
+from pyface.models.audio_motion import AudioMotionGenerator, StyleEncoder, manifold_projection
 from pyface.models.face_reader import FaceReader
 from pyface.models.facial_map import render_facial_map
 from pyface.models.glamor import GLAMORNet
@@ -23,6 +23,7 @@ from pyface.models.style_aware import (
 __all__ = [
     "ATNet", "AudioMotionGenerator", "FaceReader", "FrameDiscriminator", "LandmarkPCA", "RegressionDiscriminator",
     "SequenceDiscriminator", "SpeechDrivenGenerator", "VGNet", "GLAMORNet", "KeypointExtractor", "MOUTH_TEMPLATES",
-    "PoseExpressionNet", "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleMapping", "StyleMappingLoss",
+    "PoseExpressionNet", "StyleAwareGenerator", "StyleAwareGeneratorLoss", "StyleEncoder", "StyleMapping",
+    "StyleMappingLoss",
     "manifold_projection", "mouth_descriptor", "nearest_templates", "render_facial_map", "select_style_references",
 ]
