@@ -294,9 +294,22 @@ def build_modules(model_name: str, state: dict, device="cpu") -> tuple[dict[str,
     the config they were built with."""
     config = state["config"]
     trainer = BUILDERS[model_name](None, torch.device(device), DEFAULT_LR[model_name], config)
-    for name, module in trainer.modules.items():
-        module.load_state_dict(state["modules"][name])
+    load_weights(trainer.modules, state, model_name)
     return trainer.modules, config
+
+
+def load_weights(modules: dict[str, nn.Module], state: dict, model_name: str) -> None:
+    """A checkpoint's weights into the modules built from its config; UsageError where they do
+    not fit (a checkpoint saved by an older pyface, whose model has changed since)."""
+    for name, module in modules.items():
+        if name not in state["modules"]:
+            raise UsageError(f"the {model_name} checkpoint holds no '{name}' weights: it was saved by an older pyface, "
+                             f"whose {model_name} was built otherwise; train it again")
+        try:
+            module.load_state_dict(state["modules"][name])
+        except RuntimeError as error:
+            raise UsageError(f"the {model_name} checkpoint's '{name}' weights do not fit this pyface's {model_name} "
+                             f"(saved by an older pyface?); train it again. {str(error).splitlines()[0]}") from error
 
 
 def load_checkpoint(path: str, model_name: str) -> dict:

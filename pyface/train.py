@@ -27,7 +27,7 @@ from pyface import _extension
 from pyface._backends import backends
 from pyface._usage import UsageError
 from pyface.evaluate import CURVE, MAIN_METRIC, MAX_TRAIN_SEED, evaluate_modules, plot_curve
-from pyface.recipes import BUILDERS, DEFAULT_CONFIG, DEFAULT_LR, MODELS, load_checkpoint
+from pyface.recipes import BUILDERS, DEFAULT_CONFIG, DEFAULT_LR, MODELS, load_checkpoint, load_weights
 
 
 @dataclass
@@ -134,8 +134,7 @@ def train(model_name: str, steps: int | None = None, device: str = "cpu", *, bac
     generator = torch.Generator().manual_seed(seed)
     done, first_loss, curve = 0, None, []
     if state is not None:
-        for name, module in trainer.modules.items():
-            module.load_state_dict(state["modules"][name])
+        load_weights(trainer.modules, state, model_name)
         for name, optimizer in trainer.optimizers.items():
             optimizer.load_state_dict(state["optimizers"][name])
         generator.set_state(state["generator"])

@@ -232,6 +232,28 @@ def test_pipeline_bad_inputs(stages, tmp_path):
         StyleAwareTalkingHead.from_checkpoints(mixed)
 
 
+def test_checkpoints_of_an_older_model_are_clear_errors(stages, tmp_path):
+    from pyface._usage import UsageError
+    from pyface.recipes import build_modules, load_checkpoint
+
+    state = load_checkpoint(str(stages / "audio-motion.pt"), "audio-motion")
+    del state["modules"]["style_encoder"]  # an audio-motion stage from before the StyleEncoder
+    with pytest.raises(UsageError, match="holds no 'style_encoder' weights: it was saved by an older pyface"):
+        build_modules("audio-motion", state)
+    state = load_checkpoint(str(stages / "style-generator.pt"), "style-generator")
+    state["config"]["warp_sigma"] = None  # weights of a generator built with the warp, config of one without
+    with pytest.raises(UsageError, match="'model' weights do not fit this pyface's style-generator"):
+        build_modules("style-generator", state)
+    older = tmp_path / "style-aware"
+    shutil.copytree(stages, older)
+    torch.save({**state, "config": {**state["config"], "warp_sigma": None}}, older / "style-generator.pt")
+    with pytest.raises(ValueError, match="do not fit"):
+        StyleAwareTalkingHead.from_checkpoints(older)
+    with pytest.raises(UsageError, match="do not fit"):
+        train("style-generator", 1, "cpu", batch_size=2, checkpoint=str(older / "style-generator.pt"), resume=True,
+              progress=False, log=lambda line: None)
+
+
 def test_eval_style_aware(stages, tmp_path, capsys, monkeypatch):
     from pyface import evaluate
 
