@@ -395,7 +395,7 @@ def style_transfer_scores(made: Tensor, made_neutral: Tensor, drawn: Tensor, dra
                                                ceiling_is="the identity drawn speaking in that style"),
                               "absolute_value": error(made - drawn_neutral),
                               "absolute_floor": error(made_neutral - drawn_neutral)}}
-    for index, name in enumerate(("smile", "opening")):
+    for index, name in enumerate(STYLE_NAMES):
         scores[f"{name}_follows_style"] = metrics.scored(
             metrics.correlation(output_style[:, index], true_style[:, index]).item(), 0.0, 1.0,
             floor_is="the pipeline without style references (no change: no correlation)",

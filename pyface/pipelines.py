@@ -25,6 +25,7 @@ from pyface.models.facial_map import DRAWN_FACE_CONNECTIONS, render_facial_map
 from pyface.recipes import build_modules, load_checkpoint
 
 STAGES = ("audio-motion", "face-reader", "style-mapping", "style-generator")
+NEIGHBOURS = 10  # the manifold projection's, onto the style character's speech
 
 
 def _same_weights(a: nn.Module, b: nn.Module) -> bool:
@@ -109,13 +110,18 @@ class StyleAwareTalkingHead(nn.Module):
 
     @torch.inference_mode()
     def keypoints(self, face: Tensor, waveform: Tensor, style: Tensor | None = None,
-                  style_waveform: Tensor | None = None, neighbours: int = 10) -> Tensor:
+                  style_waveform: Tensor | None = None, neighbours: int = NEIGHBOURS) -> Tensor:
         """(1, 3, S, S) face, 16 kHz (samples,) speech, (1, 2) speaking style (None: the neutral
         one) -> (T, 9, 2) landmarks, 25 a second: the face's landmarks moved by the lip motion the
         speech drives in that style. With the style character's own speech (style_waveform), the
         recording's encoded audio features are first projected onto those of that speech
         (manifold_projection with `neighbours` neighbours: the seed's projection onto the
         character's database), so that the motion is made from sounds the character makes."""
+        return self.face_reader.read(face)["landmarks"] + self._motion(face, waveform, style, style_waveform, neighbours)
+
+    def _motion(self, face: Tensor, waveform: Tensor, style: Tensor | None, style_waveform: Tensor | None,
+                neighbours: int) -> Tensor:
+        """keypoints' lip motion, (T, 9, 2), on the face's device and dtype."""
         features = audio_features(waveform).to(face.device).unsqueeze(0)
         style = SpeakingStyle.neutral(1).as_tensor().to(face) if style is None else style
         database = None
@@ -124,8 +130,7 @@ class StyleAwareTalkingHead(nn.Module):
             if database.shape[0] < neighbours:
                 raise ValueError(f"StyleAwareTalkingHead: style_waveform holds {database.shape[0]} frames of speech; "
                                  f"the manifold projection needs at least {neighbours}")
-        motion = self.audio_motion(features, style, database=database, k=neighbours)[0]
-        return self.face_reader.read(face)["landmarks"] + motion
+        return self.audio_motion(features, style, database=database, k=neighbours)[0]
 
     @torch.inference_mode()
     def forward(self, face: Tensor, waveform: Tensor, style_frames: Tensor | None = None,
@@ -138,8 +143,8 @@ class StyleAwareTalkingHead(nn.Module):
         face = face.unsqueeze(0) if face.dim() == 3 else face
         self._check_frames("face", face)
         patterns, style = self.style(face, style_frames)
-        face_landmarks = self.face_reader.read(face)["landmarks"]
-        keypoints = self.keypoints(face, waveform, style, style_waveform)
+        face_landmarks = self.face_reader.read(face)["landmarks"]  # read once: the keypoints and the warp's source
+        keypoints = face_landmarks + self._motion(face, waveform, style, style_waveform, NEIGHBOURS)
         frames = []
         for start in range(0, keypoints.shape[0], batch):
             points = keypoints[start:start + batch]
