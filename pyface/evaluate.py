@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from pyface import metrics
 from pyface._modes import eval_mode
-from pyface.contracts.mouth import mouth_descriptor
+from pyface.contracts.mouth import MOUTH_TEMPLATES, mouth_descriptor
 from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.styles import (
     STYLE_NAMES,
@@ -427,7 +427,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
     pipeline = StyleAwareTalkingHead.from_checkpoints(checkpoints, device)
     generator = torch.Generator().manual_seed(HELD_OUT_SEED)
     size = pipeline.size
-    outputs, projected, neutral, truths, neutral_truths, sources, waveforms = [], [], [], [], [], [], []
+    outputs, projected, neutral, motion_only, truths, neutral_truths, sources, waveforms = [], [], [], [], [], [], [], []
     for n in _batches(clips, 8):
         style, speakers, identities = random_styles(n, generator), speaker_identities(n, generator), \
             speaker_identities(n, generator)
@@ -439,6 +439,11 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
             projected.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device),
                                       shown["waveform"][i]).cpu())
             neutral.append(pipeline(face, target["waveform"][i]).cpu())
+            # the style's share carried by the motion alone: the style read from the references,
+            # the face itself as every pattern (as without references)
+            _, style_read = pipeline.style(face, shown["frames"][i].to(device))
+            keypoints = pipeline.keypoints(face, target["waveform"][i], style_read)
+            motion_only.append(pipeline.render(face, keypoints, face.expand(MOUTH_TEMPLATES.shape[0], -1, -1, -1)).cpu())
         truths.append(target["frames"])
         said_neutrally = speaking(identities, SpeakingStyle.neutral(n), target["envelope"])
         neutral_truths.append(draw_faces(said_neutrally, (size, size))["image"].view_as(target["frames"]))
@@ -447,7 +452,11 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
     output, neutral, truth = torch.stack(outputs), torch.stack(neutral), torch.cat(truths)
     source, waveform = torch.cat(sources), torch.cat(waveforms)
     read = lambda frames: style_statistics(frames.to(device), pipeline.face_reader).cpu()  # noqa: E731
-    scores = style_transfer_scores(read(output), read(neutral), read(truth), read(torch.cat(neutral_truths)))
+    made_neutral, drawn, drawn_neutral = read(neutral), read(truth), read(torch.cat(neutral_truths))
+    scores = style_transfer_scores(read(output), made_neutral, drawn, drawn_neutral)
+    motion_only_error = style_transfer_scores(read(torch.stack(motion_only)), made_neutral, drawn, drawn_neutral)["style_error"]
+    scores["style_error_motion_only"] = {name: value for name, value in motion_only_error.items()
+                                         if not name.startswith("absolute_")}
     scores["lip_sync"] = _lip_sync_metric(output, truth, waveform)
     # the same with the recording's features projected onto the style speaker's speech
     scores["lip_sync"]["with_manifold_projection"] = metrics.lip_sync(torch.stack(projected), waveform).mean().item()
@@ -465,6 +474,9 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
                      "frames' statistics less the neutral drawing's (the generator's rendering offset kept); "
                      "*_follows_style: the changes' correlation over the clips with the truth's; every clip's "
                      "identity, speech and style speaker are new; "
+                     "style_error_motion_only: style_error of frames made with the style read from the references "
+                     "but the face itself as every pattern, as without references (what the motion carries; the "
+                     "difference from style_error is the Intermediate Style Patterns' share); "
                      "lip_sync.with_manifold_projection: the recording's features projected onto the style "
                      "speaker's speech (its 2 s clip)"}
 

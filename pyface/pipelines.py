@@ -133,6 +133,25 @@ class StyleAwareTalkingHead(nn.Module):
         return self.audio_motion(features, style, database=database, k=neighbours)[0]
 
     @torch.inference_mode()
+    def render(self, face: Tensor, keypoints: Tensor, patterns: Tensor, face_landmarks: Tensor | None = None,
+               batch: int = 32) -> Tensor:
+        """(1, 3, S, S) face, (T, 9, 2) keypoints (`keypoints`), (4, 3, S, S) style patterns
+        (`style`) -> (T, 3, S, S) frames: the generator on each keypoint set's facial map, the
+        face warped from its landmarks (face_landmarks, (1, 9, 2); None: read here) to them,
+        `batch` frames at a time."""
+        self._check_frames("face", face)
+        face_landmarks = self.face_reader.read(face)["landmarks"] if face_landmarks is None else face_landmarks
+        frames = []
+        for start in range(0, keypoints.shape[0], batch):
+            points = keypoints[start:start + batch]
+            maps = render_facial_map(points, DRAWN_FACE_CONNECTIONS, (self.size, self.size))
+            n = points.shape[0]
+            frames.append(self.generator(face.expand(n, -1, -1, -1), maps,
+                                         patterns.unsqueeze(0).expand(n, -1, -1, -1, -1),
+                                         source_landmarks=face_landmarks.expand(n, -1, -1), landmarks=points))
+        return torch.cat(frames)
+
+    @torch.inference_mode()
     def forward(self, face: Tensor, waveform: Tensor, style_frames: Tensor | None = None,
                 style_waveform: Tensor | None = None, batch: int = 32) -> Tensor:
         """face (1, 3, S, S) or (3, S, S) in [0, 1], waveform (samples,) 16 kHz mono,
@@ -145,12 +164,4 @@ class StyleAwareTalkingHead(nn.Module):
         patterns, style = self.style(face, style_frames)
         face_landmarks = self.face_reader.read(face)["landmarks"]  # read once: the keypoints and the warp's source
         keypoints = face_landmarks + self._motion(face, waveform, style, style_waveform, NEIGHBOURS)
-        frames = []
-        for start in range(0, keypoints.shape[0], batch):
-            points = keypoints[start:start + batch]
-            maps = render_facial_map(points, DRAWN_FACE_CONNECTIONS, (self.size, self.size))
-            n = points.shape[0]
-            frames.append(self.generator(face.expand(n, -1, -1, -1), maps,
-                                         patterns.unsqueeze(0).expand(n, -1, -1, -1, -1),
-                                         source_landmarks=face_landmarks.expand(n, -1, -1), landmarks=points))
-        return torch.cat(frames)
+        return self.render(face, keypoints, patterns, face_landmarks, batch)

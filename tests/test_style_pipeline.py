@@ -188,6 +188,9 @@ def test_pipeline_makes_frames_in_the_style_asked(stages):
     assert pipeline.style_references(batch["frames"][0]).shape == (4,)
     patterns, style = pipeline.style(batch["source"], batch["frames"][0])
     assert patterns.shape == (4, 3, 64, 64) and style.shape == (1, 2)
+    # the frames are the parts composed: the style's keypoints rendered with its patterns
+    keypoints = pipeline.keypoints(batch["source"], batch["waveform"][0], style)
+    torch.testing.assert_close(pipeline.render(batch["source"], keypoints, patterns), frames)
     patterns, style = pipeline.style(batch["source"], None)  # the neutral style, the face as every pattern
     assert torch.equal(style, torch.tensor([NEUTRAL_STYLE])) and torch.equal(patterns[3], batch["source"][0])
     # the style is an input of the motion (that it learns to open wider: test_audio_motion)
@@ -262,7 +265,7 @@ def test_eval_style_aware(stages, tmp_path, capsys, monkeypatch):
     assert main(["eval", "style-aware", "--checkpoints", str(stages), "--json", str(tmp_path / "e.json")]) == 0
     out = capsys.readouterr().out
     for metric in ("style_error", "smile_error", "opening_error", "smile_follows_style", "opening_follows_style",
-                   "lip_sync", "mouth_ssim", "absolute_value", "absolute_floor"):
+                   "lip_sync", "mouth_ssim", "absolute_value", "absolute_floor", "style_error_motion_only"):
         assert metric in out
     _usage_error(capsys, ["eval", "style-aware"], "needs --checkpoints")
 
