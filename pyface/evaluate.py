@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from pyface import metrics
 from pyface._modes import eval_mode
-from pyface.contracts.mouth import MOUTH_TEMPLATES, mouth_descriptor
+from pyface.contracts.mouth import mouth_descriptor
 from pyface.data import EMOTIONS, LANDMARKS, emotion_batch, talking_sequence_batch
 from pyface.data.styles import (
     STYLE_NAMES,
@@ -434,16 +434,16 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
         shown = styled_talking_batch(n, CLIP_FRAMES, generator, size, styles=style, identities=speakers)
         target = styled_talking_batch(n, CLIP_FRAMES, generator, size, styles=style, identities=identities)
         for i in range(n):
-            face = target["source"][i:i + 1].to(device)
-            outputs.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device)).cpu())
-            projected.append(pipeline(face, target["waveform"][i], shown["frames"][i].to(device),
-                                      shown["waveform"][i]).cpu())
-            neutral.append(pipeline(face, target["waveform"][i]).cpu())
-            # the style's share carried by the motion alone: the style read from the references,
-            # the face itself as every pattern (as without references)
-            _, style_read = pipeline.style(face, shown["frames"][i].to(device))
-            keypoints = pipeline.keypoints(face, target["waveform"][i], style_read)
-            motion_only.append(pipeline.render(face, keypoints, face.expand(MOUTH_TEMPLATES.shape[0], -1, -1, -1)).cpu())
+            face, speech, style_frames = target["source"][i:i + 1].to(device), target["waveform"][i], \
+                shown["frames"][i].to(device)
+            # the pipeline's frames (its forward, in parts), and the same motion rendered with the
+            # neutral patterns (the face itself as every pattern): the style's share the motion carries
+            patterns, style_read = pipeline.style(face, style_frames)
+            keypoints = pipeline.keypoints(face, speech, style_read)
+            outputs.append(pipeline.render(face, keypoints, patterns).cpu())
+            motion_only.append(pipeline.render(face, keypoints, pipeline.style(face, None)[0]).cpu())
+            projected.append(pipeline(face, speech, style_frames, shown["waveform"][i]).cpu())
+            neutral.append(pipeline(face, speech).cpu())
         truths.append(target["frames"])
         said_neutrally = speaking(identities, SpeakingStyle.neutral(n), target["envelope"])
         neutral_truths.append(draw_faces(said_neutrally, (size, size))["image"].view_as(target["frames"]))
