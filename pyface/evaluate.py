@@ -437,7 +437,7 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
             face, speech, style_frames = target["source"][i:i + 1].to(device), target["waveform"][i], \
                 shown["frames"][i].to(device)
             # the pipeline's frames (its forward, in parts), and the same motion rendered with the
-            # neutral patterns (the face itself as every pattern): the style's share the motion carries
+            # neutral patterns (the face as its own reference): the style's share the motion carries
             patterns, style_read = pipeline.style(face, style_frames)
             keypoints = pipeline.keypoints(face, speech, style_read)
             outputs.append(pipeline.render(face, keypoints, patterns).cpu())
@@ -475,7 +475,8 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
                      "*_follows_style: the changes' correlation over the clips with the truth's; every clip's "
                      "identity, speech and style speaker are new; "
                      "style_error_motion_only: style_error of frames made with the style read from the references "
-                     "but the face itself as every pattern, as without references (what the motion carries; the "
+                     "but the neutral patterns, as without references (the face as its own reference: what the "
+                     "motion carries; the "
                      "difference from style_error is the Intermediate Style Patterns' share); "
                      "lip_sync.with_manifold_projection: the recording's features projected onto the style "
                      "speaker's speech (its 2 s clip)"}

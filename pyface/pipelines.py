@@ -8,7 +8,9 @@
         + the face's landmarks (FaceReader) --> keypoints per frame --> facial maps
     StyleAwareGenerator(face warped by its keypoints' motion, facial map, patterns) --> frames (T, 3, S, S)
 
-Without a style source, the neutral style and the face itself as every pattern. The four
+Without a style source, the neutral style and the face as its own style reference: four
+patterns StyleMapping(face, face), the face at rest as the mapping renders it, so that with
+and without a style source the generator sees the mapping's rendering alike. The four
 stages are trained apart (`pyface train audio-motion | face-reader | style-mapping |
 style-generator`) and loaded from one directory of their checkpoints.
 """
@@ -99,14 +101,19 @@ class StyleAwareTalkingHead(nn.Module):
         """(1, 3, S, S) face, (T, 3, S, S) style frames -> ((4, 3, S, S) the Intermediate Style
         Patterns: the face with the expression of each style reference, (1, 2) the speaking
         style the StyleEncoder reads from the references). Without style frames, the neutral
-        style and the neutral patterns: the face itself four times, which the generator learned
-        to read as the neutral style."""
+        style and the neutral patterns: the face as its own reference four times, as the
+        generator learned them on its samples without references. (The face itself as every
+        pattern instead: the mapping's rendering of the mouth, which the style-aware loss taught
+        the generator to follow, then came only with a style source, and its frames opened the
+        mouth wider than the same motion without one, whatever the style.)"""
         self._check_frames("face", face)
-        templates = MOUTH_TEMPLATES.shape[0]
         if style_frames is None:
-            return face.expand(templates, -1, -1, -1), SpeakingStyle.neutral(1).as_tensor().to(face)
-        references = style_frames[self.style_references(style_frames)].unsqueeze(0)
-        return self.style_mapping.patterns(face, references)[0], self.style_encoder(references)
+            references = face.expand(MOUTH_TEMPLATES.shape[0], -1, -1, -1)
+            style = SpeakingStyle.neutral(1).as_tensor().to(face)
+        else:
+            references = style_frames[self.style_references(style_frames)]
+            style = self.style_encoder(references.unsqueeze(0))
+        return self.style_mapping.patterns(face, references.unsqueeze(0))[0], style
 
     @torch.inference_mode()
     def keypoints(self, face: Tensor, waveform: Tensor, style: Tensor | None = None,

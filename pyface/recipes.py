@@ -147,13 +147,18 @@ def style_generator_inputs(batch: dict, size: int, style_mapping: StyleMapping |
     """A style_transfer_batch as the generator's per-frame keyword inputs, (N * T, ...): the
     source, the facial map of the landmarks in the style, the four style patterns (those a
     trained style mapping makes of the source and the style references, the pipeline's, or
-    without one the true patterns; for samples without references, the source four times),
-    and the source's and the frame's landmarks (for the generator's warp)."""
+    without one the true patterns; for samples without references, the source as its own
+    reference, as the pipeline makes them without a style source: the mapping's patterns of
+    the source and the source, or the source itself for the true ones), and the source's and
+    the frame's landmarks (for the generator's warp)."""
     n, t = batch["frames"].shape[:2]
     source = batch["source"]
-    patterns = batch["patterns"] if style_mapping is None else style_mapping.patterns(source, batch["references"])
     unreferenced = ~batch["referenced"].view(n, 1, 1, 1, 1)
-    patterns = torch.where(unreferenced, source.unsqueeze(1), patterns)
+    own = source.unsqueeze(1).expand_as(batch["references"])
+    if style_mapping is None:
+        patterns = torch.where(unreferenced, own, batch["patterns"])
+    else:
+        patterns = style_mapping.patterns(source, torch.where(unreferenced, own, batch["references"]))
     landmarks = batch["landmarks"].flatten(0, 1)
     return {"source": source.repeat_interleave(t, 0),
             "facial_map": render_facial_map(landmarks, DRAWN_FACE_CONNECTIONS, (size, size)),

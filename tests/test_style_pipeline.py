@@ -21,7 +21,7 @@ from pyface.data.styles import (
     styled_talking_batch,
 )
 from pyface.evaluate import evaluate_modules, lip_gap, style_statistics, style_transfer_scores
-from pyface.models import FaceReader, mouth_descriptor, nearest_templates
+from pyface.models import FaceReader, StyleMapping, mouth_descriptor, nearest_templates
 from pyface.pipelines import STAGES, StyleAwareTalkingHead
 from pyface.recipes import style_generator_inputs
 from pyface.train import train
@@ -139,12 +139,20 @@ def test_some_samples_have_no_style_references():
     batch = style_transfer_batch(12, 2, g, size=32, unreferenced=0.5)
     referenced = batch["referenced"]
     assert referenced.any() and not referenced.all()
-    # they keep their style (the facial map carries it); the generator sees the source in place of their patterns
+    # they keep their style (the facial map carries it); their patterns are the source's as its own
+    # reference: the true ones the source itself, a mapping's those it makes of the source and the source
     inputs = style_generator_inputs(batch, 32)
     source, patterns = inputs["source"], inputs["style_patterns"]
     unreferenced = (~referenced).repeat_interleave(2)
     assert torch.equal(patterns[unreferenced], source[unreferenced].unsqueeze(1).expand(-1, 4, -1, -1, -1))
     assert torch.equal(patterns[~unreferenced], batch["patterns"][referenced].repeat_interleave(2, 0))
+    mapping = StyleMapping(residual=True)
+    mapping.decoder[-1].bias.data.fill_(0.1)  # so that a mapped face differs from the face
+    mapped = style_generator_inputs(batch, 32, mapping)["style_patterns"].unflatten(0, (12, 2))[:, 0]
+    own = batch["source"].unsqueeze(1).expand(-1, 4, -1, -1, -1)
+    torch.testing.assert_close(mapped[~referenced], mapping.patterns(batch["source"], own)[~referenced])
+    torch.testing.assert_close(mapped[referenced], mapping.patterns(batch["source"], batch["references"])[referenced])
+    assert not torch.allclose(mapped[~referenced], own[~referenced])
     # without the option, every sample is referenced
     assert style_transfer_batch(3, 2, g, size=32)["referenced"].all()
 
@@ -191,8 +199,9 @@ def test_pipeline_makes_frames_in_the_style_asked(stages):
     # the frames are the parts composed: the style's keypoints rendered with its patterns
     keypoints = pipeline.keypoints(batch["source"], batch["waveform"][0], style)
     torch.testing.assert_close(pipeline.render(batch["source"], keypoints, patterns), frames)
-    patterns, style = pipeline.style(batch["source"], None)  # the neutral style, the face as every pattern
-    assert torch.equal(style, torch.tensor([NEUTRAL_STYLE])) and torch.equal(patterns[3], batch["source"][0])
+    patterns, style = pipeline.style(batch["source"], None)  # the neutral style, the face as its own reference
+    own = pipeline.style_mapping.patterns(batch["source"], batch["source"].expand(4, -1, -1, -1).unsqueeze(0))[0]
+    assert torch.equal(style, torch.tensor([NEUTRAL_STYLE])) and torch.equal(patterns, own)
     # the style is an input of the motion (that it learns to open wider: test_audio_motion)
     wide, narrow = (pipeline.keypoints(batch["source"], batch["waveform"][0], torch.tensor([[0.0, opening]]))
                     for opening in (1.0, 0.3))
@@ -308,3 +317,23 @@ def test_demo_style_aware_writes_a_video_with_sound(stages, tmp_path, capsys):
     _usage_error(capsys, ["demo", "style-aware", "--wav", str(wav), "--out", str(out)], "needs --checkpoints")
     _usage_error(capsys, ["demo", "style-aware", "--wav", str(wav), "--checkpoints", str(tmp_path), "--out", str(out)],
                  "no checkpoint file")
+
+
+def test_the_generator_stays_alive_under_its_training(tmp_path):
+    # Its inputs are images, all positive: Adam's first steps moved every weight of a stem
+    # channel the same way, and a stem without normalisation ended with its ReLUs dead
+    # everywhere (the U-Net's output constant, the frames the warped photo) within 30 steps.
+    from pyface.models.style_aware import landmark_warp
+    from pyface.recipes import build_modules, load_checkpoint
+
+    checkpoint = str(tmp_path / "style-generator.pt")
+    train("style-generator", 30, "cpu", batch_size=2, checkpoint=checkpoint, progress=False, log=lambda line: None)
+    generator = build_modules("style-generator", load_checkpoint(checkpoint, "style-generator"))[0]["model"].eval()
+    inputs = style_generator_inputs(style_transfer_batch(2, 2, torch.Generator().manual_seed(8), size=64), 64)
+    warped = landmark_warp(inputs["source"], inputs["source_landmarks"], inputs["landmarks"], generator.warp_sigma)
+    stacked = torch.cat([inputs["source"], inputs["facial_map"], inputs["style_patterns"].flatten(1, 2), warped], 1)
+    with torch.no_grad():
+        alive = (generator.stem(stacked) > 0).float().mean().item()
+        change = (generator(**inputs) - warped).abs().mean().item()
+    assert alive > 0.1, f"{alive:.2%} of the stem's ReLUs pass anything"
+    assert change > 1e-3, "the generator returns the warped photo"

@@ -156,11 +156,11 @@ def style_transfer_batch(batch_size: int, frames: int, generator: torch.Generato
     "neutral_landmarks": (N, T, 9, 2) the same openings in the neutral style; "rest_landmarks":
     (N, 9, 2) the source's; "style": (N, 2);
     "referenced": (N,) bool}. A share `unreferenced` of the samples (drawn) has "referenced"
-    False: the generator sees the source in place of their patterns (style_generator_inputs)
-    while X still speaks in the style, which the facial map carries. So the generator learns
-    to take the mouth's shape from the map whatever the patterns, and makes the pipeline's
-    frames without a style source (the neutral style's map, the photo as every pattern) as it
-    makes the others."""
+    False: the generator sees the source's patterns with the source as its own reference
+    (style_generator_inputs) while X still speaks in the style, which the facial map carries.
+    So the generator learns to take the mouth's shape from the map whatever the patterns, and
+    makes the pipeline's frames without a style source (the neutral style's map, the same
+    neutral patterns) as it makes the others."""
     n, templates = batch_size, MOUTH_TEMPLATES.shape[0]
     identity, speaker = speaker_identities(n, generator), speaker_identities(n, generator)
     style = random_styles(n, generator)

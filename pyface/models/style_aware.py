@@ -175,14 +175,20 @@ class StyleAwareGenerator(nn.Module):
     `landmarks`, (N, K, 2)); the U-Net sees the warped source too and predicts the change to
     it. The warp bends the source's own sharp lips where the corners rise or fall; the U-Net,
     painting them from the map alone in 600 steps, drew straight, blurred lips whatever the
-    smile (measured on the synthetic speakers)."""
+    smile (measured on the synthetic speakers).
+
+    The stem is normalised (conv - BatchNorm - ReLU) like every other block: its inputs are
+    images, all positive, so Adam's first steps moved all of a channel's weights one way, and
+    without the normalisation every stem ReLU was dead within 30 steps at the recipe's
+    learning rate (the U-Net's output constant, the frames the warped source)."""
 
     def __init__(self, width: int = 32, references: int = 4, warp_sigma: float | None = None,
                  backend: str | None = None):
         super().__init__()
         self.references, self.warp_sigma, self.backend = references, warp_sigma, backend
         in_channels = 3 + 1 + 3 * references + (3 if warp_sigma is not None else 0)
-        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, padding=3), nn.ReLU(inplace=True))
+        self.stem = nn.Sequential(nn.Conv2d(in_channels, width, 7, padding=3, bias=False), nn.BatchNorm2d(width),
+                                  nn.ReLU(inplace=True))
         self.down = nn.ModuleList([down_block(width, 2 * width), down_block(2 * width, 4 * width),
                                    down_block(4 * width, 8 * width)])
         self.up = nn.ModuleList([up_block(8 * width, 4 * width), up_block(8 * width, 2 * width), up_block(4 * width, width)])
