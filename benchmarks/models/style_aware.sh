@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The style-aware talking head's CPU recipe (README, "The style-aware talking head, end to
 # end"): its four stages' `pyface train --preset cpu` in order (the generator learns from the
-# trained style mapping's patterns), `pyface eval style-aware` and the demo on a recording.
+# trained style mapping's patterns), `pyface eval style-aware`, the figure of the patterns
+# (style_patterns.py) and the demo on a recording.
 # Run from the repository root with pyface installed, on an otherwise idle machine (the wall
 # times are part of the result). PYFACE_STAGES="style-generator" (say) trains only those
 # stages, the others' checkpoints already in the runs directory, and adds to the log.
@@ -28,6 +29,7 @@ for stage in style-mapping style-generator face-reader audio-motion; do
     pyface eval "$stage" --checkpoint "$runs/$stage.pt" --device cpu --json "$out/style-aware-$stage-eval.json"
 done
 pyface eval style-aware --checkpoints "$runs" --device cpu --json "$out/style-aware-eval.json"
+python benchmarks/models/style_patterns.py "$runs" "$out/style-aware-patterns.png"
 # the demo: a new face, a synthesised recording, and another speaker's clip as the style source
 python - "$runs" <<'PY'
 import sys
