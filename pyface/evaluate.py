@@ -436,14 +436,15 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
         for i in range(n):
             face, speech, style_frames = target["source"][i:i + 1].to(device), target["waveform"][i], \
                 shown["frames"][i].to(device)
-            # the pipeline's frames (its forward, in parts), and the same motion rendered with the
-            # neutral patterns (the face as its own reference): the style's share the motion carries
+            # the pipeline's frames with and without the style source (its forward, in parts), and
+            # the style's motion rendered with the neutral patterns: the style's share the motion carries
             patterns, style_read = pipeline.style(face, style_frames)
+            neutral_patterns, neutral_style = pipeline.style(face, None)
             keypoints = pipeline.keypoints(face, speech, style_read)
             outputs.append(pipeline.render(face, keypoints, patterns).cpu())
-            motion_only.append(pipeline.render(face, keypoints, pipeline.style(face, None)[0]).cpu())
+            motion_only.append(pipeline.render(face, keypoints, neutral_patterns).cpu())
+            neutral.append(pipeline.render(face, pipeline.keypoints(face, speech, neutral_style), neutral_patterns).cpu())
             projected.append(pipeline(face, speech, style_frames, shown["waveform"][i]).cpu())
-            neutral.append(pipeline(face, speech).cpu())
         truths.append(target["frames"])
         said_neutrally = speaking(identities, SpeakingStyle.neutral(n), target["envelope"])
         neutral_truths.append(draw_faces(said_neutrally, (size, size))["image"].view_as(target["frames"]))
@@ -475,9 +476,8 @@ def evaluate_style_aware(checkpoints: str, device="cpu", clips: int | None = Non
                      "*_follows_style: the changes' correlation over the clips with the truth's; every clip's "
                      "identity, speech and style speaker are new; "
                      "style_error_motion_only: style_error of frames made with the style read from the references "
-                     "but the neutral patterns, as without references (the face as its own reference: what the "
-                     "motion carries; the "
-                     "difference from style_error is the Intermediate Style Patterns' share); "
+                     "but the neutral patterns, as without references (the face as its own reference): what the "
+                     "motion carries; the difference from style_error is the Intermediate Style Patterns' share; "
                      "lip_sync.with_manifold_projection: the recording's features projected onto the style "
                      "speaker's speech (its 2 s clip)"}
 
