@@ -43,12 +43,20 @@ def build_parser() -> argparse.ArgumentParser:
                             "bench-<device>.json and .md, speedup.png and memory.png")
     bench.add_argument("--without-extension", action="store_true",
                        help="bench even when the compiled extension did not load (no pyface[cpu]/[cuda] rows)")
-    train = commands.add_parser("train", help="train a model on the synthetic data",
-                                description="Trains a model on pyface.data's synthetic data, with checkpoints "
-                                "that resume. On a 2-core CPU a step at the default batch size takes about 0.4 s "
+    train = commands.add_parser("train", help="train a model, on one process or many (torchrun)",
+                                description="Trains a model on pyface.data's synthetic data or a folder of real "
+                                "samples, with checkpoints that resume (on any number of processes). Under "
+                                "`torchrun --nproc_per_node N -m pyface train ...` it trains with "
+                                "DistributedDataParallel (gloo on the CPU, NCCL on CUDA). "
+                                "On a 2-core CPU a step at the default batch size takes about 0.4 s "
                                 "(glamor), 0.8 s (speech-gan), 1.2 s (atvgnet) or 2.8 s (style-mapping).")
     train.add_argument("model", choices=MODELS, help="the model to train")
-    train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data (required)")
+    train.add_argument("--synthetic", action="store_true", help="train on pyface.data's synthetic data")
+    train.add_argument("--data", default=None, metavar="DIR",
+                       help="train on a folder of real samples instead (glamor: <emotion>/<sample>/face.png and "
+                            "context.png; speech-gan: <clip>/frames/*.png at 25 fps and <clip>/audio.wav); "
+                            "see pyface.data.real")
+    train.add_argument("--workers", type=int, default=0, metavar="N", help="--data: DataLoader worker processes")
     train.add_argument("--preset", default=None, choices=["cpu"],
                        help="a training recipe: steps, batch size, learning rate and its schedule, learning-curve "
                             "interval; `cpu` is sized for about 15 minutes on a 2-core CPU (the README gives what it reaches) "
@@ -57,7 +65,9 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--device", default=None, choices=["cpu", "cuda"], help="default: cuda when available")
     train.add_argument("--backend", default=None, choices=["cpu", "cuda", "triton", "reference"],
                        help="pyface.ops backend (default: the best one built)")
-    train.add_argument("--batch-size", type=int, default=None, help="samples per step (default 16, or the preset's)")
+    train.add_argument("--batch-size", type=int, default=None,
+                       help="samples per optimiser step, the global batch: under torchrun each process takes "
+                            "batch/processes of them (default 16, or the preset's)")
     train.add_argument("--lr", type=float, default=None, help="Adam's learning rate (default: the model's)")
     train.add_argument("--seed", type=int, default=0, help="seed of the weights and the synthetic data (default 0)")
     train.add_argument("--checkpoint", default=None, metavar="FILE", help="file to save model and optimiser state to")
@@ -66,6 +76,27 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--style-mapping", default=None, metavar="FILE",
                        help="style-generator: learn from the Intermediate Style Patterns of this trained "
                             "style-mapping checkpoint (the pipeline's); default: the true patterns")
+    train.add_argument("--precision", default="fp32", choices=["fp32", "bf16", "fp16"],
+                       help="autocast precision (fp16 with a gradient scaler); default fp32")
+    train.add_argument("--accumulate", type=int, default=1, metavar="K",
+                       help="gradient accumulation: each step's batch in K micro-batches (default 1)")
+    train.add_argument("--clip-grad", type=float, default=0.0, metavar="NORM",
+                       help="clip each optimiser's gradient norm to NORM (default 0: no clipping)")
+    train.add_argument("--schedule", default=None, choices=["constant", "cosine"],
+                       help="learning rate after the warmup: constant, or a cosine down to a tenth at the last step "
+                            "(default: the preset's cosine, else constant)")
+    train.add_argument("--warmup", type=int, default=0, metavar="N",
+                       help="linear learning-rate warmup over the first N steps (default 0)")
+    train.add_argument("--ema", type=float, default=0.0, metavar="DECAY",
+                       help="keep an exponential moving average of the generator weights with this decay (e.g. "
+                            "0.999), saved in the checkpoint and used by pyface eval and demo (default 0: none)")
+    train.add_argument("--sync-bn", action="store_true",
+                       help="BatchNorm with the statistics of the whole global batch across processes (the same "
+                            "steps as one process; on gloo and NCCL)")
+    train.add_argument("--log-dir", default=None, metavar="DIR",
+                       help="write metrics.csv (and TensorBoard events when tensorboard is installed) there")
+    train.add_argument("--sample-every", type=int, default=0, metavar="N",
+                       help="generators: every N steps, sample images of held-out inputs to <log-dir>/samples/")
     train.add_argument("--eval-every", type=int, default=None, metavar="N",
                        help="every N steps, measure the main metric on a small held-out set (the learning curve, "
                             "written to <checkpoint>.curve.json); default: never, or the preset's interval")

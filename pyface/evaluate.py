@@ -315,6 +315,42 @@ def evaluate_modules(model_name: str, modules: dict[str, nn.Module], config: dic
         return _EVALUATORS[model_name](modules, config, _SIZES[model_name][size], torch.device(device))
 
 
+# The generators, whose training `pyface train --sample-every` shows in sample images.
+SAMPLED = ("speech-gan", "atvgnet", "style-mapping", "style-generator")
+_SAMPLE_FRAMES = 8  # frames of a held-out clip per sample row
+
+
+@torch.no_grad()
+def sample_images(model_name: str, modules: dict[str, nn.Module], config: dict, device="cpu") -> Tensor:
+    """(rows, columns, 3, H, W) in [0, 1]: what the generator makes of held-out inputs, each
+    made row above its truth. Talking heads: one clip's first frames; style-mapping: four
+    (neutral, reference, made, true) pairs; style-generator: four (source, made, true) frames."""
+    device = torch.device(device)
+    with eval_mode(*modules.values()), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        torch.manual_seed(HELD_OUT_SEED)  # the speech GAN's noise
+        generator = torch.Generator().manual_seed(HELD_OUT_SEED)
+        if model_name in ("speech-gan", "atvgnet"):
+            feature = "windows" if model_name == "speech-gan" else "mfcc"
+            clip = talking_sequence_batch(1, _SAMPLE_FRAMES, generator, render=True,
+                                          frame_size=tuple(config["frame_size"]), features=(feature,), device=device)
+            frames, still = clip["frames"], clip["frames"][:, 0]
+            if model_name == "speech-gan":
+                made = modules["generator"](still, clip["windows"])
+            else:
+                landmarks = clip["landmarks"]
+                made = modules["vg"](still, landmarks[:, 0], modules["at"](clip["mfcc"], landmarks[:, 0]))["frames"]
+            return torch.cat([made, frames]).clamp(0, 1).cpu()
+        if model_name == "style-mapping":
+            pairs = pattern_pair_batch(4, generator, config["size"], device)
+            made = modules["model"](pairs["neutral"], pairs["reference"])["image"]
+            return torch.stack([pairs["neutral"], pairs["reference"], made, pairs["pattern"]], 1).clamp(0, 1).cpu()
+        if model_name == "style-generator":
+            batch = style_transfer_batch(4, 1, generator, config["size"], device=device)
+            made = modules["model"](**style_generator_inputs(batch, config["size"], modules.get("style_mapping")))
+            return torch.stack([batch["source"], made, batch["frames"][:, 0]], 1).clamp(0, 1).cpu()
+    raise ValueError(f"sample_images: {model_name} makes no images; the generators are {', '.join(SAMPLED)}")
+
+
 def evaluate(model_name: str, checkpoint: str, device: str = "cpu") -> dict:
     """`pyface eval`: the checkpoint's metrics, in the JSON shape the command writes."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
+from pyface.distributed import GlobalBatchNorm, global_batch_statistics, update_running_statistics
 from pyface.ops import global_local_attention
 
 
@@ -46,15 +47,13 @@ class GlobalLocalAttention(nn.Module):
         face_term = torch.addmm(bias, face, weight[:, : self.face_dim].t())  # (N, Hd)
         cells = context.flatten(2)  # (N, Dc, P)
         hidden = torch.relu(torch.matmul(weight[:, self.face_dim:], cells) + face_term.unsqueeze(2))  # (N, Hd, P)
-        var, mean = torch.var_mean(hidden, dim=(0, 2), correction=0)
+        if isinstance(bn, GlobalBatchNorm):  # --sync-bn: the statistics of every rank's shard together
+            mean, var, count = global_batch_statistics(hidden, (0, 2))
+        else:
+            var, mean = torch.var_mean(hidden, dim=(0, 2), correction=0)
+            count = hidden.shape[0] * hidden.shape[2]
         if self.training and bn.track_running_stats:
-            with torch.no_grad():
-                bn.num_batches_tracked += 1
-                momentum = 1.0 / float(bn.num_batches_tracked) if bn.momentum is None else bn.momentum
-                count = hidden.shape[0] * hidden.shape[2]
-                unbiased = var * (count / max(count - 1, 1))
-                bn.running_mean.lerp_(mean.detach().to(bn.running_mean.dtype), momentum)
-                bn.running_var.lerp_(unbiased.detach().to(bn.running_var.dtype), momentum)
+            update_running_statistics(bn, mean, var, count)
         return mean, var
 
     def extra_repr(self) -> str:
