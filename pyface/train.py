@@ -192,6 +192,8 @@ def _train(model_name, steps, topology, backend, batch_size, lr, seed, checkpoin
         generator.set_state(state["generator"])
         if "rng" in state:  # the global stream (dropout, noise); older checkpoints lack it
             torch.set_rng_state(state["rng"])
+            if device.type == "cuda" and state.get("cuda_rng") is not None:
+                torch.cuda.set_rng_state(state["cuda_rng"], device)
         if tools.scaler is not None and state.get("scaler"):
             tools.scaler.load_state_dict(state["scaler"])
         done, first_loss, curve = state["step"], state["first_loss"], state.get("curve", [])
@@ -210,6 +212,7 @@ def _train(model_name, steps, topology, backend, batch_size, lr, seed, checkpoin
                     "curve": curve, "modules": {n: m.state_dict() for n, m in trainer.modules.items()},
                     "optimizers": {n: o.state_dict() for n, o in trainer.optimizers.items()},
                     "generator": generator.get_state(), "rng": torch.get_rng_state(),
+                    "cuda_rng": torch.cuda.get_rng_state(device) if device.type == "cuda" else None,
                     "scaler": tools.scaler.state_dict() if tools.scaler is not None else None,
                     "ema": average.state if average is not None else None,
                     "data": str(data) if data else "synthetic", "world_size": topology.world_size}, checkpoint)

@@ -25,7 +25,7 @@ def _usage_error(capsys, argv: list[str], expected: str) -> None:
     (["bench", "--dtypes", "float8"], "unknown dtypes float8; valid dtypes: float32, bfloat16"),
     (["bench", "--ops", "softmax_pool,warp"], "unknown ops warp; valid ops: weighted_l1_loss"),
     (["bench", "--models", "gan"], "unknown models gan; valid models: glamornet"),
-    (["train", "glamor", "--steps", "1"], "pass --synthetic"),
+    (["train", "glamor", "--steps", "1"], "pass one data source: --synthetic"),
     (["train", "glamor", "--synthetic", "--steps", "0"], "--steps must be at least 1"),
     (["train", "glamor", "--synthetic", "--resume"], "--resume needs --checkpoint"),
     (["train", "glamor", "--synthetic", "--batch-size", "0"], "--batch-size must be at least 1"),

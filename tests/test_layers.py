@@ -13,14 +13,14 @@ LAYERS = [  # top first; names in one row are peers and may not import each othe
     {"evaluate"},
     {"pipelines"},
     {"recipes"},
-    {"data", "models", "opinfo"},
+    {"data", "models", "opinfo", "optimization"},
     {"pyface"},  # the package itself (its __init__ gathers ops, nn, reference and geometry)
     {"nn"},
     {"ops"},
-    {"reference", "triton_kernels", "_backends", "_autocast"},
+    {"reference", "triton_kernels", "_backends", "_autocast", "distributed"},
     {"_extension"},
     {"_C", "_build_info"},
-    {"contracts", "geometry", "metrics", "audio", "_usage", "_modes", "_dtypes"},
+    {"contracts", "geometry", "metrics", "audio", "_usage", "_modes", "_dtypes", "run_log"},
 ]
 LEVEL = {name: len(LAYERS) - i for i, row in enumerate(LAYERS) for name in row}
 PACKAGE = Path(pyface.__file__).parent

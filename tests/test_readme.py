@@ -18,13 +18,18 @@ def _blocks(language: str) -> list[str]:
 
 
 def _pyface_commands() -> list[list[str]]:
+    """Every `pyface ...` command, also as `torchrun ... -m pyface ...` (lines continued by a
+    backslash joined)."""
     commands = []
     for block in _blocks("bash"):
-        for line in block.splitlines():
+        for line in block.replace("\\\n", " ").splitlines():
             for part in line.split("&&"):
                 words = shlex.split(part, comments=True)
                 if words[:1] == ["pyface"]:
                     commands.append(words[1:])
+                elif "torchrun" in words and ["-m", "pyface"] in [words[i:i + 2] for i in range(len(words))]:
+                    start = next(i for i in range(len(words)) if words[i:i + 2] == ["-m", "pyface"])
+                    commands.append(words[start + 2:])
     return commands
 
 

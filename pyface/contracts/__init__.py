@@ -8,6 +8,6 @@ import another at its own level or above it for a table or a check:
 - mouth: the key motion templates of the mouth that pick a speaker's style references.
 
 The import order of the package, top to bottom: cli -> train / bench / demo -> evaluate ->
-pipelines -> recipes -> data, models, opinfo (not each other) -> nn -> ops -> backends (reference,
-triton_kernels, the compiled _C) -> contracts and the other helpers that import no layer
-(geometry, metrics, audio). tests/test_layers.py holds the table and checks every import."""
+pipelines -> recipes -> data, models, opinfo, optimization (not each other) -> nn -> ops ->
+backends (reference, triton_kernels, the compiled _C) and distributed -> contracts and the other
+helpers that import no layer (geometry, metrics, audio, run_log). tests/test_layers.py holds the table and checks every import."""
