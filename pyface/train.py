@@ -1,11 +1,12 @@
-"""`pyface train`: a short training loop on the synthetic data, with a progress bar, the
-losses of every step, checkpoints that resume, and a closing line with the first and last
-loss (the generator's, for the GANs).
+"""`pyface train`: the training loop, on the synthetic data or a real folder, in one process
+or many (torchrun, DistributedDataParallel), with a progress bar, the losses of every step,
+checkpoints that resume on any number of processes, and a closing line with the first and
+last loss (the generator's, for the GANs). How each step is taken (precision, accumulation,
+clipping, DDP) is pyface.optimization's; the processes and shards are pyface.distributed's.
 
     pyface train glamor --synthetic --steps 50 --device cpu
-    pyface train style-mapping --synthetic --steps 50 --device cpu
-    pyface train atvgnet --synthetic --steps 50 --device cpu
-    pyface train speech-gan --synthetic --steps 50 --device cpu
+    pyface train speech-gan --data clips/ --steps 50 --device cpu
+    torchrun --standalone --nproc_per_node 2 -m pyface train atvgnet --synthetic --sync-bn --steps 50
 
 The style-aware talking head trains in four stages (pyface.pipelines.StyleAwareTalkingHead
 puts them together): audio-motion, face-reader, style-mapping and style-generator.
