@@ -35,11 +35,16 @@ class Topology:
         return self.world_size > 1
 
 
+def launched_world_size() -> int:
+    """The number of processes torchrun started (1 without torchrun)."""
+    return int(os.environ.get("WORLD_SIZE", "1"))
+
+
 def setup(device: str) -> Topology:
     """The process group torchrun describes in the environment (WORLD_SIZE, RANK, LOCAL_RANK,
     MASTER_ADDR/PORT): gloo on the CPU, NCCL on CUDA with one device per process (cuda:LOCAL_RANK).
     Without torchrun (or with one process), a single process on `device`."""
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = launched_world_size()
     device = torch.device(device)
     if world_size == 1:
         return Topology(0, 1, device)
@@ -72,10 +77,11 @@ def shard(batch: dict[str, Tensor], topology: Topology) -> dict[str, Tensor]:
 def mean_over_ranks(values: Tensor) -> Tensor:
     """The mean over the ranks of a tensor each holds (the global batch's mean loss, when
     each holds its shard's mean over equal shards)."""
-    if dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+    _, world = _world()
+    if world > 1:
         values = values.clone()
         dist.all_reduce(values)
-        values /= dist.get_world_size()
+        values /= world
     return values
 
 
@@ -134,10 +140,7 @@ def global_batch_statistics(x: Tensor, dims: tuple[int, ...]) -> tuple[Tensor, T
         return mean, var, count
     total = count * world
     mean = _SumOverRanks.apply(x.sum(dim=dims)) / total
-    shape = [1] * x.dim()
-    for d in range(x.dim()):
-        if d not in dims:
-            shape[d] = x.shape[d]
+    shape = [1 if d in dims else size for d, size in enumerate(x.shape)]  # mean's, broadcast against x
     var = _SumOverRanks.apply(((x - mean.view(shape)) ** 2).sum(dim=dims)) / total
     return mean, var, total
 
@@ -203,4 +206,5 @@ def convert_dropout(module: nn.Module) -> nn.Module:
 
 
 __all__ = ["GlobalBatchDropout", "GlobalBatchNorm", "Topology", "convert_batchnorm", "convert_dropout",
-           "global_batch_statistics", "global_randn", "mean_over_ranks", "setup", "shard", "teardown"]
+           "global_batch_statistics", "global_randn", "launched_world_size", "mean_over_ranks", "setup", "shard",
+           "teardown"]

@@ -9,6 +9,7 @@ Held-out data come from generators seeded at HELD_OUT_SEED and above, a range `p
 """
 from __future__ import annotations
 
+import contextlib
 import json
 from collections.abc import Callable
 from pathlib import Path
@@ -306,13 +307,23 @@ _EVALUATORS: dict[str, Callable] = {"glamor": _eval_glamor, "speech-gan": _eval_
                                     "face-reader": _eval_face_reader, "style-generator": _eval_style_generator}
 
 
+@contextlib.contextmanager
+def _held_out_run(modules: dict[str, nn.Module], device: torch.device):
+    """The modules in eval mode, and the global random streams (which some evaluations seed)
+    restored afterwards: a training that measures itself keeps its own stream."""
+    with eval_mode(*modules.values()), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+        yield
+
+
 @torch.no_grad()
 def evaluate_modules(model_name: str, modules: dict[str, nn.Module], config: dict, size: str = FULL,
                      device="cpu") -> dict:
     """The metrics of trained modules (as `pyface.train` builds them) on the held-out data;
-    the modules are put in eval mode and back in the mode they were in."""
-    with eval_mode(*modules.values()):
-        return _EVALUATORS[model_name](modules, config, _SIZES[model_name][size], torch.device(device))
+    the modules are put in eval mode and back in the mode they were in, and the global
+    random streams are left as they were."""
+    device = torch.device(device)
+    with _held_out_run(modules, device):
+        return _EVALUATORS[model_name](modules, config, _SIZES[model_name][size], device)
 
 
 # The generators, whose training `pyface train --sample-every` shows in sample images.
@@ -326,7 +337,7 @@ def sample_images(model_name: str, modules: dict[str, nn.Module], config: dict, 
     made row above its truth. Talking heads: one clip's first frames; style-mapping: four
     (neutral, reference, made, true) pairs; style-generator: four (source, made, true) frames."""
     device = torch.device(device)
-    with eval_mode(*modules.values()), torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
+    with _held_out_run(modules, device):
         torch.manual_seed(HELD_OUT_SEED)  # the speech GAN's noise
         generator = torch.Generator().manual_seed(HELD_OUT_SEED)
         if model_name in ("speech-gan", "atvgnet"):

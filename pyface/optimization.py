@@ -117,7 +117,7 @@ def learning_rate(base: float, step: int, total: int, schedule: str = "constant"
     `warmup` steps, then constant, or a cosine from base down to a tenth of it at the end."""
     factor = 1.0
     if schedule == "cosine":
-        progress = min(max(step - warmup, 0), total) / max(total - warmup, 1)
+        progress = min(max(step - warmup, 0), total - warmup) / max(total - warmup, 1)
         factor = 0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * progress))
     if step < warmup:
         factor *= (step + 1) / warmup

@@ -142,7 +142,7 @@ def train(model_name: str, steps: int | None = None, device: str = "cpu", *, bac
 
 
 def _check_arguments(steps, batch_size, eval_every, seed, controls, schedule, warmup, ema, sample_every, workers):
-    world_size = int(os.environ.get("WORLD_SIZE", "1"))
+    world_size = distributed.launched_world_size()
     if steps < 1:
         raise UsageError(f"--steps must be at least 1, got {steps}")
     if batch_size < 1:
@@ -232,9 +232,7 @@ def _train(model_name, steps, topology, backend, batch_size, lr, seed, checkpoin
         return modules
 
     def measure(step, loss):
-        with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):  # the training's stream untouched
-            value = evaluate_modules(model_name, evaluated_modules(), config, CURVE, device)
-        value = value["metrics"][MAIN_METRIC[model_name]]
+        value = evaluate_modules(model_name, evaluated_modules(), config, CURVE, device)["metrics"][MAIN_METRIC[model_name]]
         curve.append({"step": step, "seconds": round(time.perf_counter() - start, 1), "loss": loss,
                       **{key: value[key] for key in ("value", "floor", "ceiling", "gap_closed")}})
         log(f"step {step}: held-out {MAIN_METRIC[model_name]} {value['value']:.3f} "
@@ -280,8 +278,7 @@ def _train(model_name, steps, topology, backend, batch_size, lr, seed, checkpoin
                 metrics.write(step, time.perf_counter() - start, samples_per_s, rate, losses,
                               {MAIN_METRIC[model_name]: held_out} if held_out is not None else {})
                 if sample_every and step % sample_every == 0:
-                    with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-                        metrics.image(step, sample_images(model_name, evaluated_modules(), config, device))
+                    metrics.image(step, sample_images(model_name, evaluated_modules(), config, device))
             if save_every and step % save_every == 0:
                 save(step)
     save(done + steps, final=True)
