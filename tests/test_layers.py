@@ -13,7 +13,7 @@ LAYERS = [  # top first; names in one row are peers and may not import each othe
     {"evaluate"},
     {"pipelines"},
     {"recipes"},
-    {"data", "models", "opinfo", "optimization", "compat"},
+    {"data", "models", "opinfo", "optimization", "compat", "export"},
     {"pyface"},  # the package itself (its __init__ gathers ops, nn, reference and geometry)
     {"nn"},
     {"ops"},

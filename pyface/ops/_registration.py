@@ -1,7 +1,10 @@
 """What every op module registers for its custom ops: the fake implementations and the
 autograd of the Triton ops (defined in Python) and, when the extension is loaded, of the
 C++/CUDA ops, and their autocast policy (pyface/_autocast.py). Each op names its pair
-`pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`."""
+`pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`.
+
+An op may also give its forward's decomposition: the same outputs from standard aten ops (its
+reference), which pyface.export substitutes where a runtime has no pyface kernels (ONNX)."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -11,12 +14,15 @@ import torch
 from pyface import _extension
 from pyface._autocast import register_custom_op_autocast
 
+DECOMPOSITIONS: dict[str, Callable] = {}  # "pyface::<op>_forward[_triton]" -> its aten decomposition
+
 
 def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Callable, backward: Callable,
-                        make_setup_context: Callable, triton_backward: Callable | None) -> None:
+                        make_setup_context: Callable, triton_backward: Callable | None,
+                        decomposition: Callable | None = None) -> None:
     """make_setup_context(backward_op) gives the setup_context that stores which backward op
     the autograd backward calls (the Triton or the compiled one); triton_backward is None
-    for an op without Triton kernels."""
+    for an op without Triton kernels; decomposition takes the forward op's arguments."""
     pairs = []
     if triton_backward is not None:
         pairs.append((f"pyface::{op}_forward_triton", f"pyface::{op}_backward_triton", triton_backward))
@@ -28,3 +34,5 @@ def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Calla
         torch.library.register_autograd(forward_name, backward, setup_context=make_setup_context(backward_op))
         register_custom_op_autocast(forward_name)
         register_custom_op_autocast(backward_name)
+        if decomposition is not None:
+            DECOMPOSITIONS[forward_name] = decomposition

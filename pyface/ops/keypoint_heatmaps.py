@@ -85,6 +85,10 @@ def _backward(ctx, grad):
     return grad_driving, grad_source, None, None
 
 
+def _decomposition(kp_driving, kp_source, spatial_size, variance):
+    return reference_keypoint_heatmaps(kp_driving, kp_source, tuple(spatial_size), variance=variance)
+
+
 register_custom_ops(
     "keypoint_heatmaps",
     forward_fake=_forward_fake,
@@ -92,4 +96,5 @@ register_custom_ops(
     backward=_backward,
     make_setup_context=_make_setup_context,
     triton_backward=_triton_backward,
+    decomposition=_decomposition,
 )

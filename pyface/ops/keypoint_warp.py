@@ -22,6 +22,7 @@ from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_w
 OP = "keypoint_warp"
 
 _PADDING_CODES = {"zeros": 0, "border": 1}
+_PADDING_NAMES = {code: name for name, code in _PADDING_CODES.items()}
 
 
 @follows_autocast
@@ -142,6 +143,17 @@ def _backward(ctx, grad_output, grad_deformation, _motion_weights):
     )
 
 
+def _decomposition(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding):
+    """The forward's three outputs from the reference: output, deformation and motion weights in
+    the accumulation dtype."""
+    output, deformation = reference_keypoint_warp(
+        feature, kp_source, kp_driving, mask, jacobian, mask_logits=mask_logits, align_corners=align_corners,
+        padding_mode=_PADDING_NAMES[padding], return_deformation=True)
+    acc = accumulation_dtype(feature.dtype)
+    weights = torch.softmax(mask.to(acc), dim=1) if mask_logits else mask.to(acc)
+    return output, deformation.to(acc), weights
+
+
 register_custom_ops(
     "keypoint_warp",
     forward_fake=_forward_fake,
@@ -149,4 +161,5 @@ register_custom_ops(
     backward=_backward,
     make_setup_context=_make_setup_context,
     triton_backward=_triton_backward,
+    decomposition=_decomposition,
 )

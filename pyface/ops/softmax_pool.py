@@ -103,6 +103,11 @@ def _backward(ctx, grad_pooled, grad_attention):
     return grad_scores.to(ctx.scores_dtype) if needs_scores else None, grad_values if needs_values else None
 
 
+def _decomposition(scores, values):
+    pooled, attention = reference_softmax_pool(scores, values, return_attention=True)
+    return pooled, attention.to(accumulation_dtype(values.dtype))
+
+
 register_custom_ops(
     "softmax_pool",
     forward_fake=_forward_fake,
@@ -110,4 +115,5 @@ register_custom_ops(
     backward=_backward,
     make_setup_context=_make_setup_context,
     triton_backward=_triton_backward,
+    decomposition=_decomposition,
 )

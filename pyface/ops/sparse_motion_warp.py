@@ -17,6 +17,7 @@ from pyface.reference.sparse_motion_warp import sparse_motion_warp as reference_
 OP = "sparse_motion_warp"
 
 _PADDING_CODES = {"zeros": 0, "border": 1}
+_PADDING_NAMES = {code: name for name, code in _PADDING_CODES.items()}
 
 
 @follows_autocast
@@ -101,6 +102,11 @@ def _backward(ctx, grad_output):
     return (*(grad if need else None for grad, need in zip(grads, needs[:4])), None, None)
 
 
+def _decomposition(feature, kp_source, kp_driving, jacobian, align_corners, padding):
+    return reference_sparse_motion_warp(feature, kp_source, kp_driving, jacobian, align_corners=align_corners,
+                                        padding_mode=_PADDING_NAMES[padding])
+
+
 register_custom_ops(
     "sparse_motion_warp",
     forward_fake=_forward_fake,
@@ -108,4 +114,5 @@ register_custom_ops(
     backward=_backward,
     make_setup_context=_make_setup_context,
     triton_backward=_triton_backward,
+    decomposition=_decomposition,
 )
