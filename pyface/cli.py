@@ -35,7 +35,8 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated dtypes of the op cases: {', '.join(DTYPES)} "
                             "(default: float32; on CUDA float32,bfloat16,float16)")
     bench.add_argument("--models", default=None, metavar="NAMES",
-                       help=f"comma-separated models whose training step to time: {', '.join(model_names())} "
+                       help=f"comma-separated models (training steps) and motion modules to time: "
+                            f"{', '.join(model_names())} "
                             "(default: all, unless --ops is given)")
     bench.add_argument("--quick", action="store_true", help="small inputs and few repetitions (a smoke run)")
     bench.add_argument("--out", default=None, metavar="DIR",

@@ -14,6 +14,7 @@ from pyface._usage import UsageError
 from pyface.bench import report
 from pyface.bench.cases import CASES, CPU_ELEMENT_BUDGET, select
 from pyface.bench.models import model_cases, run_model_case
+from pyface.bench.modules import ModuleCase, module_cases, run_module_case
 from pyface.bench.runner import Row, copy_bandwidth_gbps, failure_text, run_case, timed_backends
 
 __all__ = ["CASES", "DTYPES", "OP_NAMES", "main_bench", "model_names", "select"]
@@ -23,7 +24,8 @@ DTYPES = ("float32", "bfloat16", "float16", "float64")
 
 
 def model_names() -> list[str]:
-    return [case.name.lower() for case in model_cases()]
+    """The model training steps and the whole motion modules `--models` selects from."""
+    return [case.name.lower() for case in model_cases() + module_cases()]
 
 
 def _device_name(device: torch.device) -> str:
@@ -82,7 +84,7 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
     check_extension(without_extension)
     _unknown("ops", ops or [], OP_NAMES)
     _unknown("dtypes", dtypes or [], DTYPES)
-    known_models = {case.name.lower(): case for case in model_cases()}
+    known_models = {case.name.lower(): case for case in model_cases() + module_cases()}
     _unknown("models", [m.lower() for m in models or []], list(known_models))
     names = dtypes or (["float32", "bfloat16", "float16"] if dev.type == "cuda" else ["float32"])
     dtype_list = [getattr(torch, name) for name in names]
@@ -109,7 +111,8 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
     log = _RowLog(out_dir, meta)
     rows: list[Row] = []
     impl_count = 2 + len(timed_backends(dev))
-    total = (len(cases) * len(dtype_list) * 2 + len(models)) * impl_count
+    model_groups = sum(len(getattr(known_models[name.lower()], "modes", ("train step",))) for name in models)
+    total = (len(cases) * len(dtype_list) * 2 + model_groups) * impl_count
     status = 0
     with tqdm(total=total, desc="pyface bench", unit="run") as progress:
         def on_row(row: Row) -> None:
@@ -124,8 +127,14 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
                     _guarded(lambda: run_case(case, dev, dtype, quick, meta["copy_gbps"], on_row), on_row,
                              Row(op=case.op, case=case.name, shape=case.shape, batch_scaled=False,
                                  dtype=str(dtype).removeprefix("torch."), mode="-", impl="-"))
-            for name in models:  # training steps, float32
+            for name in models:  # training steps and whole modules, float32
                 case = known_models[name.lower()]
+                if isinstance(case, ModuleCase):
+                    progress.set_postfix_str(f"module/{case.name}")
+                    _guarded(lambda: run_module_case(case, dev, quick, on_row), on_row,
+                             Row(op="module", case=case.name, shape=(), batch_scaled=False, dtype="float32",
+                                 mode="-", impl="-"))
+                    continue
                 progress.set_postfix_str(f"train step/{case.name}")
                 _guarded(lambda: run_model_case(case, dev, quick, on_row), on_row,
                          Row(op="model", case=case.name, shape=(), batch_scaled=False, dtype="float32",

@@ -22,6 +22,24 @@ def relative_jacobian(jacobian_source: Tensor | None, jacobian_driving: Tensor |
     return torch.matmul(jacobian_source, torch.inverse(jacobian_driving))
 
 
+def hourglass_input(source: Tensor, kp_driving: Tensor, kp_source: Tensor, jacobian: Tensor | None,
+                    variance: float, align_corners: bool = False,
+                    backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """The hourglass's input (N, (K+1)(C+1), *S), each motion's heatmap beside the source sampled
+    under it, and the latter, sparse_deformed (N, K+1, C, *S)."""
+    heatmap = keypoint_heatmaps(kp_driving, kp_source, tuple(source.shape[2:]), variance=variance, backend=backend)
+    sparse_deformed = sparse_motion_warp(source, kp_source, kp_driving, jacobian, align_corners=align_corners,
+                                         backend=backend)
+    return torch.cat([heatmap.unsqueeze(2).to(source.dtype), sparse_deformed], dim=2).flatten(1, 2), sparse_deformed
+
+
+def masked_warp(feature: Tensor, mask: Tensor, kp_driving: Tensor, kp_source: Tensor, jacobian: Tensor | None,
+                align_corners: bool = False, backend: str | None = None) -> tuple[Tensor, Tensor]:
+    """(feature warped, deformation (N, *S, d)) by the mask-weighted motions, in one fused pass."""
+    return keypoint_warp(feature, kp_source, kp_driving, mask, jacobian, align_corners=align_corners,
+                         return_deformation=True, backend=backend)
+
+
 def dense_motion(net: nn.Module, source: Tensor, kp_driving: Tensor, kp_source: Tensor, jacobian: Tensor | None,
                  variance: float, feature: Tensor | None = None, align_corners: bool = False) -> dict[str, Tensor]:
     """source (N, C, *S): what the motions are estimated from (FOMM: the downsampled image;
@@ -33,17 +51,14 @@ def dense_motion(net: nn.Module, source: Tensor, kp_driving: Tensor, kp_source: 
     warped by the deformation when it has the size S (one fused pass), else None (the caller
     resizes the deformation, as the anchors do)."""
     backend = getattr(net, "backend", None)
-    spatial = tuple(source.shape[2:])
-    heatmap = keypoint_heatmaps(kp_driving, kp_source, spatial, variance=variance, backend=backend)
-    sparse_deformed = sparse_motion_warp(source, kp_source, kp_driving, jacobian, align_corners=align_corners,
-                                         backend=backend)
-    hourglass_input = torch.cat([heatmap.unsqueeze(2).to(source.dtype), sparse_deformed], dim=2).flatten(1, 2)
-    prediction = net.hourglass(hourglass_input)
+    inputs, sparse_deformed = hourglass_input(source, kp_driving, kp_source, jacobian, variance, align_corners,
+                                              backend)
+    prediction = net.hourglass(inputs)
     mask = F.softmax(net.mask(prediction), dim=1)
     # The deformation comes with a warp; without a feature of this size, the (cheaper) source is warped.
-    same_size = feature is not None and tuple(feature.shape[2:]) == spatial
-    warped, deformation = keypoint_warp(feature if same_size else source, kp_source, kp_driving, mask, jacobian,
-                                        align_corners=align_corners, return_deformation=True, backend=backend)
+    same_size = feature is not None and tuple(feature.shape[2:]) == tuple(source.shape[2:])
+    warped, deformation = masked_warp(feature if same_size else source, mask, kp_driving, kp_source, jacobian,
+                                      align_corners, backend)
     return {"sparse_deformed": sparse_deformed, "prediction": prediction, "mask": mask,
             "deformation": deformation, "warped": warped if same_size else None}
 

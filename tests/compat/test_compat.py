@@ -17,10 +17,11 @@ import torch
 import torch.nn.functional as F
 
 import pyface.compat
+from pyface.bench import anchors
 from pyface.compat import facevid2vid, fomm, liveportrait
 
 sys.path.insert(0, str(Path(__file__).parent))
-import anchor_doubles  # noqa: E402
+
 
 MANIFESTS = json.loads((Path(__file__).parent / "official_manifests.json").read_text())
 
@@ -198,12 +199,12 @@ def test_fused_motion_path_matches_the_reference_backend(name, build, inputs):
 def _doubles():
     volume_motion = {"block_expansion": 4, "max_features": 16, "num_blocks": 2, "reshape_depth": 4, "compress": 2}
     feature = torch.randn(2, 4, 4, 8, 12, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
-    yield "liveportrait.WarpingNetwork", lambda: anchor_doubles.WarpingNetwork(_randomize(liveportrait.WarpingNetwork(
+    yield "liveportrait.WarpingNetwork", lambda: anchors.WarpingNetwork(_randomize(liveportrait.WarpingNetwork(
         num_kp=3, block_expansion=4, max_features=16, num_down_blocks=1, reshape_channel=4,
         estimate_occlusion_map=True, dense_motion_params=volume_motion).double())), \
         (feature, _kp(2, 3, 3, 12)["value"], _kp(2, 3, 3, 13)["value"])
     image = torch.rand(2, 3, 32, 24, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
-    yield "fomm.DenseMotionNetwork", lambda: anchor_doubles.FommDenseMotionNetwork(_randomize(fomm.DenseMotionNetwork(
+    yield "fomm.DenseMotionNetwork", lambda: anchors.FommDenseMotionNetwork(_randomize(fomm.DenseMotionNetwork(
         block_expansion=4, max_features=16, num_blocks=2, scale_factor=0.5, num_kp=3, num_channels=3,
         estimate_occlusion_map=True).double())), (image, _kp(2, 3, 2, 3), _kp(2, 3, 2, 4))
 
@@ -241,7 +242,7 @@ def test_accelerate_walks_submodules_and_leaves_the_rest_alone():
     assert hasattr(type(warping.dense_motion_network), "_pyface_accelerated_from")
     assert type(warping.third) is pyface.compat._blocks.SameBlock2d  # learned layers are not touched
     pyface.compat.restore(model)
-    assert type(warping) is anchor_doubles.WarpingNetwork
+    assert type(warping) is anchors.WarpingNetwork
 
 
 def test_accelerate_ignores_a_namesake_without_the_official_attributes():

@@ -1,0 +1,247 @@
+"""Whole motion modules and their motion paths: LivePortrait's WarpingNetwork and FOMM's dense
+motion + generator as their official code computes them (eager, and under torch.compile),
+against the same modules accelerated by pyface.compat.accelerate (the fused ops); and the motion
+path alone (everything but the learned layers: heatmaps, sparse motions, mask softmax,
+deformation, warp), both ways. Forward rows run under no_grad (inference). Before timing, each
+implementation's outputs (and input gradients) are held to the eager float32 module's within
+TOLERANCE: the float64 truth of a module at these sizes does not fit a CPU's memory (float64
+3-D convolutions unfold their input), and tests/compat checks the formulations in float64."""
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from pyface.bench import anchors
+from pyface.bench.runner import Row, mark_failed, time_group, timed_backends
+
+TOLERANCE = 1e-3  # relative L2 against the eager float32 module, every output and input gradient
+
+
+@dataclass(frozen=True)
+class ModuleCase:
+    name: str
+    modes: tuple[str, ...]
+    build: Callable[[torch.device, bool], tuple[Callable, Callable, dict]]  # -> (eager, pyface(backend), inputs)
+    grad_inputs: tuple[str, ...]
+    main_input: str
+    note: str
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def _keypoints(n: int, k: int, d: int, seed: int, device) -> torch.Tensor:
+    return (torch.rand(n, k, d, generator=_generator(seed)) * 1.6 - 0.8).to(device)
+
+
+def _random_weights(module: nn.Module) -> nn.Module:
+    """Weights and BatchNorm statistics drawn once (seeded), so that no layer is an identity."""
+    generator = _generator(0)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if tensor.is_floating_point() and not name.endswith("down.weight"):
+                if name.endswith("running_var"):
+                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
+                else:
+                    scale = (tensor[0].numel() if tensor.dim() > 1 else 1) ** -0.5
+                    tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
+    return module.eval()
+
+
+def _accelerated(eager: nn.Module) -> Callable[[str], nn.Module]:
+    from pyface.compat import accelerate
+
+    return lambda backend: accelerate(copy.deepcopy(eager), backend=backend)
+
+
+def _warping_network(device: torch.device, quick: bool):
+    from pyface.compat import liveportrait
+
+    side = 32 if quick else 64
+    built = liveportrait.WarpingNetwork(num_kp=21, block_expansion=64, max_features=512, num_down_blocks=2,
+                                        reshape_channel=32, estimate_occlusion_map=True, dense_motion_params={
+                                            "block_expansion": 32, "max_features": 1024, "num_blocks": 5,
+                                            "reshape_depth": 16, "compress": 4})
+    eager = anchors.WarpingNetwork(_random_weights(built)).to(device).eval()
+    inputs = {"feature_3d": torch.randn(1, 32, 16, side, side, generator=_generator(1)).to(device),
+              "kp_driving": _keypoints(1, 21, 3, 2, device), "kp_source": _keypoints(1, 21, 3, 3, device)}
+    return eager, _accelerated(eager), inputs
+
+
+def _fomm_generator(device: torch.device, quick: bool):
+    from pyface.compat import fomm
+
+    side, n = (128, 1) if quick else (256, 1 if device.type == "cpu" else 8)
+    built = fomm.OcclusionAwareGenerator(num_channels=3, num_kp=10, block_expansion=64, max_features=512,
+                                         num_down_blocks=2, num_bottleneck_blocks=6, estimate_occlusion_map=True,
+                                         estimate_jacobian=True, dense_motion_params={
+                                             "block_expansion": 64, "max_features": 1024, "num_blocks": 5,
+                                             "scale_factor": 0.25})
+    eager = anchors.FommOcclusionAwareGenerator(_random_weights(built)).to(device).eval()
+    inputs = {"source_image": torch.rand(n, 3, side, side, generator=_generator(1)).to(device),
+              "kp_driving": _fomm_keypoints(n, 2, device), "kp_source": _fomm_keypoints(n, 3, device)}
+    return eager, _accelerated(eager), inputs
+
+
+def _fomm_keypoints(n: int, seed: int, device) -> dict:
+    jacobian = torch.eye(2) + 0.2 * torch.randn(n, 10, 2, 2, generator=_generator(seed + 10))
+    return {"value": _keypoints(n, 10, 2, seed, device), "jacobian": jacobian.to(device)}
+
+
+class _MotionPath(nn.Module):
+    """The motion path around the learned layers, given the mask's logits: the hourglass's input
+    from the source and the keypoints, the mask's softmax, the deformation and the warped feature."""
+
+    def __init__(self, fused: bool, variance: float = 0.01, backend: str | None = None):
+        super().__init__()
+        self.fused, self.variance, self.backend = fused, variance, backend
+
+    def forward(self, source, feature, kp_driving, kp_source, mask_logits, jacobian=None):
+        from pyface.compat import _motion
+
+        mask = torch.softmax(mask_logits, dim=1)
+        if self.fused:
+            hourglass_input, _ = _motion.hourglass_input(source, kp_driving, kp_source, jacobian, self.variance,
+                                                         backend=self.backend)
+            warped, deformation = _motion.masked_warp(feature, mask, kp_driving, kp_source, jacobian,
+                                                      backend=self.backend)
+        else:
+            hourglass_input, _, motions = anchors.hourglass_input(source, kp_driving, kp_source, jacobian,
+                                                                  self.variance)
+            warped, deformation = anchors.masked_warp(feature, mask, motions)
+        return {"hourglass_input": hourglass_input, "mask": mask, "deformation": deformation, "warped": warped}
+
+
+def _liveportrait_motion_path(device: torch.device, quick: bool):
+    side = 32 if quick else 64
+    inputs = {"source": torch.randn(1, 4, 16, side, side, generator=_generator(1)).to(device),
+              "feature": torch.randn(1, 32, 16, side, side, generator=_generator(2)).to(device),
+              "kp_driving": _keypoints(1, 21, 3, 3, device), "kp_source": _keypoints(1, 21, 3, 4, device),
+              "mask_logits": torch.randn(1, 22, 16, side, side, generator=_generator(5)).to(device)}
+    return _MotionPath(fused=False), lambda backend: _MotionPath(fused=True, backend=backend), inputs
+
+
+def _fomm_motion_path(device: torch.device, quick: bool):
+    n = 1 if quick else (2 if device.type == "cpu" else 16)
+    side = 32 if quick else 64
+    kp_driving, kp_source = _fomm_keypoints(n, 2, device), _fomm_keypoints(n, 3, device)
+    inputs = {"source": torch.rand(n, 3, side, side, generator=_generator(1)).to(device),
+              "feature": torch.randn(n, 256, side, side, generator=_generator(2)).to(device),
+              "kp_driving": kp_driving["value"], "kp_source": kp_source["value"],
+              "mask_logits": torch.randn(n, 11, side, side, generator=_generator(5)).to(device),
+              "jacobian": torch.linalg.solve(kp_driving["jacobian"], kp_source["jacobian"], left=False)}
+    return _MotionPath(fused=False), lambda backend: _MotionPath(fused=True, backend=backend), inputs
+
+
+def module_cases() -> list[ModuleCase]:
+    return [
+        ModuleCase("LivePortrait-WarpingNetwork", ("forward",), _warping_network, (), "feature_3d",
+                   "batch 1, feature 32x16x64x64, 21 keypoints; pyface = the module after pyface.compat.accelerate"),
+        ModuleCase("FOMM-generator", ("forward", "forward+backward"), _fomm_generator, ("source_image",), "source_image",
+                   "dense motion + OcclusionAwareGenerator at 256x256, 10 keypoints with jacobians (batch 1 on the "
+                   "CPU, 8 on CUDA); pyface = the module after pyface.compat.accelerate"),
+        ModuleCase("LivePortrait-motion-path", ("forward", "forward+backward"), _liveportrait_motion_path,
+                   ("source", "feature", "kp_driving", "kp_source", "mask_logits"), "feature",
+                   "heatmaps, sparse motions, mask softmax, deformation and warp of WarpingNetwork, no learned layers"),
+        ModuleCase("FOMM-motion-path", ("forward", "forward+backward"), _fomm_motion_path,
+                   ("source", "feature", "kp_driving", "kp_source", "mask_logits", "jacobian"), "feature",
+                   "the same for FOMM's dense motion and generator warp at 64x64 (batch 2 on the CPU, 16 on CUDA)"),
+    ]
+
+
+def _outputs(result) -> dict[str, torch.Tensor]:
+    return {key: value for key, value in result.items() if isinstance(value, torch.Tensor)}
+
+
+def _leaves(inputs: dict, grad_inputs: tuple[str, ...]) -> dict:
+    def fresh(name, value):
+        if isinstance(value, dict):
+            return {key: fresh(name, item) for key, item in value.items()}
+        if isinstance(value, torch.Tensor) and value.is_floating_point():
+            return value.detach().clone().requires_grad_(name in grad_inputs)
+        return value
+
+    return {name: fresh(name, value) for name, value in inputs.items()}
+
+
+def _upstreams(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    generator = _generator(9)
+    return {key: (torch.rand(value.shape, generator=generator) + 0.5).to(value.device, value.dtype)
+            for key, value in outputs.items() if value.requires_grad}
+
+
+def _run(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstreams: dict):
+    """(outputs, input gradients) of one forward (and backward with grad_inputs)."""
+    leaves = _leaves(inputs, grad_inputs)
+    if not grad_inputs:
+        with torch.no_grad():
+            return _outputs(module(**leaves)), []
+    outputs = _outputs(module(**leaves))
+    torch.autograd.backward([outputs[k] for k in upstreams], [upstreams[k] for k in upstreams])
+    return {k: v.detach() for k, v in outputs.items()}, [leaves[name].grad for name in grad_inputs]
+
+
+def _relative(got: torch.Tensor, want: torch.Tensor) -> float:
+    got, want = got.double(), want.double()
+    return float("inf") if not torch.isfinite(got).all() else ((got - want).norm() / want.norm()).item()
+
+
+def _error(got, want) -> float:
+    (outputs, grads), (want_outputs, want_grads) = got, want
+    return max([_relative(outputs[k], want_outputs[k]) for k in want_outputs] +
+               [_relative(g, w) for g, w in zip(grads, want_grads)])
+
+
+def _step(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstreams: dict) -> Callable[[], object]:
+    leaves = _leaves(inputs, grad_inputs)
+
+    if not grad_inputs:
+        def forward():
+            with torch.no_grad():
+                return module(**leaves)
+        return forward
+
+    def forward_backward():
+        for value in leaves.values():
+            if isinstance(value, torch.Tensor):
+                value.grad = None
+        outputs = _outputs(module(**leaves))
+        torch.autograd.backward([outputs[k] for k in upstreams], [upstreams[k] for k in upstreams])
+
+    return forward_backward
+
+
+def run_module_case(case: ModuleCase, device: torch.device, quick: bool,
+                    on_row: Callable[[Row], None] = lambda row: None) -> list[Row]:
+    eager, make_pyface, inputs = case.build(device, quick)
+    impls = {"eager": eager, "torch.compile": torch.compile(eager)}
+    for backend in timed_backends(device):
+        impls[f"pyface[{backend}]"] = make_pyface(backend)
+    rows: list[Row] = []
+    for mode in case.modes:
+        grad_inputs = case.grad_inputs if mode == "forward+backward" else ()
+        upstreams = _upstreams(_outputs(eager(**_leaves(inputs, grad_inputs)))) if grad_inputs else {}
+        truth = _run(eager, inputs, grad_inputs, upstreams)
+        group, steps = {}, {}
+        for impl, module in impls.items():
+            row = group[impl] = Row(op="module", case=case.name, shape=tuple(inputs[case.main_input].shape),
+                                    batch_scaled=False, dtype="float32", mode=mode, impl=impl)
+            try:
+                error = _error(_run(module, inputs, grad_inputs, upstreams), truth)
+                if not error <= TOLERANCE:
+                    raise AssertionError(f"{case.name} {mode} {impl}: relative error {error:.2e} against the eager "
+                                         f"float32 module is over {TOLERANCE:.0e}")
+                row.max_rel_error, row.tolerance = error, TOLERANCE
+                steps[impl] = _step(module, inputs, grad_inputs, upstreams)
+            except Exception as error:  # reported as a failed row; the run goes on
+                mark_failed(row, error)
+        time_group(group, steps, device, quick)
+        for row in group.values():
+            on_row(row)
+        rows += group.values()
+    return rows
