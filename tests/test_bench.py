@@ -12,6 +12,7 @@ from pyface import bench
 from pyface.bench import main_bench, memory, report, runner
 from pyface.bench.cases import CASES, select
 from pyface.bench.models import _loss_and_grads, _model, _Truth, check_model, model_cases
+from pyface.bench.modules import module_cases
 from pyface.bench.runner import AccuracyError, Row
 
 
@@ -171,6 +172,9 @@ def test_quick_bench_writes_report(tmp_path):
     model_rows = [row for row in rows if row["op"] == "model"]  # training steps, fused vs reference
     assert {row["impl"] for row in model_rows} == {"eager", "pyface[cpu]"}
     assert {row["case"] for row in model_rows} == {case.name for case in model_cases()}
+    module_rows = [row for row in rows if row["op"] == "module"]  # the FOMM-family motion modules
+    assert {row["case"] for row in module_rows} == {case.name for case in module_cases()}
+    assert {row["impl"] for row in module_rows} == {"eager", "torch.compile", "pyface[cpu]"}
     unallocated = [(row["case"], row["impl"], row["mode"], row["peak_mb"]) for row in rows
                    if row["mode"] != "forward" and not row["peak_mb"] > 0]
     assert not unallocated, unallocated  # gradients are allocated

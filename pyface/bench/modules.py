@@ -29,6 +29,10 @@ class ModuleCase:
     grad_inputs: tuple[str, ...]
     main_input: str
     note: str
+    # the outputs the backward starts from (None: all); FOMM trains on "prediction" alone, and its
+    # "deformed" (the image resampled for display) would add texel-edge flips of bilinear
+    # sampling, where float32 rounding of the deformation moves a sample across a pixel edge
+    trained_outputs: tuple[str, ...] | None = None
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -144,7 +148,8 @@ def module_cases() -> list[ModuleCase]:
                    "batch 1, feature 32x16x64x64, 21 keypoints; pyface = the module after pyface.compat.accelerate"),
         ModuleCase("FOMM-generator", ("forward", "forward+backward"), _fomm_generator, ("source_image",), "source_image",
                    "dense motion + OcclusionAwareGenerator at 256x256, 10 keypoints with jacobians (batch 1 on the "
-                   "CPU, 8 on CUDA); pyface = the module after pyface.compat.accelerate"),
+                   "CPU, 8 on CUDA), trained on its prediction; pyface = the module after pyface.compat.accelerate",
+                   trained_outputs=("prediction",)),
         ModuleCase("LivePortrait-motion-path", ("forward", "forward+backward"), _liveportrait_motion_path,
                    ("source", "feature", "kp_driving", "kp_source", "mask_logits"), "feature",
                    "heatmaps, sparse motions, mask softmax, deformation and warp of WarpingNetwork, no learned layers"),
@@ -169,10 +174,10 @@ def _leaves(inputs: dict, grad_inputs: tuple[str, ...]) -> dict:
     return {name: fresh(name, value) for name, value in inputs.items()}
 
 
-def _upstreams(outputs: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+def _upstreams(outputs: dict[str, torch.Tensor], keys: tuple[str, ...] | None) -> dict[str, torch.Tensor]:
     generator = _generator(9)
     return {key: (torch.rand(value.shape, generator=generator) + 0.5).to(value.device, value.dtype)
-            for key, value in outputs.items() if value.requires_grad}
+            for key, value in outputs.items() if value.requires_grad and (keys is None or key in keys)}
 
 
 def _run(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstreams: dict):
@@ -225,7 +230,8 @@ def run_module_case(case: ModuleCase, device: torch.device, quick: bool,
     rows: list[Row] = []
     for mode in case.modes:
         grad_inputs = case.grad_inputs if mode == "forward+backward" else ()
-        upstreams = _upstreams(_outputs(eager(**_leaves(inputs, grad_inputs)))) if grad_inputs else {}
+        upstreams = _upstreams(_outputs(eager(**_leaves(inputs, grad_inputs))), case.trained_outputs) \
+            if grad_inputs else {}
         truth = _run(eager, inputs, grad_inputs, upstreams)
         group, steps = {}, {}
         for impl, module in impls.items():
