@@ -3,9 +3,10 @@ motion + generator as their official code computes them (eager, and under torch.
 against the same modules accelerated by pyface.compat.accelerate (the fused ops); and the motion
 path alone (everything but the learned layers: heatmaps, sparse motions, mask softmax,
 deformation, warp), both ways. Forward rows run under no_grad (inference). Before timing, each
-implementation's outputs (and input gradients) are held to the eager float32 module's within
-TOLERANCE: the float64 truth of a module at these sizes does not fit a CPU's memory (float64
-3-D convolutions unfold their input), and tests/compat checks the formulations in float64."""
+implementation's outputs (and input gradients) are held to the eager module run in float64, as
+the op rows are (pyface.bench.runner.judge); WarpingNetwork's to the eager float32 module's, as
+its float64 3-D convolutions unfold their input past a CPU's memory (tests/compat checks it in
+float64 at a smaller size)."""
 from __future__ import annotations
 
 import copy
@@ -16,9 +17,9 @@ import torch
 from torch import nn
 
 from pyface.bench import anchors
-from pyface.bench.runner import Row, mark_failed, time_group, timed_backends
+from pyface.bench.runner import Row, judge, mark_failed, time_group, timed_backends
 
-TOLERANCE = 1e-3  # relative L2 against the eager float32 module, every output and input gradient
+TOLERANCE = 1e-4  # relative L2 of every output and input gradient against the truth
 
 
 @dataclass(frozen=True)
@@ -33,6 +34,13 @@ class ModuleCase:
     # "deformed" (the image resampled for display) would add texel-edge flips of bilinear
     # sampling, where float32 rounding of the deformation moves a sample across a pixel edge
     trained_outputs: tuple[str, ...] | None = None
+    float64_truth: bool = True  # else the truth is the eager float32 module
+    # The generator's input gradient reaches the hourglass through the warp's sampling positions,
+    # where bilinear sampling's gradient jumps at pixel edges: float32 rounding of the deformation,
+    # in any order of summation, moves a few samples across one. That is up to about 1e-3 of the
+    # gradient's norm here, for torch.compile of the eager module as for pyface (the eager module
+    # happens to round as float64 does more often, as it sums in the same order).
+    backward_tolerance: float = TOLERANCE
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -145,11 +153,12 @@ def _fomm_motion_path(device: torch.device, quick: bool):
 def module_cases() -> list[ModuleCase]:
     return [
         ModuleCase("LivePortrait-WarpingNetwork", ("forward",), _warping_network, (), "feature_3d",
-                   "batch 1, feature 32x16x64x64, 21 keypoints; pyface = the module after pyface.compat.accelerate"),
+                   "batch 1, feature 32x16x64x64, 21 keypoints; pyface = the module after pyface.compat.accelerate",
+                   float64_truth=False),
         ModuleCase("FOMM-generator", ("forward", "forward+backward"), _fomm_generator, ("source_image",), "source_image",
                    "dense motion + OcclusionAwareGenerator at 256x256, 10 keypoints with jacobians (batch 1 on the "
                    "CPU, 8 on CUDA), trained on its prediction; pyface = the module after pyface.compat.accelerate",
-                   trained_outputs=("prediction",)),
+                   trained_outputs=("prediction",), backward_tolerance=2e-3),
         ModuleCase("LivePortrait-motion-path", ("forward", "forward+backward"), _liveportrait_motion_path,
                    ("source", "feature", "kp_driving", "kp_source", "mask_logits"), "feature",
                    "heatmaps, sparse motions, mask softmax, deformation and warp of WarpingNetwork, no learned layers"),
@@ -163,12 +172,12 @@ def _outputs(result) -> dict[str, torch.Tensor]:
     return {key: value for key, value in result.items() if isinstance(value, torch.Tensor)}
 
 
-def _leaves(inputs: dict, grad_inputs: tuple[str, ...]) -> dict:
+def _leaves(inputs: dict, grad_inputs: tuple[str, ...], dtype: torch.dtype | None = None) -> dict:
     def fresh(name, value):
         if isinstance(value, dict):
             return {key: fresh(name, item) for key, item in value.items()}
         if isinstance(value, torch.Tensor) and value.is_floating_point():
-            return value.detach().clone().requires_grad_(name in grad_inputs)
+            return value.detach().to(dtype or value.dtype, copy=True).requires_grad_(name in grad_inputs)
         return value
 
     return {name: fresh(name, value) for name, value in inputs.items()}
@@ -180,9 +189,11 @@ def _upstreams(outputs: dict[str, torch.Tensor], keys: tuple[str, ...] | None) -
             for key, value in outputs.items() if value.requires_grad and (keys is None or key in keys)}
 
 
-def _run(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstreams: dict):
-    """(outputs, input gradients) of one forward (and backward with grad_inputs)."""
-    leaves = _leaves(inputs, grad_inputs)
+def _run(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstreams: dict,
+         dtype: torch.dtype | None = None):
+    """(outputs, input gradients) of one forward (and backward with grad_inputs), in `dtype`."""
+    leaves = _leaves(inputs, grad_inputs, dtype)
+    upstreams = {key: value.to(dtype or value.dtype) for key, value in upstreams.items()}
     if not grad_inputs:
         with torch.no_grad():
             return _outputs(module(**leaves)), []
@@ -232,17 +243,19 @@ def run_module_case(case: ModuleCase, device: torch.device, quick: bool,
         grad_inputs = case.grad_inputs if mode == "forward+backward" else ()
         upstreams = _upstreams(_outputs(eager(**_leaves(inputs, grad_inputs))), case.trained_outputs) \
             if grad_inputs else {}
-        truth = _run(eager, inputs, grad_inputs, upstreams)
+        if case.float64_truth:
+            truth = _run(copy.deepcopy(eager).double(), inputs, grad_inputs, upstreams, torch.float64)
+            eager_error = _error(_run(eager, inputs, grad_inputs, upstreams), truth)
+        else:
+            truth, eager_error = _run(eager, inputs, grad_inputs, upstreams), 0.0
         group, steps = {}, {}
         for impl, module in impls.items():
             row = group[impl] = Row(op="module", case=case.name, shape=tuple(inputs[case.main_input].shape),
                                     batch_scaled=False, dtype="float32", mode=mode, impl=impl)
             try:
-                error = _error(_run(module, inputs, grad_inputs, upstreams), truth)
-                if not error <= TOLERANCE:
-                    raise AssertionError(f"{case.name} {mode} {impl}: relative error {error:.2e} against the eager "
-                                         f"float32 module is over {TOLERANCE:.0e}")
-                row.max_rel_error, row.tolerance = error, TOLERANCE
+                row.max_rel_error = _error(_run(module, inputs, grad_inputs, upstreams), truth)
+                tolerance = case.backward_tolerance if grad_inputs else TOLERANCE
+                row.tolerance = judge(f"{case.name} {mode} {impl}", row.max_rel_error, tolerance, lambda: eager_error)
                 steps[impl] = _step(module, inputs, grad_inputs, upstreams)
             except Exception as error:  # reported as a failed row; the run goes on
                 mark_failed(row, error)

@@ -46,8 +46,8 @@ def _header_lines(meta: dict) -> list[str]:
         lines.append(meta["scaled_note"])
     lines += [
         "rel. error: the largest relative error of the output and every input gradient (of the loss and "
-        "every parameter gradient for a model step) against float64 (for a module row: every output and input "
-        "gradient against the eager float32 module), and in brackets the bound it was held to",
+        "every parameter gradient for a model step; every output and input gradient for a module) against float64 "
+        "(LivePortrait-WarpingNetwork: against the eager float32 module), and in brackets the bound it was held to",
         "peak MB: the most memory the call's tensors held at once beyond its inputs (allocations counted)",
         f"{UNSTABLE_MARK}: timings still spread wide (IQR over {UNSTABLE_SPREAD:.0%} of the median) after a second "
         "measurement; treat that row's ratios with care",
