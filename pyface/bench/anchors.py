@@ -18,6 +18,22 @@ from pyface.reference.keypoint_heatmaps import keypoint_heatmaps
 from pyface.reference.sparse_motion_warp import motion_batch
 
 
+def random_weights(module: nn.Module, seed: int = 0) -> nn.Module:
+    """Weights and BatchNorm statistics drawn from `seed` (fan-in scaled), so that no layer is an
+    identity and every module built from the same config gets the same ones; returns `module`."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, tensor in module.state_dict().items():
+            if not tensor.is_floating_point() or name.endswith("down.weight"):  # the anti-aliasing kernel is fixed
+                continue
+            if name.endswith("running_var"):
+                tensor.copy_(torch.rand(tensor.shape, generator=generator, dtype=tensor.dtype) + 0.5)
+            else:
+                scale = (tensor[0].numel() if tensor.dim() > 1 else 1) ** -0.5
+                tensor.copy_(torch.randn(tensor.shape, generator=generator, dtype=tensor.dtype) * scale)
+    return module
+
+
 def hourglass_input(source: Tensor, kp_driving: Tensor, kp_source: Tensor, jacobian: Tensor | None,
                     variance: float) -> tuple[Tensor, Tensor, Tensor]:
     """(the hourglass's input, sparse_deformed (N, K+1, C, *S), the motions (N, K+1, *S, d))."""

@@ -51,20 +51,6 @@ def _keypoints(n: int, k: int, d: int, seed: int, device) -> torch.Tensor:
     return (torch.rand(n, k, d, generator=_generator(seed)) * 1.6 - 0.8).to(device)
 
 
-def _random_weights(module: nn.Module) -> nn.Module:
-    """Weights and BatchNorm statistics drawn once (seeded), so that no layer is an identity."""
-    generator = _generator(0)
-    with torch.no_grad():
-        for name, tensor in module.state_dict().items():
-            if tensor.is_floating_point() and not name.endswith("down.weight"):
-                if name.endswith("running_var"):
-                    tensor.copy_(torch.rand(tensor.shape, generator=generator) + 0.5)
-                else:
-                    scale = (tensor[0].numel() if tensor.dim() > 1 else 1) ** -0.5
-                    tensor.copy_(torch.randn(tensor.shape, generator=generator) * scale)
-    return module.eval()
-
-
 def _accelerated(eager: nn.Module) -> Callable[[str], nn.Module]:
     from pyface.compat import accelerate
 
@@ -79,7 +65,7 @@ def _warping_network(device: torch.device, quick: bool):
                                         reshape_channel=32, estimate_occlusion_map=True, dense_motion_params={
                                             "block_expansion": 32, "max_features": 1024, "num_blocks": 5,
                                             "reshape_depth": 16, "compress": 4})
-    eager = anchors.WarpingNetwork(_random_weights(built)).to(device).eval()
+    eager = anchors.WarpingNetwork(anchors.random_weights(built)).to(device).eval()
     inputs = {"feature_3d": torch.randn(1, 32, 16, side, side, generator=_generator(1)).to(device),
               "kp_driving": _keypoints(1, 21, 3, 2, device), "kp_source": _keypoints(1, 21, 3, 3, device)}
     return eager, _accelerated(eager), inputs
@@ -94,7 +80,7 @@ def _fomm_generator(device: torch.device, quick: bool):
                                          estimate_jacobian=True, dense_motion_params={
                                              "block_expansion": 64, "max_features": 1024, "num_blocks": 5,
                                              "scale_factor": 0.25})
-    eager = anchors.FommOcclusionAwareGenerator(_random_weights(built)).to(device).eval()
+    eager = anchors.FommOcclusionAwareGenerator(anchors.random_weights(built)).to(device).eval()
     inputs = {"source_image": torch.rand(n, 3, side, side, generator=_generator(1)).to(device),
               "kp_driving": _fomm_keypoints(n, 2, device), "kp_source": _fomm_keypoints(n, 3, device)}
     return eager, _accelerated(eager), inputs

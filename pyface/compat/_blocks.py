@@ -199,6 +199,36 @@ class SPADEResnetBlock(nn.Module):
         return shortcut + dx
 
 
+class SPADEImageDecoder(nn.Module):
+    """LivePortrait's and face-vid2vid's SPADEDecoder: the warped feature (its own label map) to the
+    image through six SPADE residual blocks and two 2x upsamplings; with upscale 2, a pixel
+    shuffle doubles the image's size."""
+
+    def __init__(self, upscale=1, max_features=256, block_expansion=64, out_channels=64, num_down_blocks=2):
+        super().__init__()
+        self.upscale = upscale
+        channels = min(max_features, block_expansion * 2 ** num_down_blocks)
+        norm_G = "spadespectralinstance"
+        self.fc = nn.Conv2d(channels, 2 * channels, 3, padding=1)
+        for i in range(6):
+            setattr(self, f"G_middle_{i}", SPADEResnetBlock(2 * channels, 2 * channels, norm_G, channels))
+        self.up_0 = SPADEResnetBlock(2 * channels, channels, norm_G, channels)
+        self.up_1 = SPADEResnetBlock(channels, out_channels, norm_G, channels)
+        self.up = nn.Upsample(scale_factor=2)
+        if upscale is None or upscale <= 1:
+            self.conv_img = nn.Conv2d(out_channels, 3, 3, padding=1)
+        else:
+            self.conv_img = nn.Sequential(nn.Conv2d(out_channels, 3 * 4, kernel_size=3, padding=1),
+                                          nn.PixelShuffle(upscale_factor=2))
+
+    def forward(self, feature: Tensor) -> Tensor:
+        x = self.fc(feature)
+        for i in range(6):
+            x = getattr(self, f"G_middle_{i}")(x, feature)
+        x = self.up_1(self.up(self.up_0(self.up(x), feature)), feature)
+        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
+
+
 def coordinate_grid(spatial_size, dtype: torch.dtype, device) -> Tensor:
     """(*spatial_size, d): every position's coordinates on the [-1, 1] grid, ordered (x, y[, z])
     (x along the last axis), computed as the official code computes them (2 i / (n - 1) - 1)."""
@@ -224,3 +254,36 @@ def heatmap_jacobian(heatmap: Tensor, jacobian_map: Tensor, num_jacobian_maps: i
     entries = jacobian_map.reshape(n, num_jacobian_maps, d * d, *spatial)
     jacobian = (heatmap.unsqueeze(2) * entries).reshape(n, k, d * d, -1).sum(-1)
     return jacobian.reshape(n, k, d, d)
+
+
+class KeypointDetector(nn.Module):
+    """The keypoint detectors' heads (FOMM's 2-D, face-vid2vid's 3-D), built after the subclass's
+    `predictor`, in the official order: kp, jacobian, down."""
+
+    def _build_heads(self, dims: int, num_kp: int, image_channels: int, temperature: float, estimate_jacobian: bool,
+                     scale_factor: float, single_jacobian_map: bool, kernel_size, padding) -> None:
+        conv = _conv(dims)
+        self.kp = conv(self.predictor.out_filters, num_kp, kernel_size=kernel_size, padding=padding)
+        self.jacobian = None
+        if estimate_jacobian:
+            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
+            self.jacobian = conv(self.predictor.out_filters, dims * dims * self.num_jacobian_maps,
+                                 kernel_size=kernel_size, padding=padding)
+            with torch.no_grad():  # every keypoint starts with the identity jacobian
+                self.jacobian.weight.zero_()
+                self.jacobian.bias.copy_(torch.eye(dims).flatten().repeat(self.num_jacobian_maps))
+        self.temperature = temperature
+        self.scale_factor = scale_factor
+        if scale_factor != 1:
+            self.down = AntiAliasInterpolation2d(image_channels, scale_factor)
+
+    def forward(self, x: Tensor) -> dict[str, Tensor]:
+        """{"value" (N, K, d)[, "jacobian" (N, K, d, d)]} from an image."""
+        if self.scale_factor != 1:
+            x = self.down(x)
+        feature_map = self.predictor(x)
+        heatmap, value = softmax_keypoints(self.kp(feature_map), self.temperature)
+        out = {"value": value}
+        if self.jacobian is not None:
+            out["jacobian"] = heatmap_jacobian(heatmap, self.jacobian(feature_map), self.num_jacobian_maps)
+        return out

@@ -17,15 +17,13 @@ from torch import Tensor, nn
 
 from pyface.compat import _motion
 from pyface.compat._blocks import (
-    AntiAliasInterpolation2d,
     DownBlock,
     Hourglass,
+    KeypointDetector,
     ResBlock,
     SameBlock2d,
-    SPADEResnetBlock,
+    SPADEImageDecoder,
     UpBlock,
-    heatmap_jacobian,
-    softmax_keypoints,
 )
 from pyface.compat._conventions import (
     create_deformed_feature,
@@ -69,7 +67,7 @@ class KPHourglass(nn.Module):
         return self.up_blocks(out.view(n, c // self.reshape_depth, self.reshape_depth, h, w))
 
 
-class KPDetector(nn.Module):
+class KPDetector(KeypointDetector):
     """Canonical 3-D keypoints (and jacobians) from an image. forward(x) -> {"value" (N, K, 3)
     [, "jacobian" (N, K, 3, 3)]}."""
 
@@ -79,30 +77,8 @@ class KPDetector(nn.Module):
         super().__init__()
         self.predictor = KPHourglass(block_expansion, image_channel, reshape_channel, reshape_depth, num_blocks,
                                      max_features)
-        self.kp = nn.Conv3d(self.predictor.out_filters, num_kp, kernel_size=3, padding=1)
-        if estimate_jacobian:
-            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
-            self.jacobian = nn.Conv3d(self.predictor.out_filters, 9 * self.num_jacobian_maps, kernel_size=3,
-                                      padding=1)
-            with torch.no_grad():  # every keypoint starts with the identity jacobian
-                self.jacobian.weight.zero_()
-                self.jacobian.bias.copy_(torch.eye(3).flatten().repeat(self.num_jacobian_maps))
-        else:
-            self.jacobian = None
-        self.temperature = temperature
-        self.scale_factor = scale_factor
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(image_channel, scale_factor)
-
-    def forward(self, x: Tensor) -> KP:
-        if self.scale_factor != 1:
-            x = self.down(x)
-        feature_map = self.predictor(x)
-        heatmap, value = softmax_keypoints(self.kp(feature_map), self.temperature)
-        out = {"value": value}
-        if self.jacobian is not None:
-            out["jacobian"] = heatmap_jacobian(heatmap, self.jacobian(feature_map), self.num_jacobian_maps)
-        return out
+        self._build_heads(3, num_kp, image_channel, temperature, estimate_jacobian, scale_factor, single_jacobian_map,
+                          kernel_size=3, padding=1)
 
 
 class ResBottleneck(nn.Module):
@@ -278,27 +254,12 @@ class OcclusionAwareGenerator(_VolumeGenerator):
         return output_dict
 
 
-class SPADEDecoder(nn.Module):
-    """face-vid2vid's SPADE decoder: 256 -> 512 channels, six SPADE residual blocks, two 2x
-    upsamplings, sigmoid image."""
+class SPADEDecoder(SPADEImageDecoder):
+    """face-vid2vid's SPADE decoder (no arguments): 256 -> 512 channels, six SPADE residual
+    blocks, two 2x upsamplings, sigmoid image."""
 
     def __init__(self):
-        super().__init__()
-        ic, oc, norm_G, label_nc = 256, 64, "spadespectralinstance", 256
-        self.fc = nn.Conv2d(ic, 2 * ic, 3, padding=1)
-        for i in range(6):
-            setattr(self, f"G_middle_{i}", SPADEResnetBlock(2 * ic, 2 * ic, norm_G, label_nc))
-        self.up_0 = SPADEResnetBlock(2 * ic, ic, norm_G, label_nc)
-        self.up_1 = SPADEResnetBlock(ic, oc, norm_G, label_nc)
-        self.conv_img = nn.Conv2d(oc, 3, 3, padding=1)
-        self.up = nn.Upsample(scale_factor=2)
-
-    def forward(self, feature: Tensor) -> Tensor:
-        x = self.fc(feature)
-        for i in range(6):
-            x = getattr(self, f"G_middle_{i}")(x, feature)
-        x = self.up_1(self.up(self.up_0(self.up(x), feature)), feature)
-        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
+        super().__init__(upscale=1, max_features=256, block_expansion=64, out_channels=64, num_down_blocks=2)
 
 
 class OcclusionAwareSPADEGenerator(_VolumeGenerator):

@@ -24,11 +24,10 @@ from pyface.compat._blocks import (
     AntiAliasInterpolation2d,
     DownBlock,
     Hourglass,
+    KeypointDetector,
     ResBlock,
     SameBlock2d,
     UpBlock,
-    heatmap_jacobian,
-    softmax_keypoints,
 )
 from pyface.compat._conventions import create_deformed_feature as create_deformed_source_image
 from pyface.compat._conventions import (
@@ -48,7 +47,7 @@ __all__ = ["KPDetector", "DenseMotionNetwork", "OcclusionAwareGenerator", "make_
 KP = dict  # {"value": (N, K, 2)[, "jacobian": (N, K, 2, 2)]}
 
 
-class KPDetector(nn.Module):
+class KPDetector(KeypointDetector):
     """Keypoints (and their jacobians) from an image: an hourglass, a softmax heatmap per
     keypoint at `temperature`, and its expected position. forward(x) -> {"value"[, "jacobian"]}."""
 
@@ -56,30 +55,8 @@ class KPDetector(nn.Module):
                  estimate_jacobian=False, scale_factor=1, single_jacobian_map=False, pad=0):
         super().__init__()
         self.predictor = Hourglass(2, block_expansion, num_channels, num_blocks, max_features)
-        self.kp = nn.Conv2d(self.predictor.out_filters, num_kp, kernel_size=(7, 7), padding=pad)
-        if estimate_jacobian:
-            self.num_jacobian_maps = 1 if single_jacobian_map else num_kp
-            self.jacobian = nn.Conv2d(self.predictor.out_filters, 4 * self.num_jacobian_maps, kernel_size=(7, 7),
-                                      padding=pad)
-            with torch.no_grad():  # every keypoint starts with the identity jacobian
-                self.jacobian.weight.zero_()
-                self.jacobian.bias.copy_(torch.tensor([1.0, 0.0, 0.0, 1.0] * self.num_jacobian_maps))
-        else:
-            self.jacobian = None
-        self.temperature = temperature
-        self.scale_factor = scale_factor
-        if scale_factor != 1:
-            self.down = AntiAliasInterpolation2d(num_channels, scale_factor)
-
-    def forward(self, x: Tensor) -> KP:
-        if self.scale_factor != 1:
-            x = self.down(x)
-        feature_map = self.predictor(x)
-        heatmap, value = softmax_keypoints(self.kp(feature_map), self.temperature)
-        out = {"value": value}
-        if self.jacobian is not None:
-            out["jacobian"] = heatmap_jacobian(heatmap, self.jacobian(feature_map), self.num_jacobian_maps)
-        return out
+        self._build_heads(2, num_kp, num_channels, temperature, estimate_jacobian, scale_factor, single_jacobian_map,
+                          kernel_size=(7, 7), padding=pad)
 
 
 def _dense_motion(net: nn.Module, source_image: Tensor, kp_driving: KP, kp_source: KP,

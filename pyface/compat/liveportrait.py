@@ -11,8 +11,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyface.compat import _motion
-from pyface.compat._blocks import DownBlock, Hourglass, ResBlock, SameBlock2d, SPADEResnetBlock
+from pyface.compat import _motion, facevid2vid
+from pyface.compat._blocks import DownBlock, ResBlock, SameBlock2d, SPADEImageDecoder
 from pyface.compat._conventions import (
     create_deformed_feature,
     create_heatmap_representations,
@@ -54,22 +54,16 @@ class AppearanceFeatureExtractor(nn.Module):
         return self.resblocks_3d(out.view(n, self.reshape_channel, self.reshape_depth, h, w))
 
 
-class DenseMotionNetwork(nn.Module):
-    """forward(feature (N, C, D, H, W), kp_driving, kp_source (N, K, 3)) -> {"mask" (N, K+1, D, H, W),
-    "deformation" (N, D, H, W, 3)[, "occlusion_map" (N, 1, H, W)]}."""
+class DenseMotionNetwork(facevid2vid.DenseMotionNetwork):
+    """face-vid2vid's dense motion network with keypoint tensors: forward(feature (N, C, D, H, W),
+    kp_driving, kp_source (N, K, 3)) -> {"mask" (N, K+1, D, H, W), "deformation" (N, D, H, W, 3)
+    [, "occlusion_map" (N, 1, H, W)]}."""
 
     def __init__(self, block_expansion, num_blocks, max_features, num_kp, feature_channel, reshape_depth, compress,
                  estimate_occlusion_map=True, *, backend: str | None = None):
-        super().__init__()
-        self.hourglass = Hourglass(3, block_expansion, (num_kp + 1) * (compress + 1), num_blocks, max_features)
-        self.mask = nn.Conv3d(self.hourglass.out_filters, num_kp + 1, kernel_size=7, padding=3)
-        self.compress = nn.Conv3d(feature_channel, compress, kernel_size=1)
-        self.norm = nn.BatchNorm3d(compress, affine=True)
-        self.num_kp = num_kp
+        super().__init__(block_expansion, num_blocks, max_features, num_kp, feature_channel, reshape_depth, compress,
+                         estimate_occlusion_map, backend=backend)
         self.flag_estimate_occlusion_map = estimate_occlusion_map
-        self.occlusion = (nn.Conv2d(self.hourglass.out_filters * reshape_depth, 1, kernel_size=7, padding=3)
-                          if estimate_occlusion_map else None)
-        self.backend = backend
 
     def forward(self, feature: Tensor, kp_driving: Tensor, kp_source: Tensor) -> dict[str, Tensor]:
         return _motion.volume_dense_motion(self, feature, kp_driving, kp_source, None)[0]
@@ -107,33 +101,12 @@ class WarpingNetwork(nn.Module):
         return {"occlusion_map": occlusion_map, "deformation": dense["deformation"], "out": out}
 
 
-class SPADEDecoder(nn.Module):
+class SPADEDecoder(SPADEImageDecoder):
     """The warped feature (N, 256, 64, 64) to the image: six SPADE residual blocks, two 2x
     upsamplings, and with upscale 2 a pixel shuffle to (N, 3, 512, 512)."""
 
     def __init__(self, upscale=1, max_features=256, block_expansion=64, out_channels=64, num_down_blocks=2):
-        super().__init__()
-        self.upscale = upscale
-        channels = min(max_features, block_expansion * 2 ** num_down_blocks)
-        norm_G = "spadespectralinstance"
-        self.fc = nn.Conv2d(channels, 2 * channels, 3, padding=1)
-        for i in range(6):
-            setattr(self, f"G_middle_{i}", SPADEResnetBlock(2 * channels, 2 * channels, norm_G, channels))
-        self.up_0 = SPADEResnetBlock(2 * channels, channels, norm_G, channels)
-        self.up_1 = SPADEResnetBlock(channels, out_channels, norm_G, channels)
-        self.up = nn.Upsample(scale_factor=2)
-        if upscale is None or upscale <= 1:
-            self.conv_img = nn.Conv2d(out_channels, 3, 3, padding=1)
-        else:
-            self.conv_img = nn.Sequential(nn.Conv2d(out_channels, 3 * 4, kernel_size=3, padding=1),
-                                          nn.PixelShuffle(upscale_factor=2))
-
-    def forward(self, feature: Tensor) -> Tensor:
-        x = self.fc(feature)
-        for i in range(6):
-            x = getattr(self, f"G_middle_{i}")(x, feature)
-        x = self.up_1(self.up(self.up_0(self.up(x), feature)), feature)
-        return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
+        super().__init__(upscale, max_features, block_expansion, out_channels, num_down_blocks)
 
 
 class StitchingRetargetingNetwork(nn.Module):
