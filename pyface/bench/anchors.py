@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from pyface.compat import _conventions, fomm, liveportrait
+from pyface.compat import _conventions, _motion, fomm, liveportrait
 from pyface.reference.keypoint_heatmaps import keypoint_heatmaps
 from pyface.reference.sparse_motion_warp import motion_batch
 
@@ -141,10 +141,7 @@ class FommOcclusionAwareGenerator(nn.Module):
         out = self.deform_input(out, dense["deformation"])
         if "occlusion_map" in dense:
             output_dict["occlusion_map"] = dense["occlusion_map"]
-            occlusion_map = dense["occlusion_map"]
-            if occlusion_map.shape[2:] != out.shape[2:]:
-                occlusion_map = F.interpolate(occlusion_map, size=out.shape[2:], mode="bilinear")
-            out = out * occlusion_map
+            out = out * _motion.resize_like(dense["occlusion_map"], out)
         output_dict["deformed"] = self.deform_input(source_image, dense["deformation"])
         out = self.bottleneck(out)
         for block in self.up_blocks:

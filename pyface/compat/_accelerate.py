@@ -73,7 +73,7 @@ def accelerate(module: nn.Module, backend: str | None = None) -> nn.Module:
             if ours is None:
                 continue
             child.__class__ = _swapped_class(type(child), ours)
-        elif _is_ours(child) and not hasattr(child, "backend"):
+        elif not hasattr(child, "backend"):  # ours, without a motion path (an accelerated one has it)
             continue
         child.backend = backend
     return module

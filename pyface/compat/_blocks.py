@@ -229,6 +229,19 @@ class SPADEImageDecoder(nn.Module):
         return torch.sigmoid(self.conv_img(F.leaky_relu(x, 2e-1)))
 
 
+def encode_volume(module: nn.Module, image: Tensor) -> tuple[Tensor, Tensor]:
+    """face-vid2vid's and LivePortrait's appearance encoder, on `module`'s official attributes
+    (first, down_blocks, second, reshape_channel, reshape_depth, resblocks_3d): the image's 2-D
+    encoding (N, C*D, H, W), and the feature volume (N, C, D, H, W) it is read as, after the
+    3-D residual blocks."""
+    out = module.first(image)
+    for block in module.down_blocks:
+        out = block(out)
+    out = module.second(out)
+    n, _, h, w = out.shape
+    return out, module.resblocks_3d(out.view(n, module.reshape_channel, module.reshape_depth, h, w))
+
+
 def coordinate_grid(spatial_size, dtype: torch.dtype, device) -> Tensor:
     """(*spatial_size, d): every position's coordinates on the [-1, 1] grid, ordered (x, y[, z])
     (x along the last axis), computed as the official code computes them (2 i / (n - 1) - 1)."""

@@ -24,6 +24,7 @@ from pyface.compat._blocks import (
     SameBlock2d,
     SPADEImageDecoder,
     UpBlock,
+    encode_volume,
 )
 from pyface.compat._conventions import (
     create_deformed_feature,
@@ -207,12 +208,7 @@ class _VolumeGenerator(nn.Module):
         return _motion.deform_input(inp, deformation)
 
     def _warped_feature(self, source_image: Tensor, kp_driving: KP, kp_source: KP) -> tuple[Tensor, dict]:
-        out = self.first(source_image)
-        for block in self.down_blocks:
-            out = block(out)
-        out = self.second(out)
-        n, _, h, w = out.shape
-        feature_3d = self.resblocks_3d(out.view(n, self.reshape_channel, self.reshape_depth, h, w))
+        out, feature_3d = encode_volume(self, source_image)
         output_dict = {}
         if self.dense_motion_network is None:
             return out, output_dict

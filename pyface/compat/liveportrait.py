@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pyface.compat import _motion, facevid2vid
-from pyface.compat._blocks import DownBlock, ResBlock, SameBlock2d, SPADEImageDecoder
+from pyface.compat._blocks import DownBlock, ResBlock, SameBlock2d, SPADEImageDecoder, encode_volume
 from pyface.compat._conventions import (
     create_deformed_feature,
     create_heatmap_representations,
@@ -46,12 +46,7 @@ class AppearanceFeatureExtractor(nn.Module):
             self.resblocks_3d.add_module(f"3dr{i}", ResBlock(3, reshape_channel, kernel_size=3, padding=1))
 
     def forward(self, source_image: Tensor) -> Tensor:
-        out = self.first(source_image)
-        for block in self.down_blocks:
-            out = block(out)
-        out = self.second(out)
-        n, _, h, w = out.shape
-        return self.resblocks_3d(out.view(n, self.reshape_channel, self.reshape_depth, h, w))
+        return encode_volume(self, source_image)[1]
 
 
 class DenseMotionNetwork(facevid2vid.DenseMotionNetwork):
