@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from pyface.bench.cases import CASES
-from pyface.bench.runner import backward_step, check, forward_step, implementations
+from pyface.bench.runner import MODES, STEPS, check, implementations
 
 DEVICE = torch.device("cuda" if torch.cuda.is_available() else "cpu")
 QUICK = DEVICE.type == "cpu"  # CPU runs use the scaled-down inputs
@@ -16,7 +16,7 @@ QUICK = DEVICE.type == "cpu"  # CPU runs use the scaled-down inputs
 PARAMS = [
     pytest.param(case, impl, mode, id=f"{case.op}-{case.name}-{mode}-{impl}")
     for case in CASES
-    for mode in ("forward", "forward+backward")
+    for mode in MODES
     for impl in implementations(case.op, DEVICE)
 ]
 
@@ -26,7 +26,7 @@ def test_bench(benchmark, case, impl, mode):
     fn = implementations(case.op, DEVICE)[impl]
     inputs = case.inputs(DEVICE, torch.float32, quick=QUICK)
     check(case, fn, inputs, torch.float32)  # never time a wrong answer
-    step = backward_step(case, fn, inputs) if mode == "forward+backward" else forward_step(case, fn, inputs)
+    step = STEPS[mode](case, fn, inputs)
     # one table per case and mode, so that each compares eager, torch.compile and pyface
     benchmark.group = f"{case.op} {case.name} {mode}"
     benchmark.name = impl

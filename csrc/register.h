@@ -4,7 +4,9 @@
 //   PYFACE_REGISTER_OP(name, "(forward's arguments) -> (returns)", "(backward's ...) -> ...")
 // which defines pyface::name_forward and pyface::name_backward and registers the CPU
 // instances, and the CUDA instances in a build with the CUDA kernels (a CPU-only build has
-// no CUDA implementation to reach).
+// no CUDA implementation to reach). An op whose forward keeps tensors for the backward also
+// writes `inference` and registers it as pyface::name_inference with
+//   PYFACE_REGISTER_INFERENCE_OP(name, "(arguments) -> (returns)")
 #pragma once
 
 #include <c10/core/DeviceType.h>
@@ -31,3 +33,14 @@
   }                                                                                   \
   TORCH_LIBRARY_IMPL(pyface, CPU, m) { register_impls<c10::DeviceType::CPU>(m); }     \
   PYFACE_IMPL_CUDA(register_impls)
+
+#define PYFACE_REGISTER_INFERENCE_OP(name, schema)                                            \
+  TORCH_LIBRARY_FRAGMENT(pyface, m) { m.def(#name "_inference" schema); }                     \
+  namespace {                                                                               \
+  template <c10::DeviceType kDevice>                                                        \
+  void register_inference_impls(torch::Library& m) {                                        \
+    m.impl(#name "_inference", &inference<kDevice>);                                        \
+  }                                                                                         \
+  }                                                                                         \
+  TORCH_LIBRARY_IMPL(pyface, CPU, m) { register_inference_impls<c10::DeviceType::CPU>(m); } \
+  PYFACE_IMPL_CUDA(register_inference_impls)

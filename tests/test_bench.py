@@ -69,7 +69,7 @@ def test_a_failing_implementation_is_a_failed_row(monkeypatch):
     monkeypatch.setattr(runner, "implementations", with_broken)
     rows = runner.run_case(case, torch.device("cpu"), torch.float32, True, 10.0)
     broken = [r for r in rows if r.impl == "pyface[broken]"]
-    assert len(broken) == 2 and all(r.failure == "RuntimeError: a kernel that breaks" for r in broken)
+    assert len(broken) == len(runner.MODES) and all(r.failure == "RuntimeError: a kernel that breaks" for r in broken)
     assert all(r.median_ms is None and r.speedup_vs_eager is None for r in broken)
     timed = [r for r in rows if r.impl != "pyface[broken]"]
     assert timed and all(r.failure is None and r.median_ms > 0 and r.speedup_vs_eager > 0 for r in timed)
@@ -98,10 +98,10 @@ def test_main_bench_reports_failed_rows_and_exits_1(monkeypatch, tmp_path, capsy
 
     monkeypatch.setattr(bench, "run_case", run_case)
     monkeypatch.setattr(bench, "copy_bandwidth_gbps", lambda device, quick: 10.0)
-    status = main_bench("cpu", ["softmax_pool", "keypoint_heatmaps"], True, str(tmp_path), None)
+    status = main_bench("cpu", ["softmax_pool", "keypoint_heatmaps"], True, str(tmp_path), ["float32"])
     out = capsys.readouterr().out
     assert status == 1
-    assert "1 of 7 rows FAILED" in out and "softmax_pool/CLIP-size float32" in out
+    assert f"1 of {1 + 3 * len(runner.MODES)} rows FAILED" in out and "softmax_pool/CLIP-size float32" in out
     rows = json.loads((tmp_path / "bench-cpu.json").read_text())["rows"]
     assert [r["failure"] is not None for r in rows].count(True) == 1
     assert {r["op"] for r in rows if r["median_ms"]} == {"keypoint_heatmaps"}
@@ -176,7 +176,7 @@ def test_quick_bench_writes_report(tmp_path):
     assert {row["case"] for row in module_rows} == {case.name for case in module_cases()}
     assert {row["impl"] for row in module_rows} == {"eager", "torch.compile", "pyface[cpu]"}
     unallocated = [(row["case"], row["impl"], row["mode"], row["peak_mb"]) for row in rows
-                   if row["mode"] != "forward" and not row["peak_mb"] > 0]
+                   if row["mode"] in ("forward+backward", "train step") and not row["peak_mb"] > 0]
     assert not unallocated, unallocated  # gradients are allocated
     for name in ("bench-cpu.md", "bench-cpu.jsonl", "speedup.png", "memory.png"):
         assert (tmp_path / name).exists(), name

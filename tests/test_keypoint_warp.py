@@ -168,3 +168,49 @@ def test_empty_feature_plane(op, dims):
             options = (True, False, 0) if op == "keypoint_warp" else (False, 0)
             with pytest.raises(ValueError, match="feature's spatial sizes must be non-zero"):
                 getattr(torch.ops.pyface, f"{op}_forward")(*t.values(), *options)
+
+
+class _OpLog(torch.utils._python_dispatch.TorchDispatchMode):
+    """The pyface ops a call dispatches."""
+
+    def __init__(self):
+        super().__init__()
+        self.names = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        if func.namespace == "pyface":
+            self.names.append(func.__name__.split(".")[0])
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("return_deformation", [False, True])
+@pytest.mark.parametrize("grad_off", ["no_grad", "inference_mode", "no input requires grad"])
+def test_inference_keeps_nothing_for_the_backward(backend, dims, return_deformation, grad_off):
+    # the inference op gives the training forward's outputs bit for bit, without its motion weights
+    tensors = make(dims, k=5, device=device_of(backend))
+    options = {"mask_logits": True, "return_deformation": return_deformation, "backend": backend}
+    trained = keypoint_warp(**{name: t.clone().requires_grad_() for name, t in tensors.items()}, **options)
+    context = {"no_grad": torch.no_grad, "inference_mode": torch.inference_mode}.get(grad_off, torch.enable_grad)
+    with context(), _OpLog() as log:
+        inferred = keypoint_warp(**tensors, **options)
+    suffix = "_triton" if backend == "triton" else ""
+    assert log.names == [f"keypoint_warp_inference{suffix}"]
+    trained, inferred = (trained, inferred) if return_deformation else ((trained,), (inferred,))
+    for got, want in zip(inferred, trained):
+        assert not got.requires_grad
+        torch.testing.assert_close(got, want.detach(), rtol=0, atol=0)
+
+
+@needs_extension
+@pytest.mark.parametrize("return_deformation", [False, True])
+def test_inference_allocates_only_what_it_returns(return_deformation):
+    from pyface.bench.memory import peak_bytes
+
+    tensors = make(3, n=2, c=4, k=21, sizes=((6, 16, 16), (6, 16, 16)))
+    returned = 2 * 4 * 6 * 16 * 16 * 4 + (2 * 6 * 16 * 16 * 3 * 4 if return_deformation else 0)
+    with torch.inference_mode():
+        peak = peak_bytes(lambda: keypoint_warp(**tensors, mask_logits=True, return_deformation=return_deformation,
+                                                backend="cpu"), torch.device("cpu"))
+    assert peak == returned  # the training forward adds 22 motion weights per position

@@ -4,6 +4,7 @@
 #include "global_local_attention/global_local_attention.h"
 
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 #include "transpose_block.h"
 
 #include <ATen/Parallel.h>
@@ -94,7 +95,7 @@ void scores_backward_rows(const ScoreNet& net, const acc_t* grad_scores, const S
             sum_w2[h] += ds * hidden1;
           }
           const acc_t grad_pre = pre <= acc_t(0) ? acc_t(0) : grad_hidden1;
-          out[h] = scalar_t(grad_pre);
+          out[h] = to_scalar<scalar_t>(grad_pre);
           sum_pre[h] += grad_pre;
         }
       }

@@ -6,6 +6,7 @@
 
 #include "coordinate_grid.h"
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 
 #include <ATen/Parallel.h>
 
@@ -67,7 +68,7 @@ void forward_maps(const Problem& pb, scalar_t* heatmaps) {
           scalar_t* row = out + (d * pb.H + h) * pb.W;
           const acc_t *xd = fd.x.data(), *xs = fs.x.data();
 #pragma omp simd
-          for (int64_t w = 0; w < pb.W; ++w) row[w] = scalar_t(row_d * xd[w] - row_s * xs[w]);
+          for (int64_t w = 0; w < pb.W; ++w) row[w] = to_scalar<scalar_t>(row_d * xd[w] - row_s * xs[w]);
         }
       }
     }

@@ -107,6 +107,26 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature
   return {output, deformation, motion_weights};
 }
 
+// The forward without autograd: no motion weights, and the deformation (else an empty tensor)
+// only when asked for.
+template <c10::DeviceType kDevice>
+std::tuple<at::Tensor, at::Tensor> inference(const at::Tensor& feature, const at::Tensor& kp_source,
+                                             const at::Tensor& kp_driving, const at::Tensor& mask,
+                                             const std::optional<at::Tensor>& jacobian, bool mask_logits,
+                                             bool align_corners, int64_t padding, bool return_deformation) {
+  const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
+  std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
+  for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
+  at::Tensor output = at::empty(out_shape, feature.options());
+  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
+  const std::vector<int64_t> deformation_sizes =
+      return_deformation ? deformation_shape(mask, p.pb.dims) : std::vector<int64_t>{0};
+  at::Tensor deformation = at::empty(deformation_sizes, acc_options);
+  if (output.numel() > 0 || deformation.numel() > 0)
+    Kernels<kDevice>::forward(p, output.data_ptr(), return_deformation ? deformation.data_ptr() : nullptr, nullptr);
+  return {output, deformation};
+}
+
 template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
     const at::Tensor& grad_output, const std::optional<at::Tensor>& grad_deformation, const at::Tensor& feature,
@@ -157,5 +177,9 @@ PYFACE_REGISTER_OP(
     "Tensor mask, Tensor? jacobian, Tensor deformation, Tensor motion_weights, bool mask_logits, "
     "bool align_corners, int padding, bool feature_grad, bool deterministic) -> (Tensor, Tensor, Tensor, "
     "Tensor, Tensor)")
+PYFACE_REGISTER_INFERENCE_OP(
+    keypoint_warp,
+    "(Tensor feature, Tensor kp_source, Tensor kp_driving, Tensor mask, Tensor? jacobian, "
+    "bool mask_logits, bool align_corners, int padding, bool return_deformation) -> (Tensor, Tensor)")
 
 }  // namespace pyface::kpw

@@ -50,7 +50,8 @@ struct Grads {
 
 // CPU kernels (keypoint_warp_cpu.cpp), one copy per instruction set (cpu_isa.h): forward
 // writes output (N, C, S_out), the deformation and the motion weights (N, K+1, S_out) (the
-// mask, or its softmax), both in the accumulation dtype; backward reads those two back.
+// mask, or its softmax), both in the accumulation dtype; backward reads those two back. In
+// inference the motion weights, and the deformation unless asked for, are null: not stored.
 // d/d feature is a scatter: each task owns a block of channels, so it is deterministic.
 PYFACE_DECLARE_CPU_KERNELS(
   void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights);
@@ -70,8 +71,9 @@ struct FeatureScatter {
 // scratch `partials` (N, K, chunks, dims + dims^2) in the accumulation dtype.
 inline int64_t keypoint_chunks(int64_t positions) { return positions < 4096 ? 1 : (positions + 4095) / 4096; }
 
-// CUDA kernels (kernels/cuda/keypoint_warp.cu), on the current stream. position_grads is
-// scratch (N, S_out, dims) in the accumulation dtype; Grads.grad_feature is unused here.
+// CUDA kernels (kernels/cuda/keypoint_warp.cu), on the current stream; forward's deformation
+// and motion_weights may be null, as on the CPU. position_grads is scratch (N, S_out, dims)
+// in the accumulation dtype; Grads.grad_feature is unused here.
 void forward_cuda(const Problem& pb, void* output, void* deformation, void* motion_weights, int device);
 void backward_cuda(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads,
                    const FeatureScatter& scatter, void* position_grads, void* partials, int device);

@@ -10,6 +10,7 @@
 #include "keypoint_warp/keypoint_warp.h"
 
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 #include "keypoint_warp/stencil_block.h"
 
 #include <ATen/Parallel.h>
@@ -111,13 +112,15 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
       block_weights<scalar_t, acc_t>(pb, n, s0, len, weights.data());
-      for (int64_t k = 0; k <= pb.K; ++k)  // kept for the backward
-        std::copy(weights.data() + k * kBlock, weights.data() + k * kBlock + len,
-                  motion_weights + (n * (pb.K + 1) + k) * S + s0);
+      if (motion_weights != nullptr)  // kept for the backward
+        for (int64_t k = 0; k <= pb.K; ++k)
+          std::copy(weights.data() + k * kBlock, weights.data() + k * kBlock + len,
+                    motion_weights + (n * (pb.K + 1) + k) * S + s0);
       identity_block(pb, s0, len, z.data());
       deformation_block<DIMS, scalar_t>(pb, n, weights.data(), z.data(), len, pos.data());
-      for (int64_t j = 0; j < len; ++j)
-        for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
+      if (deformation != nullptr)
+        for (int64_t j = 0; j < len; ++j)
+          for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
       stencils->build(pb, pos.data(), len, false);
       for (int64_t c = 0; c < pb.C; ++c)
         stencils->gather(feature + (n * pb.C + c) * pb.in_size(), output + (n * pb.C + c) * S + s0, len);
@@ -206,10 +209,10 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
         const acc_t* dmk = dm.data() + k * kBlock;
         if (pb.mask_logits) {
 #pragma omp simd
-          for (int64_t j = 0; j < len; ++j) out[j] = scalar_t(mk[j] * (dmk[j] - mean[j]));
+          for (int64_t j = 0; j < len; ++j) out[j] = to_scalar<scalar_t>(mk[j] * (dmk[j] - mean[j]));
         } else {
 #pragma omp simd
-          for (int64_t j = 0; j < len; ++j) out[j] = scalar_t(dmk[j]);
+          for (int64_t j = 0; j < len; ++j) out[j] = to_scalar<scalar_t>(dmk[j]);
         }
       }
     }

@@ -17,6 +17,7 @@
 
 #include "coordinate_grid.h"
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 #include "keypoint_warp/keypoint_warp.h"
 
 namespace pyface::kpw::PYFACE_CPU_NS {
@@ -166,7 +167,7 @@ struct StencilBlock {
         const acc_t v = acc_t(plane[offset[o][j]]);  // read unmasked (offset 0 outside), then selected
         sum += inside[o][j] ? weight[o][j] * v : acc_t(0);
       }
-      out[j] = scalar_t(sum + poison[j]);
+      out[j] = to_scalar<scalar_t>(sum + poison[j]);
     }
   }
 
@@ -221,7 +222,7 @@ void channel_last_block(const scalar_t* go, int64_t stride, int64_t channels, in
 template <typename scalar_t, typename acc_t>
 void store_channel_first(const acc_t* sums, int64_t size, int64_t channels, scalar_t* out) {
   for (int64_t ch = 0; ch < channels; ++ch)
-    for (int64_t i = 0; i < size; ++i) out[ch * size + i] = scalar_t(sums[i * kLanes + ch]);
+    for (int64_t i = 0; i < size; ++i) out[ch * size + i] = to_scalar<scalar_t>(sums[i * kLanes + ch]);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include "softmax_pool/softmax_pool.h"
 
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 
 #include <ATen/Parallel.h>
 
@@ -80,7 +81,7 @@ void pool_rows(const Values& v, const acc_t* attention, scalar_t* pooled) {
           sums[j] = dot;
         }
       }
-      for (int64_t j = 0; j < width; ++j) pooled[n * v.C + c0 + j] = scalar_t(sums[j]);
+      for (int64_t j = 0; j < width; ++j) pooled[n * v.C + c0 + j] = to_scalar<scalar_t>(sums[j]);
     }
   });
 }
@@ -112,7 +113,7 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
             scalar_t* out = grad_sample + p * v.C;
             const acc_t ap = a[p];
 #pragma omp simd
-            for (int64_t c = 0; c < v.C; ++c) out[c] = scalar_t(gp[c] * ap);
+            for (int64_t c = 0; c < v.C; ++c) out[c] = to_scalar<scalar_t>(gp[c] * ap);
           }
         }
       } else {
@@ -126,7 +127,7 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
           if (grad_sample != nullptr) {
             scalar_t* out = grad_sample + c * v.P;
 #pragma omp simd
-            for (int64_t p = 0; p < v.P; ++p) out[p] = scalar_t(gc * a[p]);
+            for (int64_t p = 0; p < v.P; ++p) out[p] = to_scalar<scalar_t>(gc * a[p]);
           }
         }
       }

@@ -3,6 +3,7 @@
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
 #include "cpu_isa.h"
+#include "scalar_cast.h"
 
 #include <ATen/Parallel.h>
 #include <c10/util/BFloat16.h>
@@ -37,19 +38,19 @@ acc_t row_segment(const scalar_t* x, const scalar_t* t, const acc_t* w, const sc
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < len; ++j) {
       const acc_t d = acc_t(x[j]) - acc_t(t[j]);
-      if constexpr (kMode == Mode::WriteMap) out[j] = scalar_t(std::abs(d));
+      if constexpr (kMode == Mode::WriteMap) out[j] = to_scalar<scalar_t>(std::abs(d));
       if constexpr (kMode == Mode::Reduce || kMode == Mode::ReduceAndGrad) sum += std::abs(d);
-      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = scalar_t(inv_d * sign_of(d));
-      if constexpr (kMode == Mode::Backward) out[j] = scalar_t(acc_t(grad_out[j]) * sign_of(d));
+      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = to_scalar<scalar_t>(inv_d * sign_of(d));
+      if constexpr (kMode == Mode::Backward) out[j] = to_scalar<scalar_t>(acc_t(grad_out[j]) * sign_of(d));
     }
   } else {
 #pragma omp simd reduction(+ : sum)
     for (int64_t j = 0; j < len; ++j) {
       const acc_t d = acc_t(x[j]) - acc_t(t[j]);
-      if constexpr (kMode == Mode::WriteMap) out[j] = scalar_t(w[j] * std::abs(d));
+      if constexpr (kMode == Mode::WriteMap) out[j] = to_scalar<scalar_t>(w[j] * std::abs(d));
       if constexpr (kMode == Mode::Reduce || kMode == Mode::ReduceAndGrad) sum += w[j] * std::abs(d);
-      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = scalar_t(w[j] * inv_d * sign_of(d));
-      if constexpr (kMode == Mode::Backward) out[j] = scalar_t(acc_t(grad_out[j]) * w[j] * sign_of(d));
+      if constexpr (kMode == Mode::ReduceAndGrad) out[j] = to_scalar<scalar_t>(w[j] * inv_d * sign_of(d));
+      if constexpr (kMode == Mode::Backward) out[j] = to_scalar<scalar_t>(acc_t(grad_out[j]) * w[j] * sign_of(d));
     }
   }
   return sum;

@@ -24,6 +24,8 @@ constexpr int kThreads = 256;
 
 int64_t grid_for(int64_t total) { return std::min<int64_t>((total + kThreads - 1) / kThreads, 1 << 20); }
 
+// motion_weights and deformation may be null (inference): the weights are then formed where
+// they are used, never stored.
 template <int DIMS, typename scalar_t, typename acc_t>
 __global__ void __launch_bounds__(kThreads)
 forward_kernel(Problem pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
@@ -31,29 +33,30 @@ forward_kernel(Problem pb, scalar_t* output, acc_t* deformation, acc_t* motion_w
   for (int64_t i = int64_t(blockIdx.x) * kThreads + threadIdx.x; i < total; i += int64_t(gridDim.x) * kThreads) {
     const int64_t n = i / S, s = i % S;
     const scalar_t* mask = static_cast<const scalar_t*>(pb.mask) + n * slots * S + s;
-    acc_t* m = motion_weights + n * slots * S + s;
+    acc_t high = 0, sum = 1;  // of the softmax over the motions
     if (pb.mask_logits) {
-      acc_t high = acc_t(mask[0]);
+      high = acc_t(mask[0]);
       for (int64_t k = 1; k < slots; ++k) high = max(high, acc_t(mask[k * S]));
-      acc_t sum = 0;
-      for (int64_t k = 0; k < slots; ++k) {
-        const acc_t e = exp(acc_t(mask[k * S]) - high);
-        m[k * S] = e;
-        sum += e;
-      }
-      for (int64_t k = 0; k < slots; ++k) m[k * S] /= sum;
-    } else {
-      for (int64_t k = 0; k < slots; ++k) m[k * S] = acc_t(mask[k * S]);
+      sum = 0;
+      for (int64_t k = 0; k < slots; ++k) sum += exp(acc_t(mask[k * S]) - high);
     }
+    acc_t* m = motion_weights == nullptr ? nullptr : motion_weights + n * slots * S + s;
+    auto weight = [&](int64_t k) {
+      const acc_t w = pb.mask_logits ? exp(acc_t(mask[k * S]) - high) / sum : acc_t(mask[k * S]);
+      if (m != nullptr) m[k * S] = w;  // kept for the backward
+      return w;
+    };
     acc_t z[3], motion[3], rel[3], def[3] = {0, 0, 0};
     identity_point(pb, s, z);
-    for (int a = 0; a < DIMS; ++a) def[a] = m[0] * z[a];
+    const acc_t m0 = weight(0);
+    for (int a = 0; a < DIMS; ++a) def[a] = m0 * z[a];
     for (int64_t k = 0; k < pb.K; ++k) {
       keypoint_motion<DIMS, scalar_t, acc_t>(pb, n, k, z, motion, rel);
-      const acc_t mk = m[(k + 1) * S];
+      const acc_t mk = weight(k + 1);
       for (int a = 0; a < DIMS; ++a) def[a] += mk * motion[a];
     }
-    for (int a = 0; a < DIMS; ++a) deformation[i * DIMS + a] = def[a];
+    if (deformation != nullptr)
+      for (int a = 0; a < DIMS; ++a) deformation[i * DIMS + a] = def[a];
     Stencil<DIMS, acc_t> st;
     st.build(pb, def);
     gather_channels(pb, st, n, output + n * pb.C * S + s, S);

@@ -15,7 +15,7 @@ from pyface.bench import report
 from pyface.bench.cases import CASES, CPU_ELEMENT_BUDGET, select
 from pyface.bench.models import model_cases, run_model_case
 from pyface.bench.modules import ModuleCase, module_cases, run_module_case
-from pyface.bench.runner import Row, copy_bandwidth_gbps, failure_text, run_case, timed_backends
+from pyface.bench.runner import MODES, Row, copy_bandwidth_gbps, failure_text, run_case, timed_backends
 
 __all__ = ["CASES", "DTYPES", "OP_NAMES", "main_bench", "model_names", "select"]
 
@@ -86,7 +86,7 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
     _unknown("dtypes", dtypes or [], DTYPES)
     known_models = {case.name.lower(): case for case in model_cases() + module_cases()}
     _unknown("models", [m.lower() for m in models or []], list(known_models))
-    names = dtypes or (["float32", "bfloat16", "float16"] if dev.type == "cuda" else ["float32"])
+    names = dtypes or (["float32", "bfloat16", "float16"] if dev.type == "cuda" else ["float32", "bfloat16"])
     dtype_list = [getattr(torch, name) for name in names]
     cases = select(ops, quick) if ops is not None or models is None else []
     if models is None:
@@ -112,7 +112,7 @@ def main_bench(device: str, ops: list[str] | None, quick: bool, out: str | None,
     rows: list[Row] = []
     impl_count = 2 + len(timed_backends(dev))
     model_groups = sum(len(getattr(known_models[name.lower()], "modes", ("train step",))) for name in models)
-    total = (len(cases) * len(dtype_list) * 2 + model_groups) * impl_count
+    total = (len(cases) * len(dtype_list) * len(MODES) + model_groups) * impl_count
     status = 0
     with tqdm(total=total, desc="pyface bench", unit="run") as progress:
         def on_row(row: Row) -> None:

@@ -2,7 +2,7 @@
 motion + generator as their official code computes them (eager, and under torch.compile),
 against the same modules accelerated by pyface.compat.accelerate (the fused ops); and the motion
 path alone (everything but the learned layers: heatmaps, sparse motions, mask softmax,
-deformation, warp), both ways. Forward rows run under no_grad (inference). Before timing, each
+deformation, warp), both ways. Inference rows run under torch.inference_mode(). Before timing, each
 implementation's outputs (and input gradients) are held to the eager module run in float64, as
 the op rows are (pyface.bench.runner.judge); WarpingNetwork's to the eager float32 module's, as
 its float64 3-D convolutions unfold their input past a CPU's memory (tests/compat checks it in
@@ -138,17 +138,17 @@ def _fomm_motion_path(device: torch.device, quick: bool):
 
 def module_cases() -> list[ModuleCase]:
     return [
-        ModuleCase("LivePortrait-WarpingNetwork", ("forward",), _warping_network, (), "feature_3d",
+        ModuleCase("LivePortrait-WarpingNetwork", ("inference",), _warping_network, (), "feature_3d",
                    "batch 1, feature 32x16x64x64, 21 keypoints; pyface = the module after pyface.compat.accelerate",
                    float64_truth=False),
-        ModuleCase("FOMM-generator", ("forward", "forward+backward"), _fomm_generator, ("source_image",), "source_image",
+        ModuleCase("FOMM-generator", ("inference", "forward+backward"), _fomm_generator, ("source_image",), "source_image",
                    "dense motion + OcclusionAwareGenerator at 256x256, 10 keypoints with jacobians (batch 1 on the "
                    "CPU, 8 on CUDA), trained on its prediction; pyface = the module after pyface.compat.accelerate",
                    trained_outputs=("prediction",), backward_tolerance=2e-3),
-        ModuleCase("LivePortrait-motion-path", ("forward", "forward+backward"), _liveportrait_motion_path,
+        ModuleCase("LivePortrait-motion-path", ("inference", "forward+backward"), _liveportrait_motion_path,
                    ("source", "feature", "kp_driving", "kp_source", "mask_logits"), "feature",
                    "heatmaps, sparse motions, mask softmax, deformation and warp of WarpingNetwork, no learned layers"),
-        ModuleCase("FOMM-motion-path", ("forward", "forward+backward"), _fomm_motion_path,
+        ModuleCase("FOMM-motion-path", ("inference", "forward+backward"), _fomm_motion_path,
                    ("source", "feature", "kp_driving", "kp_source", "mask_logits", "jacobian"), "feature",
                    "the same for FOMM's dense motion and generator warp at 64x64 (batch 2 on the CPU, 16 on CUDA)"),
     ]
@@ -203,10 +203,10 @@ def _step(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstream
     leaves = _leaves(inputs, grad_inputs)
 
     if not grad_inputs:
-        def forward():
-            with torch.no_grad():
+        def inference():
+            with torch.inference_mode():
                 return module(**leaves)
-        return forward
+        return inference
 
     def forward_backward():
         for value in leaves.values():
@@ -221,6 +221,7 @@ def _step(module: Callable, inputs: dict, grad_inputs: tuple[str, ...], upstream
 def run_module_case(case: ModuleCase, device: torch.device, quick: bool,
                     on_row: Callable[[Row], None] = lambda row: None) -> list[Row]:
     eager, make_pyface, inputs = case.build(device, quick)
+    torch.compiler.reset()  # a fresh recompile budget, as for the op cases
     impls = {"eager": eager, "torch.compile": torch.compile(eager)}
     for backend in timed_backends(device):
         impls[f"pyface[{backend}]"] = make_pyface(backend)

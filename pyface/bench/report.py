@@ -85,7 +85,7 @@ def markdown_table(rows: list[Row], meta: dict) -> str:
 
 # --- charts ----------------------------------------------------------------------------------
 
-_MODE_LABELS = {"forward": "fwd", "forward+backward": "fwd+bwd", "train step": "train step"}
+_MODE_LABELS = {"inference": "infer", "forward": "fwd", "forward+backward": "fwd+bwd", "train step": "train step"}
 
 
 def _groups(rows: list[Row]) -> dict[str, list[Row]]:

@@ -1,6 +1,8 @@
 """Times every implementation of each case side by side: the eager reference, torch.compile
-of it, and each pyface backend built for the device; forward and forward+backward. Each
-implementation's output and input gradients are checked against a float64 reference first."""
+of it, and each pyface backend built for the device; in inference (torch.inference_mode), the
+forward of a training step (inputs that require gradients: what it keeps for the backward
+counts in its peak memory) and forward+backward. Each implementation's output and input
+gradients are checked against a float64 reference first."""
 from __future__ import annotations
 
 import statistics
@@ -31,7 +33,7 @@ class Row:
     shape: tuple  # the shape of the work: the main input's, or the output's where that says more
     batch_scaled: bool
     dtype: str
-    mode: str  # "forward", "forward+backward" or "train step"
+    mode: str  # one of MODES, "train step", or a module's "inference" / "forward+backward"
     impl: str  # "eager", "torch.compile" or "pyface[<backend>]"
     median_ms: float | None = None  # None on a failed row
     q1_ms: float | None = None
@@ -214,12 +216,25 @@ def check(case: Case, fn: Callable, inputs: dict, dtype: torch.dtype) -> tuple[f
     return worst, tolerance
 
 
-def forward_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object]:
+MODES = ("inference", "forward", "forward+backward")
+
+
+def inference_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object]:
     plain = _fresh(inputs, ())
 
     def step():
-        with torch.no_grad():
+        with torch.inference_mode():
             return _call(case, fn, plain)
+
+    return step
+
+
+def forward_step(case: Case, fn: Callable, inputs: dict) -> Callable[[], object]:
+    """The forward of a training step: the graph and what it saves are built, then dropped."""
+    leaves = _fresh(inputs, case.grad_inputs)
+
+    def step():
+        return _call(case, fn, leaves)
 
     return step
 
@@ -294,15 +309,21 @@ def work_shape(case: Case, inputs: dict) -> tuple:
     return tuple(case.work_shape(inputs)) if case.work_shape else tuple(inputs[case.main_input].shape)
 
 
+STEPS = {"inference": inference_step, "forward": forward_step, "forward+backward": backward_step}
+
+
 def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, copy_gbps: float,
              on_row: Callable[[Row], None] = lambda row: None) -> list[Row]:
-    """Rows of every implementation in both modes; an implementation whose check or call
+    """Rows of every implementation in every mode; an implementation whose check or call
     fails gives a failed row (with the error) and the others are still timed."""
     inputs = case.inputs(device, dtype, quick)
     shape = work_shape(case, inputs)
-    impls = implementations(case.op, device)  # one torch.compile wrapper serves both modes
+    # dynamo's cache is per function: without a reset, the cases and dtypes of one op hit its
+    # recompile limit, and torch.compile rows fall back to eager unannounced
+    torch.compiler.reset()
+    impls = implementations(case.op, device)  # one torch.compile wrapper serves every mode
     rows: list[Row] = []
-    for mode in ("forward", "forward+backward"):
+    for mode in MODES:
         with_backward = mode == "forward+backward"
         nbytes = case.min_bytes(inputs, with_backward)
         group = {impl: Row(op=case.op, case=case.name, shape=shape, batch_scaled=shape[0] != case.shape[0],
@@ -311,7 +332,7 @@ def run_case(case: Case, device: torch.device, dtype: torch.dtype, quick: bool, 
         for impl, fn in impls.items():
             try:
                 group[impl].max_rel_error, group[impl].tolerance = check(case, fn, inputs, dtype)
-                steps[impl] = (backward_step if with_backward else forward_step)(case, fn, inputs)
+                steps[impl] = STEPS[mode](case, fn, inputs)
             except Exception as error:  # reported as a failed row; the run goes on
                 mark_failed(group[impl], error)
         time_group(group, steps, device, quick)

@@ -62,13 +62,15 @@ def _opcheck(jacobian: bool):
         t = inputs(2, jacobian=jacobian, device=device)
         forward = getattr(torch.ops.pyface, f"keypoint_warp_forward{suffix}").default
         backward = getattr(torch.ops.pyface, f"keypoint_warp_backward{suffix}").default
+        inference = getattr(torch.ops.pyface, f"keypoint_warp_inference{suffix}").default
         args = (t["feature"], t["kp_source"], t["kp_driving"], t["mask"], t["jacobian"], True, False, 0)
         output, deformation, motion_weights = forward(*args)
         grad_output = torch.rand(output.shape, generator=generator(1)).to(device)
         grad_deformation = torch.rand(deformation.shape, generator=generator(2)).to(device)
         return [(forward, tuple(a.clone().requires_grad_() if isinstance(a, torch.Tensor) else a for a in args)),
                 *((backward, (grad_output, gd, *args[:5], deformation, motion_weights, True, False, 0, True, False))
-                  for gd in (None, grad_deformation))]
+                  for gd in (None, grad_deformation)),
+                *((inference, (*args, returned)) for returned in (False, True))]
 
     return calls
 

@@ -4,7 +4,11 @@ C++/CUDA ops, and their autocast policy (pyface/_autocast.py). Each op names its
 `pyface::<op>_forward[_triton]` and `pyface::<op>_backward[_triton]`.
 
 An op may also give its forward's decomposition: the same outputs from standard aten ops (its
-reference), which pyface.export substitutes where a runtime has no pyface kernels (ONNX)."""
+reference), which pyface.export substitutes where a runtime has no pyface kernels (ONNX).
+
+An op whose forward keeps tensors for its backward has an inference op besides,
+`pyface::<op>_inference[_triton]`, which the public op calls when no gradient is wanted: it
+stores nothing the backward alone needs, and has no autograd."""
 from __future__ import annotations
 
 from collections.abc import Callable
@@ -36,3 +40,14 @@ def register_custom_ops(op: str, *, forward_fake: Callable, backward_fake: Calla
         register_custom_op_autocast(backward_name)
         if decomposition is not None:
             DECOMPOSITIONS[forward_name] = decomposition
+
+
+def register_inference_ops(op: str, *, fake: Callable, decomposition: Callable, triton: bool) -> None:
+    """The fake implementation, autocast policy and decomposition of the op's inference ops."""
+    names = [f"pyface::{op}_inference_triton"] if triton else []
+    if _extension.loaded():
+        names.append(f"pyface::{op}_inference")
+    for name in names:
+        torch.library.register_fake(name)(fake)
+        register_custom_op_autocast(name)
+        DECOMPOSITIONS[name] = decomposition

@@ -6,7 +6,9 @@ the keypoints on the spot, never the (N, K+1, *S, d) sparse-motion tensor, the
 mask-times-motion product or a per-keypoint copy of the feature, and samples the feature
 there. The deformation (N, *S, d) and the motion weights (N, K+1, *S) (the mask, or its
 softmax) are kept in the accumulation dtype for the backward; the deformation handed to
-the user has the feature's dtype."""
+the user has the feature's dtype. When no gradient is wanted (torch.no_grad(),
+torch.inference_mode(), or no input that requires one) the inference op runs instead: it keeps
+no motion weights, and forms the deformation only when it is returned."""
 from __future__ import annotations
 
 import torch
@@ -16,7 +18,7 @@ from pyface import _backends
 from pyface._autocast import follows_autocast
 from pyface._dtypes import accumulation_dtype
 from pyface.contracts import checks
-from pyface.ops._registration import register_custom_ops
+from pyface.ops._registration import register_custom_ops, register_inference_ops
 from pyface.reference.keypoint_warp import keypoint_warp as reference_keypoint_warp
 
 OP = "keypoint_warp"
@@ -53,10 +55,13 @@ def keypoint_warp(
             feature, kp_source, kp_driving, mask, jacobian, mask_logits=mask_logits, align_corners=align_corners,
             padding_mode=padding_mode, return_deformation=return_deformation,
         )
-    forward = _triton_forward if chosen == "triton" else torch.ops.pyface.keypoint_warp_forward
-    output, deformation, _ = forward(
-        feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, _PADDING_CODES[padding_mode]
-    )
+    args = (feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, _PADDING_CODES[padding_mode])
+    if torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in args[:5]):
+        forward = _triton_forward if chosen == "triton" else torch.ops.pyface.keypoint_warp_forward
+        output, deformation, _ = forward(*args)
+    else:
+        inference = _triton_inference if chosen == "triton" else torch.ops.pyface.keypoint_warp_inference
+        output, deformation = inference(*args, return_deformation)
     return (output, deformation.to(feature.dtype)) if return_deformation else output
 
 
@@ -69,6 +74,17 @@ def _triton_forward(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask
     from pyface.triton_kernels import keypoint_warp as kernels
 
     return kernels.forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding)
+
+
+@torch.library.custom_op("pyface::keypoint_warp_inference_triton", mutates_args=())
+def _triton_inference(feature: Tensor, kp_source: Tensor, kp_driving: Tensor, mask: Tensor, jacobian: Tensor | None,
+                      mask_logits: bool, align_corners: bool, padding: int,
+                      return_deformation: bool) -> tuple[Tensor, Tensor]:
+    from pyface.triton_kernels import keypoint_warp as kernels
+
+    output, deformation, _ = kernels.forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners,
+                                             padding, inference=True, return_deformation=return_deformation)
+    return output, deformation
 
 
 @torch.library.custom_op("pyface::keypoint_warp_backward_triton", mutates_args=())
@@ -91,6 +107,13 @@ def _forward_fake(feature, kp_source, kp_driving, mask, jacobian, mask_logits, a
     acc = accumulation_dtype(feature.dtype)
     deformation = feature.new_empty((n, *spatial, feature.dim() - 2), dtype=acc)
     return feature.new_empty((n, c, *spatial)), deformation, mask.new_empty(mask.shape, dtype=acc)
+
+
+def _inference_fake(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding,
+                    return_deformation):
+    output, deformation, _ = _forward_fake(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners,
+                                           padding)
+    return output, deformation if return_deformation else deformation.new_empty((0,))
 
 
 def _backward_fake(grad_output, grad_deformation, feature, kp_source, kp_driving, mask, jacobian, deformation,
@@ -154,6 +177,13 @@ def _decomposition(feature, kp_source, kp_driving, mask, jacobian, mask_logits, 
     return output, deformation.to(acc), weights
 
 
+def _inference_decomposition(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding,
+                             return_deformation):
+    output, deformation, _ = _decomposition(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners,
+                                            padding)
+    return output, deformation if return_deformation else deformation.new_empty((0,))
+
+
 register_custom_ops(
     "keypoint_warp",
     forward_fake=_forward_fake,
@@ -163,3 +193,4 @@ register_custom_ops(
     triton_backward=_triton_backward,
     decomposition=_decomposition,
 )
+register_inference_ops("keypoint_warp", fake=_inference_fake, decomposition=_inference_decomposition, triton=True)

@@ -39,7 +39,8 @@ def _motion_weight(mask_ptr, slot, S, at, inside, high, inv_total, LOGITS: tl.co
 def _forward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, mask_ptr, out_ptr, deformation_ptr, weights_ptr,
                     C, K, D_in, H_in, W_in, D_out, H_out, W_out,
                     DIMS: tl.constexpr, HAS_JAC: tl.constexpr, LOGITS: tl.constexpr, ALIGN: tl.constexpr,
-                    BORDER: tl.constexpr, BLOCK: tl.constexpr):
+                    BORDER: tl.constexpr, STORE_WEIGHTS: tl.constexpr, STORE_DEFORMATION: tl.constexpr,
+                    BLOCK: tl.constexpr):
     n = tl.program_id(1)
     S = D_out * H_out * W_out
     at = tl.program_id(0) * BLOCK + tl.arange(0, BLOCK)
@@ -58,22 +59,25 @@ def _forward_kernel(feature_ptr, source_ptr, driving_ptr, jac_ptr, mask_ptr, out
             total += tl.exp(tl.load(mask + k * S + at, mask=inside, other=0.0).to(tl.float32) - high)
         inv_total = 1.0 / total
     m = _motion_weight(mask, 0, S, at, inside, high, inv_total, LOGITS)
-    tl.store(weights + at, m, mask=inside)
+    if STORE_WEIGHTS:
+        tl.store(weights + at, m, mask=inside)
     px = m * x
     py = m * y
     pz = m * z
     for k in range(0, K):
         m = _motion_weight(mask, k + 1, S, at, inside, high, inv_total, LOGITS)
-        tl.store(weights + (k + 1) * S + at, m, mask=inside)
+        if STORE_WEIGHTS:
+            tl.store(weights + (k + 1) * S + at, m, mask=inside)
         mx, my, mz, _, _, _ = keypoint_motion(source_ptr, driving_ptr, jac_ptr, n * K + k, x, y, z, DIMS, HAS_JAC)
         px += m * mx
         py += m * my
         pz += m * mz
-    deformation = deformation_ptr + (n.to(tl.int64) * S + at) * DIMS
-    tl.store(deformation, px, mask=inside)
-    tl.store(deformation + 1, py, mask=inside)
-    if DIMS == 3:
-        tl.store(deformation + 2, pz, mask=inside)
+    if STORE_DEFORMATION:
+        deformation = deformation_ptr + (n.to(tl.int64) * S + at) * DIMS
+        tl.store(deformation, px, mask=inside)
+        tl.store(deformation + 1, py, mask=inside)
+        if DIMS == 3:
+            tl.store(deformation + 2, pz, mask=inside)
     x0, y0, z0, fx, fy, fz, _, _, _ = stencil(px, py, pz, W_in, H_in, D_in, DIMS, ALIGN, BORDER)
     gather_channels(feature_ptr, out_ptr + (n * C).to(tl.int64) * S + at, S, n, C, inside, x0, y0, z0, fx, fy, fz,
                     W_in, H_in, D_in, DIMS, BLOCK)
@@ -143,22 +147,28 @@ def _sizes(feature, mask):
     return feature.dim() - 2, volume(feature.shape[2:]), volume(mask.shape[2:])
 
 
-def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding) -> tuple[Tensor, Tensor, Tensor]:
+def forward(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding, *,
+            inference: bool = False, return_deformation: bool = True) -> tuple[Tensor, Tensor, Tensor]:
+    """output, deformation and motion weights; in inference the motion weights, and the
+    deformation unless asked for, are empty (not stored)."""
     n, c = feature.shape[:2]
     k = kp_source.shape[1]
     dims, size_in, size_out = _sizes(feature, mask)
     positions = size_out[0] * size_out[1] * size_out[2]
+    acc = accumulation_dtype(feature.dtype)
+    store_deformation = return_deformation or not inference
     output = feature.new_empty((n, c, *mask.shape[2:]))
-    deformation = feature.new_empty((n, *mask.shape[2:], dims), dtype=accumulation_dtype(feature.dtype))
-    motion_weights = mask.new_empty(mask.shape, dtype=deformation.dtype)
+    deformation = feature.new_empty((n, *mask.shape[2:], dims) if store_deformation else (0,), dtype=acc)
+    motion_weights = mask.new_empty((0,) if inference else mask.shape, dtype=acc)
     if positions == 0 or n == 0:
         return output, deformation, motion_weights
     kp_source, kp_driving = kp_source.contiguous(), kp_driving.contiguous()
     _forward_kernel[(triton.cdiv(positions, BLOCK), n)](
         feature.contiguous(), kp_source, kp_driving, kp_source if jacobian is None else jacobian.contiguous(),
-        mask.contiguous(), output, deformation, motion_weights, c, k, *size_in, *size_out,
+        mask.contiguous(), output, deformation if store_deformation else output,
+        output if inference else motion_weights, c, k, *size_in, *size_out,
         DIMS=dims, HAS_JAC=jacobian is not None, LOGITS=mask_logits, ALIGN=align_corners, BORDER=padding == 1,
-        BLOCK=BLOCK,
+        STORE_WEIGHTS=not inference, STORE_DEFORMATION=store_deformation, BLOCK=BLOCK,
     )
     return output, deformation, motion_weights
 
