@@ -136,6 +136,37 @@ def _fomm_motion_path(device: torch.device, quick: bool):
     return _MotionPath(fused=False), lambda backend: _MotionPath(fused=True, backend=backend), inputs
 
 
+def _dense_motion(dims: int):
+    """pyface.nn.DenseMotion at FOMM's size (2-D: the 3-channel image at 64x64, 10 keypoints with
+    jacobians, batch 2 on the CPU) or LivePortrait's (3-D: the 4 compressed channels at 16x64x64,
+    21 keypoints, batch 1); its default hourglass. eager = the module on the reference backend."""
+    def build(device: torch.device, quick: bool):
+        from pyface.nn import DenseMotion
+
+        side = 32 if quick else 64
+        if dims == 2:
+            n = 1 if quick else (2 if device.type == "cpu" else 16)
+            config = {"feature_channels": 3, "num_keypoints": 10, "dims": 2}
+            inputs = {"feature": torch.rand(n, 3, side, side, generator=_generator(1)).to(device),
+                      "kp_source": _keypoints(n, 10, 2, 2, device), "kp_driving": _keypoints(n, 10, 2, 3, device),
+                      "jacobian": _fomm_keypoints(n, 4, device)["jacobian"]}
+        else:
+            n = 1 if device.type == "cpu" else 4
+            config = {"feature_channels": 4, "num_keypoints": 21, "dims": 3, "depth": 16}
+            inputs = {"feature": torch.randn(n, 4, 16, side, side, generator=_generator(1)).to(device),
+                      "kp_source": _keypoints(n, 21, 3, 2, device), "kp_driving": _keypoints(n, 21, 3, 3, device)}
+        eager = anchors.random_weights(DenseMotion(**config, backend="reference")).to(device).eval()
+
+        def with_backend(backend: str) -> nn.Module:
+            module = DenseMotion(**config, backend=backend).to(device).eval()
+            module.load_state_dict(eager.state_dict())
+            return module
+
+        return eager, with_backend, inputs
+
+    return build
+
+
 def module_cases() -> list[ModuleCase]:
     return [
         ModuleCase("LivePortrait-WarpingNetwork", ("inference",), _warping_network, (), "feature_3d",
@@ -151,6 +182,16 @@ def module_cases() -> list[ModuleCase]:
         ModuleCase("FOMM-motion-path", ("inference", "forward+backward"), _fomm_motion_path,
                    ("source", "feature", "kp_driving", "kp_source", "mask_logits", "jacobian"), "feature",
                    "the same for FOMM's dense motion and generator warp at 64x64 (batch 2 on the CPU, 16 on CUDA)"),
+        ModuleCase("DenseMotion-FOMM", ("inference", "forward+backward"), _dense_motion(2),
+                   ("feature", "kp_source", "kp_driving", "jacobian"), "feature",
+                   "pyface.nn.DenseMotion, 2-D, 3x64x64, 10 keypoints with jacobians (batch 2 on the CPU); eager = "
+                   "the same module on the reference backend"),
+        # float64 3-D convolutions with the 7x7x7 mask kernel unfold past a CPU's memory: the truth
+        # is the eager float32 module, as for WarpingNetwork
+        ModuleCase("DenseMotion-LivePortrait", ("inference", "forward+backward"), _dense_motion(3),
+                   ("feature", "kp_source", "kp_driving"), "feature",
+                   "pyface.nn.DenseMotion, 3-D, 4x16x64x64, 21 keypoints (batch 1 on the CPU); eager = the same "
+                   "module on the reference backend", float64_truth=False),
     ]
 
 

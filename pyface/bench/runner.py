@@ -96,11 +96,15 @@ def _time_call_ms(fn: Callable[[], object], device: torch.device) -> float:
 def time_side_by_side(steps: dict[str, Callable[[], object]], device: torch.device, quick: bool) -> dict[str, list[float]]:
     """Per-call times in ms of each step after warm-up, taken in turns (one call of each per
     round), so that a slow spell of a shared machine weighs on every implementation alike: at
-    least 10 rounds, more while under a time budget of a second per step."""
+    least 10 rounds, more while under a time budget of a second per step. Warm-up: two calls
+    of each step (torch.compile compiles in the first), and up to five within a second."""
     for fn in steps.values():
-        for _ in range(2 if quick else 5):
+        start = time.perf_counter()
+        for call in range(2 if quick else 5):
+            if call >= 2 and time.perf_counter() - start > 1.0:
+                break
             fn()
-    _sync(device)
+            _sync(device)
     budget_s, min_rounds, max_rounds = (0.2, 5, 20) if quick else (1.0, 10, 200)
     budget_s *= len(steps)
     times: dict[str, list[float]] = {name: [] for name in steps}
