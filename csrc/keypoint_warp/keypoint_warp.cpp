@@ -59,12 +59,15 @@ struct Kernels;
 template <>
 struct Kernels<c10::DeviceType::CPU> {
   static void forward(const Prepared& p, void* output, void* deformation, void* motion_weights) {
-    PYFACE_CPU_CALL(forward_cpu)(p.pb, output, deformation, motion_weights);
+    at::Tensor plane;
+    PYFACE_CPU_CALL(forward_cpu)(p.pb, output, deformation, motion_weights, cpu_channels_last_scratch(p, plane));
   }
   // always deterministic: tasks own blocks of channels
   static void backward(const Prepared& p, const at::Tensor& deformation, const at::Tensor& motion_weights,
                        const Grads& grads, const at::Tensor&, bool, bool, at::Tensor&) {
-    PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads);
+    at::Tensor plane;
+    PYFACE_CPU_CALL(backward_cpu)(p.pb, deformation.const_data_ptr(), motion_weights.const_data_ptr(), grads,
+                                  cpu_channels_last_scratch(p, plane));
   }
 };
 

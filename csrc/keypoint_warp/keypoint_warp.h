@@ -48,14 +48,22 @@ struct Grads {
   void* grad_jacobian;
 };
 
+// From this many channels on, the CPU kernels sample a channels-last copy of each sample's
+// feature (stencil_block.h): one contiguous run of channels per corner instead of one
+// gathered element per corner and channel. The host allocates that copy, scratch of
+// cpu_scratch(pb) elements of the accumulation dtype (0: none).
+constexpr int64_t kChannelsLastFrom = 8;
+inline int64_t cpu_scratch(const Problem& pb) { return pb.C >= kChannelsLastFrom ? pb.C * pb.in_size() : 0; }
+
 // CPU kernels (keypoint_warp_cpu.cpp), one copy per instruction set (cpu_isa.h): forward
 // writes output (N, C, S_out), the deformation and the motion weights (N, K+1, S_out) (the
 // mask, or its softmax), both in the accumulation dtype; backward reads those two back. In
 // inference the motion weights, and the deformation unless asked for, are null: not stored.
 // d/d feature is a scatter: each task owns a block of channels, so it is deterministic.
 PYFACE_DECLARE_CPU_KERNELS(
-  void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights);
-  void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads);)
+  void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights, void* scratch);
+  void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads,
+                    void* scratch);)
 
 #ifdef PYFACE_WITH_CUDA
 // On the GPU d/d feature is a scatter into `sums` (N, C, S_in), zeroed by the host: atomic

@@ -4,7 +4,7 @@
 // positions); the block's stencils (stencil_block.h) are built once, vectorised over the
 // positions, and reused over the channels. The backward sums d/d deformation over the
 // channels, differentiates the motions, reduces the keypoint and jacobian gradients per
-// task in a fixed order, and scatters d/d feature with tasks that own blocks of kLanes channels
+// task in a fixed order, and scatters d/d feature with tasks that own blocks of channels
 // (deterministic, no atomics). The number of spatial dims is a template parameter, so the
 // per-axis and per-corner loops unroll.
 #include "keypoint_warp/keypoint_warp.h"
@@ -103,12 +103,13 @@ void deformation_block(const Problem& pb, int64_t n, const acc_t* weights, const
 }
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
-void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights) {
-  const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock;
+void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_t* motion_weights, acc_t* plane_cl) {
+  const int64_t S = pb.out_size(), S_in = pb.in_size(), blocks = (S + kBlock - 1) / kBlock;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
-  at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
+  auto run_tasks = [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> weights((pb.K + 1) * kBlock), z(3 * kBlock), pos(3 * kBlock);
+    std::vector<acc_t> tile(plane_cl != nullptr ? kBlock * std::min(kTileChannels, pb.C) : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
       block_weights<scalar_t, acc_t>(pb, n, s0, len, weights.data());
@@ -122,10 +123,19 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
         for (int64_t j = 0; j < len; ++j)
           for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
       stencils->build(pb, pos.data(), len, false);
-      for (int64_t c = 0; c < pb.C; ++c)
-        stencils->gather(feature + (n * pb.C + c) * pb.in_size(), output + (n * pb.C + c) * S + s0, len);
+      scalar_t* out = output + n * pb.C * S + s0;
+      if (plane_cl == nullptr) {
+        for (int64_t c = 0; c < pb.C; ++c) stencils->gather(feature + (n * pb.C + c) * S_in, out + c * S, len);
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < pb.C; c0 += kTileChannels) {
+        const int64_t width = std::min(kTileChannels, pb.C - c0);
+        stencils->gather_channels_last(plane_cl, pb.C, c0, width, len, tile.data());
+        store_tile(tile.data(), len, width, S, out + c0 * S);
+      }
     }
-  });
+  };
+  for_each_sample_plane<scalar_t>(pb, plane_cl, blocks, run_tasks);
 }
 
 // A block of the saved deformation, as pos[a * kBlock + j].
@@ -140,25 +150,31 @@ int64_t partial_width(const Problem& pb) { return pb.K * (2 * pb.dims + pb.dims 
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
-                           std::vector<acc_t>& partials) {
+                           std::vector<acc_t>& partials, acc_t* plane_cl) {
   const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   const auto* grad_deformation = static_cast<const acc_t*>(grads.grad_deformation);
   auto* grad_mask = static_cast<scalar_t*>(grads.grad_mask);
   const int64_t width = partial_width(pb);
-  at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
+  for_each_sample_plane<scalar_t>(pb, plane_cl, blocks, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> pos(3 * kBlock), g(3 * kBlock), z(3 * kBlock), dm(slots * kBlock), mean(kBlock);
+    std::vector<acc_t> go_cl(plane_cl != nullptr ? kBlock * pb.C : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / blocks, s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
       load_deformation<DIMS>(deformation, n * S + s0, len, pos.data());
       stencils->build(pb, pos.data(), len, true);
       // d loss / d deformation, summed over the channels
       std::fill(g.begin(), g.end(), acc_t(0));
-      for (int64_t c = 0; c < pb.C; ++c)
-        stencils->accumulate_position_grad(feature + (n * pb.C + c) * pb.in_size(),
-                                           grad_output + (n * pb.C + c) * S + s0, g.data(), len);
+      if (plane_cl != nullptr) {
+        channels_last_rows(grad_output + n * pb.C * S, pb.C, S, s0, len, go_cl.data());
+        stencils->accumulate_position_grad_channels_last(plane_cl, go_cl.data(), pb.C, g.data(), len);
+      } else {
+        for (int64_t c = 0; c < pb.C; ++c)
+          stencils->accumulate_position_grad(feature + (n * pb.C + c) * pb.in_size(),
+                                             grad_output + (n * pb.C + c) * S + s0, g.data(), len);
+      }
       for (int a = 0; a < DIMS; ++a)
 #pragma omp simd
         for (int64_t j = 0; j < len; ++j) g[a * kBlock + j] *= stencils->factor[a][j];
@@ -221,32 +237,33 @@ void motion_backward_tasks(const Problem& pb, const acc_t* deformation, const ac
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void feature_backward_tasks(const Problem& pb, const acc_t* deformation, const Grads& grads) {
-  const int64_t S = pb.out_size(), blocks = (pb.C + kLanes - 1) / kLanes;
+  const int64_t S = pb.out_size(), lanes = scatter_lanes(pb.N, pb.C), blocks = (pb.C + lanes - 1) / lanes;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
-    std::vector<acc_t> sums(pb.in_size() * kLanes), pos(3 * kBlock), go_t(kBlock * kLanes);
+    std::vector<acc_t> sums(pb.in_size() * lanes), pos(3 * kBlock), go_t(kBlock * lanes);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
-      std::fill(sums.begin(), sums.end(), acc_t(0));
+      const int64_t n = task / blocks, c0 = (task % blocks) * lanes, width = std::min(lanes, pb.C - c0);
+      std::fill(sums.begin(), sums.begin() + pb.in_size() * width, acc_t(0));
       for (int64_t s0 = 0; s0 < S; s0 += kBlock) {
         const int64_t len = std::min(kBlock, S - s0);
         load_deformation<DIMS>(deformation, n * S + s0, len, pos.data());
         stencils->build(pb, pos.data(), len, false);
-        channel_last_block(grad_output + (n * pb.C + c0) * S + s0, S, width, len, go_t.data());
-        stencils->scatter(go_t.data(), sums.data(), len);
+        channels_last_rows(grad_output + (n * pb.C + c0) * S, width, S, s0, len, go_t.data());
+        stencils->scatter(go_t.data(), width, sums.data(), len);
       }
-      store_channel_first(sums.data(), pb.in_size(), width, grad_feature + (n * pb.C + c0) * pb.in_size());
+      store_tile(sums.data(), pb.in_size(), width, pb.in_size(), grad_feature + (n * pb.C + c0) * pb.in_size());
     }
   });
 }
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
-void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads) {
+void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* motion_weights, const Grads& grads,
+                  acc_t* plane_cl) {
   const int64_t S = pb.out_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(pb), dims = DIMS;
   std::vector<acc_t> partials(pb.N * blocks * width);
-  motion_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, deformation, motion_weights, grads, partials);
+  motion_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, deformation, motion_weights, grads, partials, plane_cl);
   // the tasks' keypoint and jacobian sums, added in task order
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);
   auto* grad_driving = static_cast<scalar_t*>(grads.grad_kp_driving);
@@ -270,14 +287,15 @@ void backward_all(const Problem& pb, const acc_t* deformation, const acc_t* moti
 
 }  // namespace
 
-void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights) {
+void forward_cpu(const Problem& pb, void* output, void* deformation, void* motion_weights, void* scratch) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     auto run = [&](auto dims) {
       with_index_type(pb, [&](auto index) {
         forward_tasks<decltype(dims)::value, scalar_t, acc_t, decltype(index)>(
-            pb, static_cast<scalar_t*>(output), static_cast<acc_t*>(deformation), static_cast<acc_t*>(motion_weights));
+            pb, static_cast<scalar_t*>(output), static_cast<acc_t*>(deformation), static_cast<acc_t*>(motion_weights),
+            static_cast<acc_t*>(scratch));
       });
     };
     if (pb.dims == 3)
@@ -287,14 +305,16 @@ void forward_cpu(const Problem& pb, void* output, void* deformation, void* motio
   });
 }
 
-void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads) {
+void backward_cpu(const Problem& pb, const void* deformation, const void* motion_weights, const Grads& grads,
+                  void* scratch) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     auto run = [&](auto dims) {
       with_index_type(pb, [&](auto index) {
         backward_all<decltype(dims)::value, scalar_t, acc_t, decltype(index)>(
-            pb, static_cast<const acc_t*>(deformation), static_cast<const acc_t*>(motion_weights), grads);
+            pb, static_cast<const acc_t*>(deformation), static_cast<const acc_t*>(motion_weights), grads,
+            static_cast<acc_t*>(scratch));
       });
     };
     if (pb.dims == 3)

@@ -14,17 +14,22 @@
 #include <cmath>
 #include <cstdint>
 #include <limits>
+#include <type_traits>
 
 #include "coordinate_grid.h"
 #include "cpu_isa.h"
-#include "scalar_cast.h"
 #include "keypoint_warp/keypoint_warp.h"
+#include "scalar_cast.h"
+#include "transpose_block.h"
+
+#include <ATen/Parallel.h>
 
 namespace pyface::kpw::PYFACE_CPU_NS {
 namespace {
 
+using ::pyface::PYFACE_CPU_NS::transpose_block;  // this instruction set's copy
+
 constexpr int64_t kBlock = 128;  // positions per block
-constexpr int64_t kLanes = 8;    // channels per d/d feature scatter, kept channel-last
 
 
 // The identity grid at output positions s0 .. s0 + len: z[a * kBlock + j], a = x, y, z.
@@ -171,6 +176,23 @@ struct StencilBlock {
     }
   }
 
+  // tile[j * width + ch] = the sample of channel c0 + ch at position j, from the feature laid
+  // out channels-last, plane[offset * C + c]: per position and corner one contiguous run of
+  // channels, a vector load and FMA each, where gather() reads one element per corner and channel.
+  void gather_channels_last(const acc_t* plane, int64_t C, int64_t c0, int64_t width, int64_t len, acc_t* tile) const {
+    for (int64_t j = 0; j < len; ++j) {
+      acc_t* row = tile + j * width;
+      std::fill(row, row + width, poison[j]);
+      for (int o = 0; o < kCorners; ++o) {
+        if (!inside[o][j]) continue;  // element 0 may hold an inf that a weight of 0 would not cancel
+        const acc_t w = weight[o][j];
+        const acc_t* corner = plane + int64_t(offset[o][j]) * C + c0;
+#pragma omp simd
+        for (int64_t ch = 0; ch < width; ++ch) row[ch] += w * corner[ch];
+      }
+    }
+  }
+
   // grad[a * kBlock + j] += d(go[j] * sample j) / d source coordinate a (before `factor`).
   template <typename scalar_t>
   void accumulate_position_grad(const scalar_t* plane, const scalar_t* go, acc_t* grad, int64_t len) const {
@@ -187,20 +209,104 @@ struct StencilBlock {
     }
   }
 
-  // The transpose of gather for kLanes channels at once, channel-last: sums[offset * kLanes +
-  // ch] += weight * go_t[j * kLanes + ch]. One vector add per corner and position.
-  void scatter(const acc_t* go_t, acc_t* sums, int64_t len) const {
+  // grad[a * kBlock + j] += the same from the feature and go laid out channels-last,
+  // plane[offset * C + c] and go_cl[j * C + c]: per corner one dot product over the channels.
+  void accumulate_position_grad_channels_last(const acc_t* plane, const acc_t* go_cl, int64_t C, acc_t* grad,
+                                              int64_t len) const {
+    for (int64_t j = 0; j < len; ++j) {
+      const acc_t* go = go_cl + j * C;
+      acc_t g[3] = {0, 0, 0};
+      for (int o = 0; o < kCorners; ++o) {
+        if (!inside[o][j]) continue;
+        const acc_t* corner = plane + int64_t(offset[o][j]) * C;
+        acc_t dot = 0;
+#pragma omp simd reduction(+ : dot)
+        for (int64_t c = 0; c < C; ++c) dot += go[c] * corner[c];
+        for (int a = 0; a < DIMS; ++a) g[a] += dot * dweight[o][a][j];
+      }
+      for (int a = 0; a < DIMS; ++a) grad[a * kBlock + j] += g[a] + poison[j];
+    }
+  }
+
+  // The transpose of gather for `lanes` channels at once, channel-last: sums[offset * lanes +
+  // ch] += weight * go_t[j * lanes + ch]. One vector add per corner and position.
+  void scatter(const acc_t* go_t, int64_t lanes, acc_t* sums, int64_t len) const {
     for (int64_t j = 0; j < len; ++j) {
       for (int o = 0; o < kCorners; ++o) {
         if (!inside[o][j]) continue;
         const acc_t w = weight[o][j];
-        acc_t* sum = sums + int64_t(offset[o][j]) * kLanes;
+        acc_t* sum = sums + int64_t(offset[o][j]) * lanes;
+        const acc_t* go = go_t + j * lanes;
 #pragma omp simd
-        for (int64_t ch = 0; ch < kLanes; ++ch) sum[ch] += w * go_t[j * kLanes + ch];
+        for (int64_t ch = 0; ch < lanes; ++ch) sum[ch] += w * go[ch];
       }
     }
   }
 };
+
+// Channels per tile of the channels-last gather: a 128-position tile of them fits in L1.
+constexpr int64_t kTileChannels = 64;
+
+// Channels per d/d feature scatter task: as many as 64, so that a task builds each stencil
+// once for many channels, while N * C / lanes tasks still keep every thread busy. Each
+// channel's sums run in the same order whatever the width, so the result does not depend on it.
+inline int64_t scatter_lanes(int64_t N, int64_t C) {
+  const int64_t tasks_wanted = 2 * int64_t(at::get_num_threads());
+  int64_t lanes = 64;
+  while (lanes > 8 && N * ((C + lanes - 1) / lanes) < tasks_wanted) lanes /= 2;
+  return lanes;
+}
+
+// dst[j * C + c] = src[c * S + s0 + j] for j < len: a block of a (C, S) plane laid out
+// channels-last in the accumulation dtype.
+template <typename scalar_t, typename acc_t>
+void channels_last_rows(const scalar_t* src, int64_t C, int64_t S, int64_t s0, int64_t len, acc_t* dst) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    transpose_block(src + s0, S, dst, C, C, len);
+  } else {
+    for (int64_t c = 0; c < C; ++c)
+      for (int64_t j = 0; j < len; ++j) dst[j * C + c] = acc_t(src[c * S + s0 + j]);
+  }
+}
+
+// out[ch * S + j] = tile[j * width + ch] for j < len: a channels-last tile stored channel-first.
+template <typename scalar_t, typename acc_t>
+void store_tile(const acc_t* tile, int64_t len, int64_t width, int64_t S, scalar_t* out) {
+  if constexpr (std::is_same_v<scalar_t, acc_t>) {
+    transpose_block(tile, width, out, S, len, width);
+  } else {
+    acc_t row[kBlock];
+    for (int64_t j0 = 0; j0 < len; j0 += kBlock) {
+      const int64_t count = std::min(kBlock, len - j0);
+      for (int64_t ch = 0; ch < width; ++ch) {
+        for (int64_t j = 0; j < count; ++j) row[j] = tile[(j0 + j) * width + ch];
+#pragma omp simd
+        for (int64_t j = 0; j < count; ++j) out[ch * S + j0 + j] = to_scalar<scalar_t>(row[j]);
+      }
+    }
+  }
+}
+
+// Runs fn(begin, end) over the tasks (sample, block of output positions), `blocks` per sample:
+// all at once, or, given plane_cl (C x S_in of the accumulation dtype), sample by sample after
+// laying that sample's feature out channels-last there.
+template <typename scalar_t, typename acc_t, typename Fn>
+void for_each_sample_plane(const Problem& pb, acc_t* plane_cl, int64_t blocks, const Fn& fn) {
+  if (plane_cl == nullptr) {
+    at::parallel_for(0, pb.N * blocks, 1, fn);
+    return;
+  }
+  const auto* feature = static_cast<const scalar_t*>(pb.feature);
+  const int64_t S_in = pb.in_size(), in_blocks = (S_in + kBlock - 1) / kBlock;
+  for (int64_t n = 0; n < pb.N; ++n) {
+    at::parallel_for(0, in_blocks, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t b = begin; b < end; ++b)
+        channels_last_rows(feature + n * pb.C * S_in, pb.C, S_in, b * kBlock, std::min(kBlock, S_in - b * kBlock),
+                           plane_cl + b * kBlock * pb.C);
+    });
+    at::parallel_for(n * blocks, (n + 1) * blocks, 1, fn);
+  }
+}
 
 // fn(index_t{}) with the stencils' offset type for the problem's input plane.
 template <typename Fn>
@@ -209,20 +315,6 @@ void with_index_type(const Problem& pb, Fn&& fn) {
     fn(int64_t{});
   else
     fn(int32_t{});
-}
-
-// go_t[j * kLanes + ch] = go[ch * stride + j] for `channels` <= kLanes rows (the rest 0).
-template <typename scalar_t, typename acc_t>
-void channel_last_block(const scalar_t* go, int64_t stride, int64_t channels, int64_t len, acc_t* go_t) {
-  for (int64_t j = 0; j < len; ++j)
-    for (int64_t ch = 0; ch < kLanes; ++ch) go_t[j * kLanes + ch] = ch < channels ? acc_t(go[ch * stride + j]) : acc_t(0);
-}
-
-// The planes out[ch * size + i] = sums[i * kLanes + ch] of the first `channels` lanes.
-template <typename scalar_t, typename acc_t>
-void store_channel_first(const acc_t* sums, int64_t size, int64_t channels, scalar_t* out) {
-  for (int64_t ch = 0; ch < channels; ++ch)
-    for (int64_t i = 0; i < size; ++i) out[ch * size + i] = to_scalar<scalar_t>(sums[i * kLanes + ch]);
 }
 
 }  // namespace

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <ATen/core/Tensor.h>
+#include <ATen/ops/empty.h>
 
 #include <optional>
 
@@ -11,7 +12,6 @@
 #include "tensor_kind.h"
 
 #ifdef PYFACE_WITH_CUDA
-#include <ATen/ops/empty.h>
 #include <ATen/ops/exp2.h>
 #include <ATen/ops/frexp.h>
 #include <ATen/ops/zeros.h>
@@ -28,6 +28,16 @@ struct PreparedKeypoints {
   at::Tensor feature, kp_source, kp_driving, jacobian;
   Problem pb{};
 };
+
+// The CPU kernels' channels-last copy of the feature (cpu_scratch in keypoint_warp.h),
+// allocated here so that it counts as the call's memory; its pointer, or null where the
+// kernels take none. `holder` keeps it alive.
+inline void* cpu_channels_last_scratch(const PreparedKeypoints& p, at::Tensor& holder) {
+  const int64_t size = cpu_scratch(p.pb);
+  if (size == 0) return nullptr;
+  holder = at::empty({size}, p.feature.options().dtype(accumulate_type(p.feature.scalar_type())));
+  return holder.data_ptr();
+}
 
 inline PreparedKeypoints prepare_keypoints(const char* op, const at::Tensor& feature, const at::Tensor& kp_source,
                                            const at::Tensor& kp_driving, const std::optional<at::Tensor>& jacobian,

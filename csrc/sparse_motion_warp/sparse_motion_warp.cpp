@@ -32,10 +32,14 @@ struct Kernels;
 
 template <>
 struct Kernels<c10::DeviceType::CPU> {
-  static void forward(const PreparedKeypoints& p, void* output) { PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output); }
+  static void forward(const PreparedKeypoints& p, void* output) {
+    at::Tensor plane;
+    PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output, cpu_channels_last_scratch(p, plane));
+  }
   // always deterministic: tasks own blocks of channels
   static void backward(const PreparedKeypoints& p, const Grads& grads, const at::Tensor&, bool, bool, at::Tensor&) {
-    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads);
+    at::Tensor plane;
+    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads, cpu_channels_last_scratch(p, plane));
   }
 };
 

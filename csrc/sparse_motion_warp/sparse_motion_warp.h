@@ -10,11 +10,12 @@ namespace pyface::kpw {
 // output (N, K+1, C, S): slot 0 the feature sampled at the identity grid, slot k at T_k(z).
 // backward: grad_output of that shape -> grad_feature (or null), grad_kp_source,
 // grad_kp_driving, grad_jacobian (or null), in Grads (grad_deformation and grad_mask unused).
-// CPU kernels (sparse_motion_warp_cpu.cpp), one copy per instruction set (cpu_isa.h); d/d
-// feature is a scatter owned by blocks of channels, so it is deterministic.
+// CPU kernels (sparse_motion_warp_cpu.cpp), one copy per instruction set (cpu_isa.h), with the
+// scratch keypoint_warp.h's cpu_scratch sizes; d/d feature is a scatter owned by blocks of
+// channels, so it is deterministic.
 PYFACE_DECLARE_CPU_KERNELS(
-  void sparse_forward_cpu(const Problem& pb, void* output);
-  void sparse_backward_cpu(const Problem& pb, const Grads& grads);)
+  void sparse_forward_cpu(const Problem& pb, void* output, void* scratch);
+  void sparse_backward_cpu(const Problem& pb, const Grads& grads, void* scratch);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/sparse_motion_warp.cu), on the current stream; the scatter and

@@ -3,7 +3,7 @@
 // over the channels; the feature is read in place, never repeated per motion. The backward
 // sums d/d sample position over the channels, differentiates T_k per keypoint, reduces
 // those sums per task in a fixed order, and scatters d/d feature from every motion with
-// tasks that own blocks of kLanes channels (deterministic, no atomics).
+// tasks that own blocks of channels (deterministic, no atomics).
 #include "sparse_motion_warp/sparse_motion_warp.h"
 
 #include <ATen/Parallel.h>
@@ -36,21 +36,31 @@ void motion_block(const Problem& pb, int64_t n, int64_t slot, const acc_t* z, in
   }
 }
 
+// plane_cl: scratch for a channels-last copy of each sample's feature (keypoint_warp.h), or null.
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
-void forward_tasks(const Problem& pb, scalar_t* output) {
+void forward_tasks(const Problem& pb, scalar_t* output, acc_t* plane_cl) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, slots = pb.K + 1;
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
-  at::parallel_for(0, pb.N * slots * blocks, 1, [&](int64_t begin, int64_t end) {
+  for_each_sample_plane<scalar_t>(pb, plane_cl, slots * blocks, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> z(3 * kBlock), pos(3 * kBlock);
+    std::vector<acc_t> tile(plane_cl != nullptr ? kBlock * std::min(kTileChannels, pb.C) : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (slots * blocks), slot = (task / blocks) % slots;
       const int64_t s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
       identity_block(pb, s0, len, z.data());
       motion_block<DIMS, scalar_t>(pb, n, slot, z.data(), len, pos.data());
       stencils->build(pb, pos.data(), len, false);
-      for (int64_t c = 0; c < pb.C; ++c)
-        stencils->gather(feature + (n * pb.C + c) * S, output + ((n * slots + slot) * pb.C + c) * S + s0, len);
+      scalar_t* out = output + (n * slots + slot) * pb.C * S + s0;
+      if (plane_cl == nullptr) {
+        for (int64_t c = 0; c < pb.C; ++c) stencils->gather(feature + (n * pb.C + c) * S, out + c * S, len);
+        continue;
+      }
+      for (int64_t c0 = 0; c0 < pb.C; c0 += kTileChannels) {
+        const int64_t width = std::min(kTileChannels, pb.C - c0);
+        stencils->gather_channels_last(plane_cl, pb.C, c0, width, len, tile.data());
+        store_tile(tile.data(), len, width, S, out + c0 * S);
+      }
     }
   });
 }
@@ -60,13 +70,14 @@ void forward_tasks(const Problem& pb, scalar_t* output) {
 constexpr int64_t partial_width(int64_t dims) { return dims + dims * dims; }
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
-void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<acc_t>& partials) {
+void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<acc_t>& partials, acc_t* plane_cl) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   const auto* feature = static_cast<const scalar_t*>(pb.feature);
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
-  at::parallel_for(0, pb.N * pb.K * blocks, 1, [&](int64_t begin, int64_t end) {
+  for_each_sample_plane<scalar_t>(pb, plane_cl, pb.K * blocks, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
     std::vector<acc_t> z(3 * kBlock), pos(3 * kBlock), g(3 * kBlock);
+    std::vector<acc_t> go_cl(plane_cl != nullptr ? kBlock * pb.C : 0);
     for (int64_t task = begin; task < end; ++task) {
       const int64_t n = task / (pb.K * blocks), k = (task / blocks) % pb.K;
       const int64_t s0 = (task % blocks) * kBlock, len = std::min(kBlock, S - s0);
@@ -74,9 +85,14 @@ void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<
       motion_block<DIMS, scalar_t>(pb, n, k + 1, z.data(), len, pos.data());
       stencils->build(pb, pos.data(), len, true);
       std::fill(g.begin(), g.end(), acc_t(0));
-      for (int64_t c = 0; c < pb.C; ++c)
-        stencils->accumulate_position_grad(feature + (n * pb.C + c) * S,
-                                           grad_output + ((n * (pb.K + 1) + k + 1) * pb.C + c) * S + s0, g.data(), len);
+      const scalar_t* go = grad_output + (n * (pb.K + 1) + k + 1) * pb.C * S;
+      if (plane_cl != nullptr) {
+        channels_last_rows(go, pb.C, S, s0, len, go_cl.data());
+        stencils->accumulate_position_grad_channels_last(plane_cl, go_cl.data(), pb.C, g.data(), len);
+      } else {
+        for (int64_t c = 0; c < pb.C; ++c)
+          stencils->accumulate_position_grad(feature + (n * pb.C + c) * S, go + c * S + s0, g.data(), len);
+      }
       KeypointMotion<DIMS, acc_t> motion;
       motion.template load<scalar_t>(pb, n, k);
       const acc_t* driving = motion.driving;
@@ -97,35 +113,36 @@ void keypoint_backward_tasks(const Problem& pb, const Grads& grads, std::vector<
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void feature_backward_tasks(const Problem& pb, const Grads& grads) {
-  const int64_t S = pb.in_size(), blocks = (pb.C + kLanes - 1) / kLanes, slots = pb.K + 1;
+  const int64_t S = pb.in_size(), slots = pb.K + 1;
+  const int64_t lanes = scatter_lanes(pb.N, pb.C), blocks = (pb.C + lanes - 1) / lanes;
   const auto* grad_output = static_cast<const scalar_t*>(grads.grad_output);
   auto* grad_feature = static_cast<scalar_t*>(grads.grad_feature);
   at::parallel_for(0, pb.N * blocks, 1, [&](int64_t begin, int64_t end) {
     auto stencils = std::make_unique<StencilBlock<DIMS, acc_t, index_t>>();
-    std::vector<acc_t> sums(S * kLanes), z(3 * kBlock), pos(3 * kBlock), go_t(kBlock * kLanes);
+    std::vector<acc_t> sums(S * lanes), z(3 * kBlock), pos(3 * kBlock), go_t(kBlock * lanes);
     for (int64_t task = begin; task < end; ++task) {
-      const int64_t n = task / blocks, c0 = (task % blocks) * kLanes, width = std::min(kLanes, pb.C - c0);
-      std::fill(sums.begin(), sums.end(), acc_t(0));
+      const int64_t n = task / blocks, c0 = (task % blocks) * lanes, width = std::min(lanes, pb.C - c0);
+      std::fill(sums.begin(), sums.begin() + S * width, acc_t(0));
       for (int64_t s0 = 0; s0 < S; s0 += kBlock) {
         const int64_t len = std::min(kBlock, S - s0);
         identity_block(pb, s0, len, z.data());
         for (int64_t slot = 0; slot < slots; ++slot) {
           motion_block<DIMS, scalar_t>(pb, n, slot, z.data(), len, pos.data());
           stencils->build(pb, pos.data(), len, false);
-          channel_last_block(grad_output + ((n * slots + slot) * pb.C + c0) * S + s0, S, width, len, go_t.data());
-          stencils->scatter(go_t.data(), sums.data(), len);
+          channels_last_rows(grad_output + ((n * slots + slot) * pb.C + c0) * S, width, S, s0, len, go_t.data());
+          stencils->scatter(go_t.data(), width, sums.data(), len);
         }
       }
-      store_channel_first(sums.data(), S, width, grad_feature + (n * pb.C + c0) * S);
+      store_tile(sums.data(), S, width, S, grad_feature + (n * pb.C + c0) * S);
     }
   });
 }
 
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
-void backward_all(const Problem& pb, const Grads& grads) {
+void backward_all(const Problem& pb, const Grads& grads, acc_t* plane_cl) {
   const int64_t S = pb.in_size(), blocks = (S + kBlock - 1) / kBlock, width = partial_width(DIMS);
   std::vector<acc_t> partials(pb.N * pb.K * blocks * width);
-  keypoint_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, grads, partials);
+  keypoint_backward_tasks<DIMS, scalar_t, acc_t, index_t>(pb, grads, partials, plane_cl);
   auto* grad_source = static_cast<scalar_t*>(grads.grad_kp_source);
   auto* grad_driving = static_cast<scalar_t*>(grads.grad_kp_driving);
   auto* grad_jac = static_cast<scalar_t*>(grads.grad_jacobian);
@@ -149,30 +166,32 @@ void backward_all(const Problem& pb, const Grads& grads) {
 
 }  // namespace
 
-void sparse_forward_cpu(const Problem& pb, void* output) {
+void sparse_forward_cpu(const Problem& pb, void* output, void* scratch) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     with_index_type(pb, [&](auto index) {
       using index_t = decltype(index);
+      auto* plane_cl = static_cast<acc_t*>(scratch);
       if (pb.dims == 3)
-        forward_tasks<3, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output));
+        forward_tasks<3, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output), plane_cl);
       else
-        forward_tasks<2, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output));
+        forward_tasks<2, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output), plane_cl);
     });
   });
 }
 
-void sparse_backward_cpu(const Problem& pb, const Grads& grads) {
+void sparse_backward_cpu(const Problem& pb, const Grads& grads, void* scratch) {
   dispatch_scalar(pb.scalar, [&](auto s, auto a) {
     using scalar_t = decltype(s);
     using acc_t = decltype(a);
     with_index_type(pb, [&](auto index) {
       using index_t = decltype(index);
+      auto* plane_cl = static_cast<acc_t*>(scratch);
       if (pb.dims == 3)
-        backward_all<3, scalar_t, acc_t, index_t>(pb, grads);
+        backward_all<3, scalar_t, acc_t, index_t>(pb, grads, plane_cl);
       else
-        backward_all<2, scalar_t, acc_t, index_t>(pb, grads);
+        backward_all<2, scalar_t, acc_t, index_t>(pb, grads, plane_cl);
     });
   });
 }

@@ -72,8 +72,36 @@ def text_table(rows: list[Row], meta: dict) -> str:
     return "\n".join(out)
 
 
+def summary_lines(rows: list[Row]) -> list[str]:
+    """One Markdown line per (op or module, case, dtype, mode) and pyface backend: the eager,
+    torch.compile and pyface medians, pyface's speedups, share of the copy bandwidth and peak
+    memory (eager / pyface)."""
+    groups: dict[tuple, dict[str, Row]] = {}
+    for row in rows:
+        groups.setdefault((row.op, row.case, row.dtype, row.mode), {})[row.impl] = row
+    out = ["| op | case | dtype | mode | eager ms | compile ms | pyface ms | vs eager | vs compile | % copy | "
+           "peak MB eager / pyface |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+
+    def ms(row):
+        return "-" if row is None or row.median_ms is None else f"{row.median_ms:.3f}"
+
+    for (op, case, dtype, mode), impls in groups.items():
+        eager, compiled = impls.get("eager"), impls.get("torch.compile")
+        for impl, row in impls.items():
+            if not impl.startswith("pyface") or row.median_ms is None:
+                continue
+            ratio = ["-" if v is None else f"{v:.2f}x" for v in (row.speedup_vs_eager, row.speedup_vs_compile)]
+            copy = "-" if row.pct_of_copy is None else f"{row.pct_of_copy:.0f}%"
+            peak = f"{_megabytes(eager.peak_mb if eager else None)} / {_megabytes(row.peak_mb)}"
+            label = impl if len([i for i in impls if i.startswith("pyface")]) > 1 else ""
+            out.append(f"| {op} | {case} | {dtype} | {mode} | {ms(eager)} | {ms(compiled)} | {ms(row)}"
+                       f"{' ' + label if label else ''} | {ratio[0]} | {ratio[1]} | {copy} | {peak} |")
+    return out
+
+
 def markdown_table(rows: list[Row], meta: dict) -> str:
     out = [f"# pyface bench: {meta['device_name']}", ""] + [f"- {line}" for line in _header_lines(meta)] + [""]
+    out += ["## pyface against eager and torch.compile", ""] + summary_lines(rows) + ["", "## Every row", ""]
     out.append("| " + " | ".join(_HEADER) + " |")
     out.append("|" + "---|" * len(_HEADER))
     out += ["| " + " | ".join(_cells(r)) + " |" for r in rows]
