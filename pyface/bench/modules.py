@@ -187,11 +187,14 @@ def module_cases() -> list[ModuleCase]:
                    "pyface.nn.DenseMotion, 2-D, 3x64x64, 10 keypoints with jacobians (batch 2 on the CPU); eager = "
                    "the same module on the reference backend"),
         # float64 3-D convolutions with the 7x7x7 mask kernel unfold past a CPU's memory: the truth
-        # is the eager float32 module, as for WarpingNetwork
+        # is the eager float32 module, as for WarpingNetwork. Its gradients reach the feature and
+        # keypoints through the warps' sampling positions, where bilinear sampling's gradient jumps
+        # at texel edges: two float32 runs that round differently disagree by ~7e-3 here, as the
+        # keypoint_warp op case at this size does against float64 (its bound: 2e-2)
         ModuleCase("DenseMotion-LivePortrait", ("inference", "forward+backward"), _dense_motion(3),
                    ("feature", "kp_source", "kp_driving"), "feature",
                    "pyface.nn.DenseMotion, 3-D, 4x16x64x64, 21 keypoints (batch 1 on the CPU); eager = the same "
-                   "module on the reference backend", float64_truth=False),
+                   "module on the reference backend", float64_truth=False, backward_tolerance=2e-2),
     ]
 
 
