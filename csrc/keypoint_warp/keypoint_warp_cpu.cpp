@@ -123,16 +123,8 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* deformation, acc_
         for (int64_t j = 0; j < len; ++j)
           for (int a = 0; a < DIMS; ++a) deformation[(n * S + s0 + j) * DIMS + a] = pos[a * kBlock + j];
       stencils->build(pb, pos.data(), len, false);
-      scalar_t* out = output + n * pb.C * S + s0;
-      if (plane_cl == nullptr) {
-        for (int64_t c = 0; c < pb.C; ++c) stencils->gather(feature + (n * pb.C + c) * S_in, out + c * S, len);
-        continue;
-      }
-      for (int64_t c0 = 0; c0 < pb.C; c0 += kTileChannels) {
-        const int64_t width = std::min(kTileChannels, pb.C - c0);
-        stencils->gather_channels_last(plane_cl, pb.C, c0, width, len, tile.data());
-        store_tile(tile.data(), len, width, S, out + c0 * S);
-      }
+      sample_channels(*stencils, feature + n * pb.C * S_in, plane_cl, pb.C, S_in, len, output + n * pb.C * S + s0, S,
+                      tile.data());
     }
   };
   for_each_sample_plane<scalar_t>(pb, plane_cl, blocks, run_tasks);

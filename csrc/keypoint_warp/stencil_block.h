@@ -287,6 +287,24 @@ void store_tile(const acc_t* tile, int64_t len, int64_t width, int64_t S, scalar
   }
 }
 
+// The samples of a sample's C channels at the block's positions, out[c * S + j]: gathered from
+// its channel-first feature planes (feature[c * S_in + ...]), or, given plane_cl, from its
+// channels-last copy through `tile` (kBlock * min(kTileChannels, C) elements).
+template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
+void sample_channels(const StencilBlock<DIMS, acc_t, index_t>& stencils, const scalar_t* feature,
+                     const acc_t* plane_cl, int64_t C, int64_t S_in, int64_t len, scalar_t* out, int64_t S,
+                     acc_t* tile) {
+  if (plane_cl == nullptr) {
+    for (int64_t c = 0; c < C; ++c) stencils.gather(feature + c * S_in, out + c * S, len);
+    return;
+  }
+  for (int64_t c0 = 0; c0 < C; c0 += kTileChannels) {
+    const int64_t width = std::min(kTileChannels, C - c0);
+    stencils.gather_channels_last(plane_cl, C, c0, width, len, tile);
+    store_tile(tile, len, width, S, out + c0 * S);
+  }
+}
+
 // Runs fn(begin, end) over the tasks (sample, block of output positions), `blocks` per sample:
 // all at once, or, given plane_cl (C x S_in of the accumulation dtype), sample by sample after
 // laying that sample's feature out channels-last there.

@@ -51,16 +51,8 @@ void forward_tasks(const Problem& pb, scalar_t* output, acc_t* plane_cl) {
       identity_block(pb, s0, len, z.data());
       motion_block<DIMS, scalar_t>(pb, n, slot, z.data(), len, pos.data());
       stencils->build(pb, pos.data(), len, false);
-      scalar_t* out = output + (n * slots + slot) * pb.C * S + s0;
-      if (plane_cl == nullptr) {
-        for (int64_t c = 0; c < pb.C; ++c) stencils->gather(feature + (n * pb.C + c) * S, out + c * S, len);
-        continue;
-      }
-      for (int64_t c0 = 0; c0 < pb.C; c0 += kTileChannels) {
-        const int64_t width = std::min(kTileChannels, pb.C - c0);
-        stencils->gather_channels_last(plane_cl, pb.C, c0, width, len, tile.data());
-        store_tile(tile.data(), len, width, S, out + c0 * S);
-      }
+      sample_channels(*stencils, feature + n * pb.C * S, plane_cl, pb.C, S, len,
+                      output + (n * slots + slot) * pb.C * S + s0, S, tile.data());
     }
   });
 }
