@@ -93,21 +93,33 @@ struct Kernels<c10::DeviceType::CUDA> {
 };
 #endif
 
+// output, deformation and motion weights; the weights (kept for the backward) and the
+// deformation are stored only when asked for, else returned as empty tensors.
+template <c10::DeviceType kDevice>
+std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const Prepared& p, const at::Tensor& mask,
+                                                           bool keep_weights, bool with_deformation) {
+  const at::Tensor& feature = p.feature;
+  std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
+  for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
+  at::Tensor output = at::empty(out_shape, feature.options());
+  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
+  at::Tensor deformation =
+      at::empty(with_deformation ? deformation_shape(mask, p.pb.dims) : std::vector<int64_t>{0}, acc_options);
+  at::Tensor motion_weights = at::empty(keep_weights ? mask.sizes() : at::IntArrayRef({0}), acc_options);
+  // with C = 0 the deformation and the weights still depend on the keypoints and the mask
+  if (p.pb.N * p.pb.out_size() > 0 && (output.numel() > 0 || with_deformation || keep_weights))
+    Kernels<kDevice>::forward(p, output.data_ptr(), with_deformation ? deformation.data_ptr() : nullptr,
+                              keep_weights ? motion_weights.data_ptr() : nullptr);
+  return {output, deformation, motion_weights};
+}
+
 template <c10::DeviceType kDevice>
 std::tuple<at::Tensor, at::Tensor, at::Tensor> forward(const at::Tensor& feature, const at::Tensor& kp_source,
                                            const at::Tensor& kp_driving, const at::Tensor& mask,
                                            const std::optional<at::Tensor>& jacobian, bool mask_logits,
                                            bool align_corners, int64_t padding) {
   const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
-  std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
-  for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
-  at::Tensor output = at::empty(out_shape, feature.options());
-  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
-  at::Tensor deformation = at::empty(deformation_shape(mask, p.pb.dims), acc_options);
-  at::Tensor motion_weights = at::empty(mask.sizes(), acc_options);
-  if (deformation.numel() > 0)
-    Kernels<kDevice>::forward(p, output.data_ptr(), deformation.data_ptr(), motion_weights.data_ptr());
-  return {output, deformation, motion_weights};
+  return run_forward<kDevice>(p, mask, true, true);
 }
 
 // The forward without autograd: no motion weights, and the deformation (else an empty tensor)
@@ -118,15 +130,7 @@ std::tuple<at::Tensor, at::Tensor> inference(const at::Tensor& feature, const at
                                              const std::optional<at::Tensor>& jacobian, bool mask_logits,
                                              bool align_corners, int64_t padding, bool return_deformation) {
   const Prepared p = prepare(feature, kp_source, kp_driving, mask, jacobian, mask_logits, align_corners, padding);
-  std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
-  for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
-  at::Tensor output = at::empty(out_shape, feature.options());
-  const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
-  const std::vector<int64_t> deformation_sizes =
-      return_deformation ? deformation_shape(mask, p.pb.dims) : std::vector<int64_t>{0};
-  at::Tensor deformation = at::empty(deformation_sizes, acc_options);
-  if (output.numel() > 0 || deformation.numel() > 0)
-    Kernels<kDevice>::forward(p, output.data_ptr(), return_deformation ? deformation.data_ptr() : nullptr, nullptr);
+  auto [output, deformation, _] = run_forward<kDevice>(p, mask, false, return_deformation);
   return {output, deformation};
 }
 
