@@ -168,6 +168,8 @@ INFO = OpInfo(
                  "class_weights was given without labels"),
         BadInput("weight not broadcastable", lambda a: dict(a, weight=torch.ones(3, 1, 9, 12)), ValueError,
                  r"weight of shape \(3, 1, 9, 12\) is not broadcastable"),
+        BadInput("weight with more dims than input", lambda a: dict(a, weight=torch.ones(1, 3, 1, 9, 13)), ValueError,
+                 r"weight of shape \(1, 3, 1, 9, 13\) is not broadcastable"),
         BadInput("shape mismatch", lambda a: dict(a, target=a["target"][..., :12]), ValueError, "target shape"),
         BadInput("unknown reduction", lambda a: dict(a, reduction="avg"), ValueError, "reduction must be one of"),
         BadInput("unknown normalize", lambda a: dict(a, normalize="pixels"), ValueError, "normalize must be one of"),
