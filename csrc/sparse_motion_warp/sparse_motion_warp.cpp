@@ -34,12 +34,16 @@ template <>
 struct Kernels<c10::DeviceType::CPU> {
   static void forward(const PreparedKeypoints& p, void* output) {
     at::Tensor plane;
-    PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output, cpu_channels_last_scratch(p, plane));
+    PYFACE_CPU_CALL(sparse_forward_cpu)(p.pb, output, scratch(p, plane));
   }
   // always deterministic: tasks own blocks of channels
   static void backward(const PreparedKeypoints& p, const Grads& grads, const at::Tensor&, bool, bool, at::Tensor&) {
     at::Tensor plane;
-    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads, cpu_channels_last_scratch(p, plane));
+    PYFACE_CPU_CALL(sparse_backward_cpu)(p.pb, grads, scratch(p, plane));
+  }
+  // Without a jacobian the separable kernels need no channels-last copy (sparse_motion_warp.h).
+  static void* scratch(const PreparedKeypoints& p, at::Tensor& holder) {
+    return p.pb.jacobian == nullptr ? nullptr : cpu_channels_last_scratch(p, holder);
   }
 };
 

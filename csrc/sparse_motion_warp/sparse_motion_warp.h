@@ -11,8 +11,9 @@ namespace pyface::kpw {
 // backward: grad_output of that shape -> grad_feature (or null), grad_kp_source,
 // grad_kp_driving, grad_jacobian (or null), in Grads (grad_deformation and grad_mask unused).
 // CPU kernels (sparse_motion_warp_cpu.cpp), one copy per instruction set (cpu_isa.h), with the
-// scratch keypoint_warp.h's cpu_scratch sizes; d/d feature is a scatter owned by blocks of
-// channels, so it is deterministic.
+// scratch keypoint_warp.h's cpu_scratch sizes, or null; d/d feature is a scatter owned by
+// blocks of channels, so it is deterministic. Without a jacobian they take the separable path
+// (separable_warp.h), which uses no scratch; the host passes null then.
 PYFACE_DECLARE_CPU_KERNELS(
   void sparse_forward_cpu(const Problem& pb, void* output, void* scratch);
   void sparse_backward_cpu(const Problem& pb, const Grads& grads, void* scratch);)

@@ -3,7 +3,8 @@
 // over the channels; the feature is read in place, never repeated per motion. The backward
 // sums d/d sample position over the channels, differentiates T_k per keypoint, reduces
 // those sums per task in a fixed order, and scatters d/d feature from every motion with
-// tasks that own blocks of channels (deterministic, no atomics).
+// tasks that own blocks of channels (deterministic, no atomics). Without a jacobian the
+// motions are separable and separable_warp.h's kernels run instead.
 #include "sparse_motion_warp/sparse_motion_warp.h"
 
 #include <ATen/Parallel.h>
@@ -15,6 +16,7 @@
 
 #include "cpu_isa.h"
 #include "keypoint_warp/stencil_block.h"
+#include "sparse_motion_warp/separable_warp.h"
 
 namespace pyface::kpw::PYFACE_CPU_NS {
 namespace {
@@ -165,10 +167,14 @@ void sparse_forward_cpu(const Problem& pb, void* output, void* scratch) {
     with_index_type(pb, [&](auto index) {
       using index_t = decltype(index);
       auto* plane_cl = static_cast<acc_t*>(scratch);
-      if (pb.dims == 3)
-        forward_tasks<3, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output), plane_cl);
-      else
-        forward_tasks<2, scalar_t, acc_t, index_t>(pb, static_cast<scalar_t*>(output), plane_cl);
+      auto* out = static_cast<scalar_t*>(output);
+      if (pb.dims == 3) {
+        if (pb.jacobian == nullptr && separable_forward_cpu<3, scalar_t, acc_t>(pb, out)) return;
+        forward_tasks<3, scalar_t, acc_t, index_t>(pb, out, plane_cl);
+      } else {
+        if (pb.jacobian == nullptr && separable_forward_cpu<2, scalar_t, acc_t>(pb, out)) return;
+        forward_tasks<2, scalar_t, acc_t, index_t>(pb, out, plane_cl);
+      }
     });
   });
 }
@@ -180,10 +186,13 @@ void sparse_backward_cpu(const Problem& pb, const Grads& grads, void* scratch) {
     with_index_type(pb, [&](auto index) {
       using index_t = decltype(index);
       auto* plane_cl = static_cast<acc_t*>(scratch);
-      if (pb.dims == 3)
+      if (pb.dims == 3) {
+        if (pb.jacobian == nullptr && separable_backward_cpu<3, scalar_t, acc_t>(pb, grads)) return;
         backward_all<3, scalar_t, acc_t, index_t>(pb, grads, plane_cl);
-      else
+      } else {
+        if (pb.jacobian == nullptr && separable_backward_cpu<2, scalar_t, acc_t>(pb, grads)) return;
         backward_all<2, scalar_t, acc_t, index_t>(pb, grads, plane_cl);
+      }
     });
   });
 }
