@@ -2,7 +2,8 @@
 // split at column Df: the face half is one (N, Df) x (Df, Hd) product for the batch, the
 // cell half one product over all N * P cells, so the (N, P, Df + Dc) concatenation is
 // never built. The score-net kernels, the softmax and the pooling run on the projection.
-// The large products go through mm_nt (matmul.h), oneDNN's on CPU.
+// The large products go through mm_nt (matmul.h), oneDNN's on CPU; bfloat16 and float16
+// products a CPU has no instructions for run in float32 (product_operand, matmul.h).
 // Argument errors a user can make are reported in Python
 // (pyface/ops/global_local_attention.py); the checks here guard the op.
 #include "global_local_attention/global_local_attention.h"
@@ -52,9 +53,12 @@ ScoreNet score_net(const Layer1& l, const at::Tensor& projection, const at::Tens
 }
 
 // The cells as the rows of an (N * P, Dc) matrix, for the forward's product over all cells:
-// a view of a channels-last context, a transposed copy of a channels-first one.
+// a view of a channels-last context, a transposed copy of a channels-first one (in float32
+// where the product runs in float32: one copy instead of a transposed one and a wider one).
 at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
   if (cells.v.channels_last || !cells.tensor.is_cpu()) return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
+  if (widened_for_product(cells.tensor))
+    return cells.tensor.transpose(1, 2).to(at::kFloat, false, false, at::MemoryFormat::Contiguous).view({l.N * l.P, l.Dc});
   at::Tensor rows = at::empty({l.N * l.P, l.Dc}, cells.tensor.options());
   PYFACE_CPU_CALL(cells_to_rows_cpu)(cells.v.scalar, cells.tensor.const_data_ptr(), rows.data_ptr(), l.N, l.Dc, l.P);
   return rows;
@@ -112,8 +116,10 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> forward(
   const Layer1 l = split_layer1(face, cells.tensor, w1);
   // face_term (N, Hd). The face-half products are small, and at::mm (MKL) runs them faster
   // than oneDNN, whose per-call setup dominates at these sizes.
-  const at::Tensor face_term = at::addmm(b1, face, l.w1_face.t());
-  const at::Tensor projection = mm_nt(cell_rows(cells, l), l.w1_cell).view({l.N, l.P, l.Hd});
+  const at::Tensor face_term = at::addmm(product_operand(b1), product_operand(face), product_operand(l.w1_face).t())
+                                   .to(face.scalar_type());
+  const at::Tensor projection =
+      mm_nt(cell_rows(cells, l), product_operand(l.w1_cell)).to(face.scalar_type()).view({l.N, l.P, l.Hd});
   const at::Tensor w2c = w2.contiguous(), scale = contiguous_or_undefined(hidden_scale),
                    shift = contiguous_or_undefined(hidden_shift);
   at::Tensor scores = at::empty({l.N, l.P}, face.options().dtype(accumulate_type(face.scalar_type())));
@@ -172,9 +178,9 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
 
   // the first layer, through the same two products as the forward
   const auto dtype = face.scalar_type();
-  const at::Tensor grad_face_term_s = grad_face_term.to(dtype);
-  const at::Tensor grad_face = at::mm(grad_face_term_s, l.w1_face);
-  const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), face);
+  const at::Tensor grad_face_term_s = product_operand(grad_face_term.to(dtype));
+  const at::Tensor grad_face = at::mm(grad_face_term_s, product_operand(l.w1_face)).to(dtype);
+  const at::Tensor grad_w1_face = at::mm(grad_face_term_s.t(), product_operand(face)).to(dtype);
   const at::Tensor grad_w1_cell = mm_nt(grad_projection_by_unit, cell_columns(cells, l));
   grad_projection_by_unit.reset();  // buffers are let go as soon as they are used: peak memory
   // d/d context: the first layer's product plus the pooled sum's attention (x) grad_pooled,

@@ -48,6 +48,12 @@ def _layout(name: str, device: str) -> Sample:
     return Sample(t, {"return_attention": True})
 
 
+def _typed_channels_last(device: str, dtype: torch.dtype) -> Sample:
+    sample = _sample(spatial=(5, 7), context_dim=37, hidden=23, dtype=dtype, device=device)
+    sample.tensors["context"] = channel_layout(sample.tensors["context"], "channels_last")
+    return sample
+
+
 def _opcheck(batchnorm: bool, channels_last: bool):
     def calls(device: str, suffix: str) -> list[tuple]:
         forward = getattr(torch.ops.pyface, f"global_local_attention_forward{suffix}").default
@@ -111,7 +117,10 @@ INFO = OpInfo(
             spatial=(p,), n=2, context_dim=c, hidden=h, device=device))
            for cells in (1, 9, 49, 196) for dc, hidden in ((37, 40), (130, 33))},
     },
-    typed={"": lambda device, dtype: _sample(spatial=(5, 9), context_dim=70, dtype=dtype, device=device)},
+    typed={"": lambda device, dtype: _sample(spatial=(5, 9), context_dim=70, dtype=dtype, device=device),
+           # the products read a channels-last context in place, in every dtype (on CPUs without
+           # bfloat16 or float16 instructions, converted to float32 first: csrc/matmul.h)
+           "channels-last": lambda device, dtype: _typed_channels_last(device, dtype)},
     layouts={name: (lambda device, name=name: _layout(name, device))
              for name in (*CHANNEL_LAYOUTS, "transposed_w1")},
     opcheck={("batchnorm" if bn else "plain") + ("-channels-last" if cl else ""): _opcheck(bn, cl)
