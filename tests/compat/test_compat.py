@@ -355,5 +355,9 @@ def test_onnx_export_runs_in_onnxruntime(real_warping_network, tmp_path):
     session = onnxruntime.InferenceSession(str(tmp_path / "warping.onnx"), providers=["CPUExecutionProvider"])
     feeds = {arg.name: tensor.numpy() for arg, tensor in zip(session.get_inputs(), inputs)}
     got = dict(zip(["occlusion_map", "deformation", "out"], session.run(None, feeds)))
+    # two libraries' float32 convolutions: their rounding grows with the magnitude of the sums,
+    # so the bound scales with the largest value (`out`, up to 5.6, differed by 1.7e-4 on an
+    # AVX2-only host, where oneDNN and onnxruntime pick other kernels than with AVX-512)
     for key in expected:
-        torch.testing.assert_close(torch.from_numpy(got[key]), expected[key], rtol=1e-4, atol=1e-4)
+        largest = max(expected[key].abs().max().item(), 1.0)
+        torch.testing.assert_close(torch.from_numpy(got[key]), expected[key], rtol=1e-4, atol=1e-4 * largest)
