@@ -107,11 +107,21 @@ def runs(tmp_path_factory):
     return directory, two
 
 
+def test_the_first_step_gradients_are_the_one_process_ones(tmp_path):
+    """After one step Adam's first moment is 0.1 x the gradient, taken at the same weights on 1
+    and 2 processes: the averaged gradient must match to rounding. (After more steps it drifts
+    apart: the weights whose gradient is rounding noise move by +-lr and change the rest, by 1e-2
+    to 3.5e-2 after 3 steps depending on the host's kernels, so later moments are not compared.)"""
+    common = ["glamor", "--synthetic", "--steps", "1", "--batch-size", str(BATCH), "--sync-bn", "--device", "cpu",
+              "--checkpoint"]
+    pyface_train([*common, "one.pt"], tmp_path)
+    pyface_train([*common, "two.pt"], tmp_path, processes=2)
+    assert adam_momentum_difference(tmp_path / "one.pt", tmp_path / "two.pt") < 1e-4  # measured 2.7e-6
+
+
 def test_two_processes_take_the_one_process_steps(runs):
     directory, two = runs
     assert max(module_differences(directory / "one.pt", directory / "two.pt").values()) < 1e-3  # measured 7e-5
-    # measured 2.7e-3 on an AVX-512 host, 1.06e-2 on an AVX2-only one (other GEMM kernels, other rounding)
-    assert adam_momentum_difference(directory / "one.pt", directory / "two.pt") < 3e-2
     one_state, two_state = (torch.load(directory / p, weights_only=False) for p in ("one.pt", "two.pt"))
     assert one_state["first_loss"] == pytest.approx(two_state["first_loss"], rel=1e-5)  # the global batch's loss
     assert two_state["world_size"] == 2
