@@ -52,7 +52,13 @@ def test_cpu_peak_counts_a_gradient_written_into_reused_memory():
 
 
 def test_allocation_peak_follows_time_order():
-    assert memory._allocation_peak([(3, -5), (1, 5), (2, 7), (4, 2)]) == 12
+    assert memory._allocation_peak([(3, 0xa, -5), (1, 0xa, 5), (2, 0xb, 7), (4, 0xc, 2)]) == 12
+
+
+def test_allocation_peak_ignores_frees_of_blocks_allocated_before():
+    # 0xa was allocated before the call (a stale size the allocator reported): its free
+    # does not offset the 7 bytes the call allocated
+    assert memory._allocation_peak([(1, 0xa, -5), (2, 0xb, 7), (3, 0xb, -7)]) == 7
 
 
 def _failing(*args, **kwargs):
