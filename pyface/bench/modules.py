@@ -6,7 +6,8 @@ deformation, warp), both ways. Inference rows run under torch.inference_mode(). 
 implementation's outputs (and input gradients) are held to the eager module run in float64, as
 the op rows are (pyface.bench.runner.judge); WarpingNetwork's to the eager float32 module's, as
 its float64 3-D convolutions unfold their input past a CPU's memory (tests/compat checks it in
-float64 at a smaller size)."""
+float64 at a smaller size). The float64 runs compute the convolutions that
+pyface.nn.convolution.same_conv computes another way by it (_float64_truth)."""
 from __future__ import annotations
 
 import copy
@@ -18,6 +19,7 @@ from torch import nn
 
 from pyface.bench import anchors
 from pyface.bench.runner import Row, judge, mark_failed, time_group, timed_backends
+from pyface.nn.convolution import is_same_conv, same_conv
 
 TOLERANCE = 1e-4  # relative L2 of every output and input gradient against the truth
 
@@ -186,16 +188,39 @@ def module_cases() -> list[ModuleCase]:
                    ("feature", "kp_source", "kp_driving", "jacobian"), "feature",
                    "pyface.nn.DenseMotion, 2-D, 3x64x64, 10 keypoints with jacobians (batch 2 on the CPU); eager = "
                    "the same module on the reference backend"),
-        # float64 3-D convolutions with the 7x7x7 mask kernel unfold past a CPU's memory: the truth
-        # is the eager float32 module, as for WarpingNetwork. Its gradients reach the feature and
-        # keypoints through the warps' sampling positions, where bilinear sampling's gradient jumps
-        # at texel edges: two float32 runs that round differently disagree by ~7e-3 here, as the
-        # keypoint_warp op case at this size does against float64 (its bound: 2e-2)
+        # Its gradients reach the feature and keypoints through the warps' sampling positions, where
+        # bilinear sampling's gradient jumps at texel edges: float32 runs that round differently
+        # disagree by ~7e-3 here, as the keypoint_warp op case at this size does against float64
+        # (its bound: 2e-2)
         ModuleCase("DenseMotion-LivePortrait", ("inference", "forward+backward"), _dense_motion(3),
                    ("feature", "kp_source", "kp_driving"), "feature",
                    "pyface.nn.DenseMotion, 3-D, 4x16x64x64, 21 keypoints (batch 1 on the CPU); eager = the same "
-                   "module on the reference backend", float64_truth=False, backward_tolerance=2e-2),
+                   "module on the reference backend", backward_tolerance=2e-2),
     ]
+
+
+class _SameConv(nn.Module):
+    """A float64 truth's convolution layer computed by same_conv (see _float64_truth)."""
+
+    def __init__(self, layer: nn.Module):
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return same_conv(x, self.layer.weight, self.layer.bias)
+
+
+def _float64_truth(eager: nn.Module) -> nn.Module:
+    """eager in float64, its same-padded convolutions through same_conv: float64 F.conv3d and
+    F.conv2d unfold their input (25 GB for DenseMotion's 7x7x7 mask convolution at 16x64x64,
+    3.6 GB for its occlusion one), where same_conv's DFT and tap-product paths do not; in float64
+    they are the same sums (1e-14 apart, tests/test_convolution.py)."""
+    truth = copy.deepcopy(eager).double()
+    for parent in list(truth.modules()):
+        for name, child in list(parent.named_children()):
+            if is_same_conv(child):
+                setattr(parent, name, _SameConv(child))
+    return truth
 
 
 def _outputs(result) -> dict[str, torch.Tensor]:
@@ -275,7 +300,7 @@ def run_module_case(case: ModuleCase, device: torch.device, quick: bool,
         upstreams = _upstreams(_outputs(eager(**_leaves(inputs, grad_inputs))), case.trained_outputs) \
             if grad_inputs else {}
         if case.float64_truth:
-            truth = _run(copy.deepcopy(eager).double(), inputs, grad_inputs, upstreams, torch.float64)
+            truth = _run(_float64_truth(eager), inputs, grad_inputs, upstreams, torch.float64)
             eager_error = _error(_run(eager, inputs, grad_inputs, upstreams), truth)
         else:
             truth, eager_error = _run(eager, inputs, grad_inputs, upstreams), 0.0

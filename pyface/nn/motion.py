@@ -8,6 +8,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pyface.nn.convolution import apply_conv
 from pyface.ops import keypoint_heatmaps, keypoint_warp, sparse_motion_warp
 
 
@@ -93,7 +94,10 @@ class DenseMotion(nn.Module):
       "occlusion"   (N, 1, H, W)   sigmoid occlusion map, when occlusion=True (3-D: pass depth=D)
     The hourglass sees keypoint_heatmaps (driving minus source Gaussians) and
     sparse_motion_warp (the feature under each motion) side by side, (K+1) * (C+1) channels,
-    as FOMM builds them; neither input is built from repeated copies of the feature.
+    as FOMM builds them; neither input is built from repeated copies of the feature. The 7x7(x7)
+    mask and occlusion convolutions go through pyface.nn.convolution.same_conv (on the CPU the
+    3-D mask's last axis by a DFT, the one-channel occlusion as tap products); backend="reference"
+    runs every layer as PyTorch does.
     """
 
     def __init__(self, feature_channels: int, num_keypoints: int, dims: int = 2, block_expansion: int = 32,
@@ -141,10 +145,10 @@ class DenseMotion(nn.Module):
                                     padding_mode=self.padding_mode, backend=self.backend)
         motion_input = torch.cat([heatmaps.unsqueeze(2).to(feature.dtype), warped], dim=2).flatten(1, 2)
         hidden = self.hourglass(motion_input)
-        mask_logits = self.mask(hidden).contiguous()
+        mask_logits = apply_conv(self.mask, hidden, self.backend).contiguous()
         deformed, deformation = self.warp(feature, kp_source, kp_driving, mask_logits, jacobian)
         result = {"mask_logits": mask_logits, "deformation": deformation, "deformed": deformed}
         if self.occlusion is not None:
             stacked = hidden if self.dims == 2 else hidden.flatten(1, 2)
-            result["occlusion"] = torch.sigmoid(self.occlusion(stacked))
+            result["occlusion"] = torch.sigmoid(apply_conv(self.occlusion, stacked, self.backend))
         return result

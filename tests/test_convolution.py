@@ -1,0 +1,112 @@
+"""pyface.nn.convolution: the spectral and tap-product convolutions give PyTorch's same-padded
+convolution (values and gradients) on fresh inputs, odd sizes, kernels wider than the input,
+channels-last and non-contiguous inputs; same_conv and apply_conv refuse or pass on what they
+do not compute."""
+import helpers
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from pyface.nn.convolution import apply_conv, same_conv, spectral_last_axis_conv, tap_products_conv
+
+PATHS = [spectral_last_axis_conv, tap_products_conv]
+# (N, C, O, spatial, kernel): odd and even sizes, a kernel wider than its axis, 2-D and 3-D
+SHAPES = [
+    (2, 3, 4, (5, 9, 11), (3, 5, 7)),
+    (1, 4, 1, (6, 7), (7, 5)),
+    (2, 5, 3, (4, 3, 2), (7, 7, 7)),
+    (1, 3, 9, (8, 9, 10), (3, 3, 3)),
+    (3, 2, 2, (5, 8), (1, 3)),
+]
+
+
+def direct(x, weight, bias):
+    conv = F.conv2d if x.dim() == 4 else F.conv3d
+    return conv(x, weight, bias, padding=[k // 2 for k in weight.shape[2:]])
+
+
+def operands(n, c, o, spatial, kernel, dtype, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.randn(n, c, *spatial, generator=g, dtype=dtype)
+    weight = torch.randn(o, c, *kernel, generator=g, dtype=dtype) / (c * len(kernel)) ** 0.5
+    return x, weight, torch.randn(o, generator=g, dtype=dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_matches_the_direct_convolution(path, shape, dtype):
+    x, weight, bias = operands(*shape, dtype)
+    want = direct(x, weight, bias)
+    got = path(x, weight, bias)
+    assert got.shape == want.shape and got.dtype == dtype and got.is_contiguous()
+    helpers.assert_close_to_largest(got, want, dtype)
+    helpers.assert_close_to_largest(path(x, weight, None), direct(x, weight, None), dtype)
+
+
+@pytest.mark.parametrize("path", PATHS)
+def test_channels_last_and_strided_inputs(path):
+    x, weight, bias = operands(2, 6, 1, (9, 8), (7, 7), torch.float32)
+    want = direct(x, weight, bias)
+    helpers.assert_close_to_largest(path(x.contiguous(memory_format=torch.channels_last), weight, bias), want,
+                                    torch.float32)
+    wide = torch.randn(2, 12, 9, 16)
+    wide[:, ::2, :, ::2] = x
+    helpers.assert_close_to_largest(path(wide[:, ::2, :, ::2], weight, bias), want, torch.float32)  # every other
+    x3, weight3, bias3 = operands(1, 5, 3, (4, 6, 7), (3, 5, 5), torch.float32)
+    helpers.assert_close_to_largest(path(x3.contiguous(memory_format=torch.channels_last_3d), weight3, bias3),
+                                    direct(x3, weight3, bias3), torch.float32)
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("shape", [(2, 3, 2, (4, 5), (3, 5)), (1, 2, 1, (3, 4, 3), (3, 3, 5))], ids=str)
+def test_gradcheck(path, shape):
+    x, weight, bias = (t.requires_grad_() for t in operands(*shape, torch.float64, seed=1))
+    assert torch.autograd.gradcheck(path, (x, weight, bias))
+
+
+def test_gradcheck_padded_outputs():
+    x, weight, bias = (t.requires_grad_() for t in operands(1, 2, 9, (4, 5), (3, 3), torch.float64, seed=5))
+    assert torch.autograd.gradcheck(same_conv, (x, weight, bias))
+
+
+def test_float32_gradients_match_the_direct_convolution():
+    x, weight, bias = operands(1, 8, 5, (6, 10, 12), (7, 7, 7), torch.float32, seed=2)
+    grad = torch.randn(1, 5, 6, 10, 12)
+    want = torch.autograd.grad(direct(*(t.requires_grad_() for t in (x, weight, bias))), (x, weight, bias), grad)
+    for path in PATHS:
+        got = torch.autograd.grad(path(x, weight, bias), (x, weight, bias), grad)
+        for a, b in zip(got, want):
+            helpers.assert_close_to_largest(a, b, torch.float32)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 6, 1, (9, 8), (7, 7)), (1, 6, 4, (5, 9, 8), (7, 7, 7)),
+                                   (2, 6, 4, (9, 8), (7, 7)), (2, 6, 11, (9, 8), (7, 5))],
+                         ids=["one output", "3-D", "2-D", "2-D, outputs padded to 16"])
+def test_same_conv_is_the_convolution(shape, dtype):
+    x, weight, bias = (t.to(dtype) for t in operands(*shape, torch.float32, seed=3))
+    helpers.assert_close_to_largest(same_conv(x, weight, bias), direct(x, weight, bias), dtype)
+
+
+def test_same_conv_bad_inputs():
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="odd along every axis"):
+        same_conv(x, torch.randn(2, 3, 4, 3))
+    with pytest.raises(ValueError, match=r"weight \(O, C, \*K\)"):
+        same_conv(x, torch.randn(2, 4, 3, 3))  # channels differ
+    with pytest.raises(ValueError, match="2 or 3 spatial axes"):
+        same_conv(torch.randn(1, 3, 8), torch.randn(2, 3, 3))
+
+
+def test_apply_conv():
+    torch.manual_seed(4)
+    x = torch.randn(2, 6, 9, 8)
+    layer = nn.Conv2d(6, 1, 7, padding=3)
+    assert torch.equal(apply_conv(layer, x, "reference"), layer(x))  # the reference is PyTorch's own
+    helpers.assert_close_to_largest(apply_conv(layer, x), layer(x), torch.float32)
+    for other in (nn.Conv2d(6, 1, 7, padding=3, stride=2), nn.Conv2d(6, 1, 7, padding=2),
+                  nn.Conv2d(6, 2, 7, padding=3, groups=2), nn.Conv2d(6, 1, 6, padding=3),
+                  nn.Conv2d(6, 1, 7, padding=3, padding_mode="reflect")):
+        assert torch.equal(apply_conv(other, x), other(x))  # not same-padded odd stride-1 convolutions
