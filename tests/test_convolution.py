@@ -110,3 +110,13 @@ def test_apply_conv():
                   nn.Conv2d(6, 2, 7, padding=3, groups=2), nn.Conv2d(6, 1, 6, padding=3),
                   nn.Conv2d(6, 1, 7, padding=3, padding_mode="reflect")):
         assert torch.equal(apply_conv(other, x), other(x))  # not same-padded odd stride-1 convolutions
+
+
+@pytest.mark.parametrize("shape", [(1, 6, 1, (9, 8), (7, 7)), (1, 6, 4, (5, 9, 8), (7, 7, 7))],
+                         ids=["one output", "3-D"])
+def test_same_conv_under_autocast_is_the_autocast_convolution(shape):
+    x, weight, bias = operands(*shape, torch.float32, seed=5)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = same_conv(x, weight, bias), direct(x, weight, bias)
+    assert got.dtype == want.dtype == torch.bfloat16
+    assert torch.equal(got, want)

@@ -5,9 +5,9 @@ occlusion convolutions are most of its time.
 - spectral_last_axis_conv: the last axis by a real FFT. The correlation of a row of W points with
   a k-tap kernel is, over W + k - 1 points, a product per frequency, and a real row has
   (W + k - 1) // 2 + 1 distinct frequencies: each is one complex convolution over the other axes
-  (one oneDNN call, real and imaginary parts as channels, four real products per complex one).
-  For LivePortrait's 7x7x7 mask convolution (W = 64) that is 4 x 35 real 7x7 convolutions per
-  row instead of 7 x 64 per-point 7x7 ones: 3.2x fewer multiplications.
+  (one grouped oneDNN call, Gauss's three real products per complex one). For LivePortrait's
+  7x7x7 mask convolution (W = 64) that is 3 x 35 real 7x7 convolutions per row instead of
+  7 x 64 per-point 7x7 ones: 4.3x fewer multiplications.
 - tap_products_conv: one output channel (the occlusion maps), where oneDNN's direct kernels run
   at a few GFLOP/s: one GEMM of every position's channels against every tap, then the taps'
   shifted sums.
@@ -40,7 +40,8 @@ def same_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     computed the fastest way measured for its shape on the CPU: tap products for one output
     channel, the last axis by a DFT for 3-D kernels, else the direct convolution, in 2-D with
     the output channels padded to a multiple of 8 (the direct one as it is on other devices,
-    for half types, whose GEMMs are slower on CPUs, and under torch.compile)."""
+    for half types, whose GEMMs are slower on CPUs, under autocast, which casts a convolution
+    as a whole, and under torch.compile)."""
     if x.dim() not in (4, 5) or weight.dim() != x.dim() or weight.shape[1] != x.shape[1]:
         raise ValueError(f"same_conv: x (N, C, *S) and weight (O, C, *K) with 2 or 3 spatial axes, got "
                          f"{tuple(x.shape)} and {tuple(weight.shape)}")
@@ -49,7 +50,8 @@ def same_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
         raise ValueError(f"same_conv: the kernel must be odd along every axis, got {tuple(kernel)}")
     # traced by torch.compile, the direct convolution: its loops of small products would unroll
     # into graphs that take minutes to compile
-    if x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling():
+    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling()
+            and not torch.is_autocast_enabled("cpu")):
         taps = 1
         for k in kernel:
             taps *= k
