@@ -1,14 +1,15 @@
 """pyface.nn.convolution: the spectral and tap-product convolutions give PyTorch's same-padded
 convolution (values and gradients) on fresh inputs, odd sizes, kernels wider than the input,
 channels-last and non-contiguous inputs; same_conv and apply_conv refuse or pass on what they
-do not compute."""
+do not compute; upsampled_conv is the convolution of the nearest-upsampled input."""
 import helpers
 import pytest
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from pyface.nn.convolution import apply_conv, same_conv, spectral_last_axis_conv, tap_products_conv
+from pyface.nn import convolution
+from pyface.nn.convolution import apply_conv, same_conv, spectral_last_axis_conv, tap_products_conv, upsampled_conv
 
 PATHS = [spectral_last_axis_conv, tap_products_conv]
 # (N, C, O, spatial, kernel): odd and even sizes, a kernel wider than its axis, 2-D and 3-D
@@ -120,3 +121,63 @@ def test_same_conv_under_autocast_is_the_autocast_convolution(shape):
         got, want = same_conv(x, weight, bias), direct(x, weight, bias)
     assert got.dtype == want.dtype == torch.bfloat16
     assert torch.equal(got, want)
+
+
+def upsampled_then_conv(x, weight, bias):
+    """What upsampled_conv computes, as written: the upsampled tensor, then the convolution."""
+    upsampled = F.interpolate(x, scale_factor=[1] * (x.dim() - 4) + [2, 2], mode="nearest")
+    return direct(upsampled, weight, bias)
+
+
+# (N, C, O, spatial, kernel): the parity path from 16x16 (3-D: 8x8) input positions on (odd
+# sizes), the upsample-then-convolve one below that
+UPSAMPLED_SHAPES = [
+    (2, 5, 6, (16, 17), (3, 3)),
+    (1, 4, 3, (3, 9, 8), (3, 3, 3)),
+    (1, 3, 5, (2, 16, 19), (1, 3, 3)),
+    (2, 3, 4, (5, 7), (3, 3)),
+    (1, 3, 2, (3, 5, 7), (3, 3, 3)),
+]
+
+
+@pytest.mark.parametrize("shape", UPSAMPLED_SHAPES, ids=str)
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("channels_last", [False, True], ids=["contiguous", "channels-last"])
+def test_upsampled_conv_is_the_convolution_of_the_upsampled_input(shape, dtype, channels_last):
+    x, weight, bias = operands(*shape, dtype)
+    layout = torch.contiguous_format
+    if channels_last:
+        layout = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
+        x = x.contiguous(memory_format=layout)
+    got, want = upsampled_conv(x, weight, bias), upsampled_then_conv(x, weight, bias)
+    helpers.assert_close_to_largest(got, want, dtype)
+    # the input's layout, for the next convolution (PyTorch's 3-D upsampling returns contiguous)
+    assert got.is_contiguous(memory_format=layout) or got.stride() == want.stride()
+
+
+def test_upsampled_conv_gradcheck(monkeypatch):
+    monkeypatch.setattr(convolution, "_UPSAMPLED_MIN_POSITIONS", {4: 1, 5: 1})  # the parity path on small inputs
+    for shape in [(1, 2, 3, (3, 4), (3, 3)), (1, 2, 2, (3, 2, 3), (3, 3, 3))]:
+        x, weight, bias = (t.requires_grad_() for t in operands(*shape, torch.float64, seed=6))
+        assert torch.autograd.gradcheck(upsampled_conv, (x, weight, bias))
+        assert torch.autograd.gradcheck(upsampled_conv, (x.detach().transpose(-1, -2).requires_grad_(), weight, None))
+
+
+def test_upsampled_conv_under_autocast_is_the_autocast_convolution():
+    x, weight, bias = operands(2, 5, 6, (16, 17), (3, 3), torch.float32, seed=7)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        got, want = upsampled_conv(x, weight, bias), upsampled_then_conv(x, weight, bias)
+    assert got.dtype == want.dtype == torch.bfloat16
+    assert torch.equal(got, want)
+
+
+def test_upsampled_conv_bad_inputs():
+    x = torch.randn(1, 3, 8, 8)
+    with pytest.raises(ValueError, match="must be 3x3"):
+        upsampled_conv(x, torch.randn(2, 3, 5, 5))
+    with pytest.raises(ValueError, match="K odd"):
+        upsampled_conv(torch.randn(1, 3, 2, 8, 8), torch.randn(2, 3, 2, 3, 3))
+    with pytest.raises(ValueError, match=r"weight \(O, C, \*K\)"):
+        upsampled_conv(x, torch.randn(2, 4, 3, 3))  # channels differ
+    with pytest.raises(ValueError, match="2 or 3 spatial axes"):
+        upsampled_conv(torch.randn(1, 3, 8), torch.randn(2, 3, 3))

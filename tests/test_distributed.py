@@ -96,14 +96,18 @@ def write_clip_folder(root: Path, clips: int = 4, frames: int = 12) -> Path:
     return root
 
 
+def glamor(steps: int, checkpoint: str, *more: str, sync_bn: bool = True) -> list[str]:
+    """pyface train's arguments for the small synthetic glamor training, and more."""
+    return ["glamor", "--synthetic", "--steps", str(steps), "--batch-size", str(BATCH), "--device", "cpu",
+            "--checkpoint", checkpoint, *(["--sync-bn"] if sync_bn else []), *more]
+
+
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     """Checkpoints of the same glamor training on 1 process and on 2 (with --sync-bn)."""
     directory = tmp_path_factory.mktemp("glamor-runs")
-    common = ["glamor", "--synthetic", "--steps", str(STEPS), "--batch-size", str(BATCH), "--sync-bn",
-              "--device", "cpu", "--checkpoint"]
-    pyface_train([*common, "one.pt"], directory)
-    two = pyface_train([*common, "two.pt", "--log-dir", "logs"], directory, processes=2)
+    pyface_train(glamor(STEPS, "one.pt"), directory)
+    two = pyface_train(glamor(STEPS, "two.pt", "--log-dir", "logs"), directory, processes=2)
     return directory, two
 
 
@@ -112,10 +116,8 @@ def test_the_first_step_gradients_are_the_one_process_ones(tmp_path):
     and 2 processes: the averaged gradient must match to rounding. (After more steps it drifts
     apart: the weights whose gradient is rounding noise move by +-lr and change the rest, by 1e-2
     to 3.5e-2 after 3 steps depending on the host's kernels, so later moments are not compared.)"""
-    common = ["glamor", "--synthetic", "--steps", "1", "--batch-size", str(BATCH), "--sync-bn", "--device", "cpu",
-              "--checkpoint"]
-    pyface_train([*common, "one.pt"], tmp_path)
-    pyface_train([*common, "two.pt"], tmp_path, processes=2)
+    pyface_train(glamor(1, "one.pt"), tmp_path)
+    pyface_train(glamor(1, "two.pt"), tmp_path, processes=2)
     assert adam_momentum_difference(tmp_path / "one.pt", tmp_path / "two.pt") < 1e-4  # measured 2.7e-6
 
 
@@ -134,8 +136,7 @@ def test_two_processes_take_the_one_process_steps(runs):
 def test_without_sync_bn_the_processes_part_ways(runs, tmp_path):
     """The comparison can fail: with each rank's own BatchNorm statistics, 2 processes are not 1."""
     directory, _ = runs
-    pyface_train(["glamor", "--synthetic", "--steps", str(STEPS), "--batch-size", str(BATCH), "--device", "cpu",
-                  "--checkpoint", "local.pt"], tmp_path, processes=2)
+    pyface_train(glamor(STEPS, "local.pt", sync_bn=False), tmp_path, processes=2)
     assert max(module_differences(directory / "one.pt", tmp_path / "local.pt").values()) > 1e-2
 
 
@@ -154,8 +155,7 @@ def test_two_loopback_nodes_equal_one_node_of_two_processes(runs, tmp_path):
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    args = ["glamor", "--synthetic", "--steps", str(STEPS), "--batch-size", str(BATCH), "--sync-bn", "--device", "cpu",
-            "--checkpoint", "node.pt"]
+    args = glamor(STEPS, "node.pt")
     (tmp_path / "node0").mkdir()
     (tmp_path / "node1").mkdir()
     command = [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--node_rank=1", "--nproc_per_node=1",
@@ -174,10 +174,8 @@ def test_two_loopback_nodes_equal_one_node_of_two_processes(runs, tmp_path):
 @pytest.mark.parametrize("first, then", [(2, 1), (1, 2)])
 def test_a_checkpoint_resumes_on_another_world_size(runs, tmp_path, first, then):
     directory, _ = runs
-    common = ["glamor", "--synthetic", "--batch-size", str(BATCH), "--sync-bn", "--device", "cpu",
-              "--checkpoint", "resumed.pt"]
-    pyface_train([*common, "--steps", str(STEPS - 1)], tmp_path, processes=first)
-    pyface_train([*common, "--steps", "1", "--resume"], tmp_path, processes=then)
+    pyface_train(glamor(STEPS - 1, "resumed.pt"), tmp_path, processes=first)
+    pyface_train(glamor(1, "resumed.pt", "--resume"), tmp_path, processes=then)
     assert max(module_differences(directory / "one.pt", tmp_path / "resumed.pt").values()) < 1e-3
 
 

@@ -32,15 +32,22 @@ def _dense_motion_pair(dims, **options):
     fused = DenseMotion(3, 5, dims=dims, block_expansion=4, num_blocks=2, max_features=16, **options).double()
     reference = DenseMotion(3, 5, dims=dims, block_expansion=4, num_blocks=2, max_features=16, backend="reference",
                             **options).double()
+    for name, buffer in fused.named_buffers():  # running statistics far from (0, 1), for the folded BatchNorm
+        if name.endswith("running_mean"):
+            buffer.normal_()
+        elif name.endswith("running_var"):
+            buffer.uniform_(0.5, 2.0)
     reference.load_state_dict(fused.state_dict())
     return fused.eval(), reference.eval()
 
 
 @needs_extension
-@pytest.mark.parametrize("dims", [2, 3])
-def test_dense_motion_fused_matches_reference(dims):
+# odd sizes (the decoder upsamples to a skip's size), and even ones whose decoder doubles H and W
+# (folded into its convolutions from 16x16 inputs on: pyface.nn.convolution.upsampled_conv)
+@pytest.mark.parametrize("size", [(9, 10), (32, 34), (3, 9, 10), (3, 32, 32)], ids=str)
+def test_dense_motion_fused_matches_reference(size):
     g = torch.Generator().manual_seed(1)
-    size = (9, 10) if dims == 2 else (3, 9, 10)
+    dims = len(size)
     fused, reference = _dense_motion_pair(dims, depth=3 if dims == 3 else None)
     inputs = {
         "feature": torch.randn(2, 3, *size, generator=g, dtype=torch.float64),
@@ -67,6 +74,22 @@ def test_dense_motion_fused_matches_reference(dims):
         helpers.assert_close_to_largest(got[name], want[name], torch.float64)
     for a, b in zip(got_grads, want_grads):
         helpers.assert_close_to_largest(a, b, torch.float64)
+
+
+@needs_extension
+def test_dense_motion_in_training_mode_normalizes_by_the_batch():
+    """Training mode: BatchNorm is not folded (the batch's statistics), and the running ones
+    are updated as the reference's are."""
+    g = torch.Generator().manual_seed(2)
+    fused, reference = _dense_motion_pair(2)
+    feature = torch.randn(2, 3, 32, 34, generator=g, dtype=torch.float64)
+    kp_source, kp_driving = keypoints(2, 5, 2, g).double(), keypoints(2, 5, 2, g).double()
+    got = fused.train()(feature, kp_source, kp_driving)
+    want = reference.train()(feature, kp_source, kp_driving)
+    for name in want:
+        helpers.assert_close_to_largest(got[name], want[name], torch.float64)
+    for (name, a), (_, b) in zip(fused.named_buffers(), reference.named_buffers()):
+        torch.testing.assert_close(a, b, msg=name)
 
 
 def test_dense_motion_bad_inputs():
