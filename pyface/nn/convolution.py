@@ -35,27 +35,37 @@ _TAP_PRODUCTS_MIN_TAPS = 9
 
 
 def _direct(x: Tensor, weight: Tensor, bias: Tensor | None) -> Tensor:
+    """conv2d / conv3d padded by k // 2 per axis (an even k: one more output than input)."""
     conv = F.conv2d if x.dim() == 4 else F.conv3d
     return conv(x, weight, bias, padding=[k // 2 for k in weight.shape[2:]])
+
+
+def _check_operands(name: str, x: Tensor, weight: Tensor) -> None:
+    if x.dim() not in (4, 5) or weight.dim() != x.dim() or weight.shape[1] != x.shape[1]:
+        raise ValueError(f"{name}: x (N, C, *S) and weight (O, C, *K) with 2 or 3 spatial axes, got "
+                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+
+
+def _cpu_rewrites_apply(x: Tensor) -> bool:
+    """Whether this module's CPU formulations may replace the direct convolution: float32/float64
+    on the CPU (half types' GEMMs are slower there), outside autocast (which casts a convolution
+    as a whole) and outside torch.compile (whose unrolled loops of small products take minutes to
+    compile)."""
+    return (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64)
+            and not torch.compiler.is_compiling() and not torch.is_autocast_enabled("cpu"))
 
 
 def same_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Tensor:
     """conv2d / conv3d(x, weight, bias, padding=k // 2) for odd kernels (stride 1, one group),
     computed the fastest way measured for its shape on the CPU: tap products for one output
     channel, the last axis by a DFT for 3-D kernels, else the direct convolution, in 2-D with
-    the output channels padded to a multiple of 8 (the direct one as it is on other devices,
-    for half types, whose GEMMs are slower on CPUs, under autocast, which casts a convolution
-    as a whole, and under torch.compile)."""
-    if x.dim() not in (4, 5) or weight.dim() != x.dim() or weight.shape[1] != x.shape[1]:
-        raise ValueError(f"same_conv: x (N, C, *S) and weight (O, C, *K) with 2 or 3 spatial axes, got "
-                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+    the output channels padded to a multiple of 8 (the direct one as it is where
+    _cpu_rewrites_apply does not)."""
+    _check_operands("same_conv", x, weight)
     kernel = weight.shape[2:]
     if any(k % 2 == 0 for k in kernel):
         raise ValueError(f"same_conv: the kernel must be odd along every axis, got {tuple(kernel)}")
-    # traced by torch.compile, the direct convolution: its loops of small products would unroll
-    # into graphs that take minutes to compile
-    if (x.device.type == "cpu" and x.dtype in (torch.float32, torch.float64) and not torch.compiler.is_compiling()
-            and not torch.is_autocast_enabled("cpu")):
+    if _cpu_rewrites_apply(x):
         taps = 1
         for k in kernel:
             taps *= k
@@ -195,29 +205,25 @@ def upsampled_conv(x: Tensor, weight: Tensor, bias: Tensor | None = None) -> Ten
     padding=1) for 3x3 (2-D) and K x 3 x 3 (3-D, the depth not upsampled, K odd) kernels. On the
     CPU (float32/float64) with at least 16x16 (3-D: 8x8) input positions: one convolution of x
     padded by one with the 2x2 parity kernels, then the four parities interleaved (see the
-    module); else, and under autocast and torch.compile, the upsampling and the direct
-    convolution."""
-    if x.dim() not in (4, 5) or weight.dim() != x.dim() or weight.shape[1] != x.shape[1]:
-        raise ValueError(f"upsampled_conv: x (N, C, *S) and weight (O, C, *K) with 2 or 3 spatial axes, got "
-                         f"{tuple(x.shape)} and {tuple(weight.shape)}")
+    module); else (see _cpu_rewrites_apply) the upsampling and the direct convolution."""
+    _check_operands("upsampled_conv", x, weight)
     if tuple(weight.shape[-2:]) != (3, 3) or (x.dim() == 5 and weight.shape[2] % 2 == 0):
         raise ValueError(f"upsampled_conv: the kernel must be 3x3 (3-D: K x 3 x 3, K odd), got {tuple(weight.shape[2:])}")
     n, _, *spatial = x.shape
     height, width = spatial[-2:]
-    depth_padding = [weight.shape[2] // 2] if x.dim() == 5 else []
-    conv = F.conv2d if x.dim() == 4 else F.conv3d
-    if (x.device.type != "cpu" or x.dtype not in (torch.float32, torch.float64) or torch.compiler.is_compiling()
-            or torch.is_autocast_enabled("cpu") or height * width < _UPSAMPLED_MIN_POSITIONS[x.dim()]):
-        upsampled = F.interpolate(x, scale_factor=[1] * len(depth_padding) + [2, 2], mode="nearest")
-        return conv(upsampled, weight, bias, padding=depth_padding + [1, 1])
+    if not _cpu_rewrites_apply(x) or height * width < _UPSAMPLED_MIN_POSITIONS[x.dim()]:
+        upsampled = F.interpolate(x, scale_factor=[1] * (x.dim() - 4) + [2, 2], mode="nearest")
+        return _direct(upsampled, weight, bias)
     o = weight.shape[0]
-    # (N, 4 O, *D, H + 1, W + 1): parity (a, b) of output (2p + a, 2q + b) sits at (p + a, q + b)
-    parities = conv(x, _parity_kernels(weight), None if bias is None else bias.repeat(4), padding=depth_padding + [1, 1])
+    # (N, 4 O, *D, H + 1, W + 1), x padded by one around H and W: parity (a, b) of output
+    # (2p + a, 2q + b) sits at (p + a, q + b)
+    parities = _direct(x, _parity_kernels(weight), None if bias is None else bias.repeat(4))
     parities = parities.unflatten(1, (2, 2, o))
     channels_last = torch.channels_last if x.dim() == 4 else torch.channels_last_3d
-    layout = channels_last if x.is_contiguous(memory_format=channels_last) and not x.is_contiguous() else None
+    layout = channels_last if x.is_contiguous(memory_format=channels_last) and not x.is_contiguous() \
+        else torch.contiguous_format
     out = torch.empty(n, o, *spatial[:-2], 2 * height, 2 * width, dtype=x.dtype, device=x.device,
-                      memory_format=layout or torch.contiguous_format)  # the input's layout, as oneDNN's output
+                      memory_format=layout)  # the input's layout, as oneDNN's output
     for a, b in itertools.product(range(2), range(2)):
         out[..., a::2, b::2] = parities[:, a, b, ..., a:a + height, b:b + width]
     return out
