@@ -18,10 +18,11 @@
 #include <optional>
 #include <tuple>
 
-#include "softmax_pool/softmax_pool_ops.h"
 #include "cpu_isa.h"
-#include "register.h"
+#include "huge_pages.h"
 #include "matmul.h"
+#include "register.h"
+#include "softmax_pool/softmax_pool_ops.h"
 #include "tensor_kind.h"
 
 namespace pyface::gla {
@@ -59,7 +60,7 @@ at::Tensor cell_rows(const spool::PreparedValues& cells, const Layer1& l) {
   if (cells.v.channels_last || !cells.tensor.is_cpu()) return cells.tensor.transpose(1, 2).reshape({l.N * l.P, l.Dc});
   if (widened_for_product(cells.tensor))
     return cells.tensor.transpose(1, 2).to(at::kFloat, false, false, at::MemoryFormat::Contiguous).view({l.N * l.P, l.Dc});
-  at::Tensor rows = at::empty({l.N * l.P, l.Dc}, cells.tensor.options());
+  at::Tensor rows = on_huge_pages(at::empty({l.N * l.P, l.Dc}, cells.tensor.options()));
   PYFACE_CPU_CALL(cells_to_rows_cpu)(cells.v.scalar, cells.tensor.const_data_ptr(), rows.data_ptr(), l.N, l.Dc, l.P);
   return rows;
 }
@@ -194,7 +195,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   if (cells.v.channels_last) {
     grad_cells = product.addcmul_(attention_s, grad_pooled_s);
   } else {
-    grad_cells = at::empty({l.N, l.Dc, l.P}, options);
+    grad_cells = on_huge_pages(at::empty({l.N, l.Dc, l.P}, options));
     at::addcmul_out(grad_cells, product, attention_s, grad_pooled_s);
   }
   return {grad_face,

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "cpu_isa.h"
+#include "huge_pages.h"
 #include "register.h"
 #include "tensor_kind.h"
 
@@ -80,7 +81,7 @@ at::Tensor forward(const at::Tensor& kp_driving, const at::Tensor& kp_source, at
   const Prepared p = prepare(kp_driving, kp_source, spatial_size, variance);
   std::vector<int64_t> shape{p.pb.N, p.pb.K + 1};
   shape.insert(shape.end(), spatial_size.begin(), spatial_size.end());
-  at::Tensor heatmaps = at::empty(shape, kp_driving.options());
+  at::Tensor heatmaps = on_huge_pages(at::empty(shape, kp_driving.options()));
   if (heatmaps.numel() > 0) Kernels<kDevice>::forward(p, heatmaps.data_ptr());
   return heatmaps;
 }

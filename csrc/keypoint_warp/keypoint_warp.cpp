@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "register.h"
+#include "huge_pages.h"
 #include "keypoint_warp/warp_host.h"
+#include "register.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -101,7 +102,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor> run_forward(const Prepared& p, co
   const at::Tensor& feature = p.feature;
   std::vector<int64_t> out_shape{feature.size(0), feature.size(1)};
   for (int64_t d = 2; d < mask.dim(); ++d) out_shape.push_back(mask.size(d));
-  at::Tensor output = at::empty(out_shape, feature.options());
+  at::Tensor output = on_huge_pages(at::empty(out_shape, feature.options()));
   const auto acc_options = feature.options().dtype(accumulate_type(feature.scalar_type()));
   at::Tensor deformation =
       at::empty(with_deformation ? deformation_shape(mask, p.pb.dims) : std::vector<int64_t>{0}, acc_options);
@@ -151,7 +152,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   const at::Tensor go = grad_output.to(feature.scalar_type()).contiguous();
   at::Tensor gd;
   if (grad_deformation.has_value()) gd = grad_deformation->to(acc).contiguous();
-  at::Tensor grad_feature = feature_grad ? at::empty(feature.sizes(), feature.options()) : at::empty({0}, feature.options());
+  at::Tensor grad_feature = on_huge_pages(at::empty(feature_grad ? feature.sizes() : at::IntArrayRef({0}), feature.options()));
   at::Tensor grad_source = at::empty(kp_source.sizes(), feature.options());
   at::Tensor grad_driving = at::empty(kp_source.sizes(), feature.options());
   at::Tensor grad_mask = at::empty(mask.sizes(), feature.options());

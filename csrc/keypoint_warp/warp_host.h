@@ -8,6 +8,7 @@
 
 #include <optional>
 
+#include "huge_pages.h"
 #include "keypoint_warp/keypoint_warp.h"
 #include "tensor_kind.h"
 
@@ -35,7 +36,7 @@ struct PreparedKeypoints {
 inline void* cpu_channels_last_scratch(const PreparedKeypoints& p, at::Tensor& holder) {
   const int64_t size = cpu_scratch(p.pb);
   if (size == 0) return nullptr;
-  holder = at::empty({size}, p.feature.options().dtype(accumulate_type(p.feature.scalar_type())));
+  holder = on_huge_pages(at::empty({size}, p.feature.options().dtype(accumulate_type(p.feature.scalar_type()))));
   return holder.data_ptr();
 }
 

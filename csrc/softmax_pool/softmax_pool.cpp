@@ -12,6 +12,7 @@
 #include <torch/library.h>
 
 #include "cpu_isa.h"
+#include "huge_pages.h"
 #include "register.h"
 #include "tensor_kind.h"
 
@@ -119,7 +120,7 @@ std::tuple<at::Tensor, at::Tensor> pool_backward(const PreparedValues& values, c
     ga = grad_attention->to(attention.scalar_type()).contiguous();
   }
   at::Tensor grad_scores = at::empty(attention.sizes(), attention.options());
-  at::Tensor grad_values = values_grad ? at::empty_like(values.tensor) : at::Tensor();
+  at::Tensor grad_values = values_grad ? on_huge_pages(at::empty_like(values.tensor)) : at::Tensor();
   if (v.N * v.C * v.P == 0) {  // no values to read: only the attention's own gradient reaches the scores
     if (ga.defined() && grad_scores.numel() > 0)
       grad_scores.copy_(at::mul(attention, at::sub(ga, at::sum(at::mul(attention, ga), {1}, /*keepdim=*/true))));

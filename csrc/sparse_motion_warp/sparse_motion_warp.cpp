@@ -12,8 +12,9 @@
 #include <vector>
 
 #include "cpu_isa.h"
-#include "register.h"
+#include "huge_pages.h"
 #include "keypoint_warp/warp_host.h"
+#include "register.h"
 #include "tensor_kind.h"
 
 namespace pyface::kpw {
@@ -72,7 +73,7 @@ at::Tensor forward(const at::Tensor& feature, const at::Tensor& kp_source, const
   const PreparedKeypoints p = prepare(feature, kp_source, kp_driving, jacobian, align_corners, padding);
   std::vector<int64_t> shape{p.pb.N, p.pb.K + 1, p.pb.C};
   for (int64_t d = 2; d < feature.dim(); ++d) shape.push_back(feature.size(d));
-  at::Tensor output = at::empty(shape, feature.options());
+  at::Tensor output = on_huge_pages(at::empty(shape, feature.options()));
   if (output.numel() > 0) Kernels<kDevice>::forward(p, output.data_ptr());
   return output;
 }
@@ -87,7 +88,7 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor> backward(
   TORCH_CHECK_VALUE(go.dim() == feature.dim() + 1 && go.size(0) == p.pb.N && go.size(1) == p.pb.K + 1 &&
                         go.sizes().slice(2) == feature.sizes().slice(1),
                     kOp, ": grad_output must be (N, K+1, C, *S)");
-  at::Tensor grad_feature = at::empty(feature_grad ? feature.sizes() : at::IntArrayRef({0}), feature.options());
+  at::Tensor grad_feature = on_huge_pages(at::empty(feature_grad ? feature.sizes() : at::IntArrayRef({0}), feature.options()));
   at::Tensor grad_source = at::empty(kp_source.sizes(), feature.options());
   at::Tensor grad_driving = at::empty(kp_source.sizes(), feature.options());
   at::Tensor grad_jacobian = at::empty(jacobian.has_value() ? jacobian->sizes() : at::IntArrayRef({0}), feature.options());

@@ -5,6 +5,7 @@
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
 #include "cpu_isa.h"
+#include "huge_pages.h"
 #include "register.h"
 #include "tensor_kind.h"
 
@@ -146,13 +147,13 @@ std::tuple<at::Tensor, at::Tensor> forward(const at::Tensor& input, const at::Te
   at::Tensor loss, grad = at::empty({0}, opts);
   Outputs out{};
   if (reduction == kNone) {
-    loss = at::empty(input.sizes(), opts);
+    loss = on_huge_pages(at::empty(input.sizes(), opts));
     out.out_map = loss.data_ptr();
   } else {
     loss = at::empty({}, opts);
     out.out_loss = loss.data_ptr();
     if (compute_grad) {
-      grad = at::empty(input.sizes(), opts);
+      grad = on_huge_pages(at::empty(input.sizes(), opts));
       out.grad = grad.data_ptr();
     }
   }
@@ -173,7 +174,7 @@ at::Tensor backward(const at::Tensor& grad_output, const at::Tensor& input, cons
   TORCH_CHECK_VALUE(grad_output.sizes() == input.sizes(), "weighted_l1_loss: grad_output must have input's shape");
   const Prepared p = prepare(input, target, weight, labels, class_weights);
   const at::Tensor go = grad_output.to(input.scalar_type()).contiguous();
-  at::Tensor grad = at::empty(input.sizes(), input.options());
+  at::Tensor grad = on_huge_pages(at::empty(input.sizes(), input.options()));
   if (input.numel() > 0) Kernels<kDevice>::backward(p, go.const_data_ptr(), grad.data_ptr());
   return grad;
 }
