@@ -6,17 +6,37 @@
 
 namespace pyface {
 
-bool cpu_uses_avx2() {
-  static const bool uses = [] {
-    const char* forced = std::getenv("PYFACE_CPU_ISA");
-    if (forced != nullptr && std::strcmp(forced, "baseline") == 0) return false;
-#ifdef PYFACE_HAVE_AVX2_KERNELS
-    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
-#else
-    return false;
+namespace {
+
+CpuIsa widest_supported() {
+#ifdef PYFACE_HAVE_X86_KERNELS
+  if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+      __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq"))
+    return CpuIsa::Avx512;
+  if (__builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma")) return CpuIsa::Avx2;
 #endif
+  return CpuIsa::Baseline;
+}
+
+}  // namespace
+
+CpuIsa cpu_isa() {
+  static const CpuIsa isa = [] {
+    const CpuIsa widest = widest_supported();
+    const char* cap = std::getenv("PYFACE_CPU_ISA");
+    if (cap != nullptr && std::strcmp(cap, "baseline") == 0) return CpuIsa::Baseline;
+    if (cap != nullptr && std::strcmp(cap, "avx2") == 0 && widest == CpuIsa::Avx512) return CpuIsa::Avx2;
+    return widest;
   }();
-  return uses;
+  return isa;
+}
+
+const char* cpu_isa_name(CpuIsa isa) {
+  switch (isa) {
+    case CpuIsa::Avx512: return "avx512";
+    case CpuIsa::Avx2: return "avx2";
+    default: return "baseline";
+  }
 }
 
 }  // namespace pyface

@@ -31,9 +31,9 @@ PYBIND11_MODULE(_C, m) {
   py::dict info;
   info["cuda"] = with_cuda;
   info["torch_version"] = PYFACE_TORCH_VERSION;
-  info["cpu_isa"] = pyface::cpu_uses_avx2() ? "avx2" : "baseline";  // the CPU kernels in use
-#ifdef PYFACE_HAVE_AVX2_KERNELS
-  info["cpu_kernels_built"] = py::make_tuple("baseline", "avx2");
+  info["cpu_isa"] = pyface::cpu_isa_name(pyface::cpu_isa());  // the CPU kernels in use
+#ifdef PYFACE_HAVE_X86_KERNELS
+  info["cpu_kernels_built"] = py::make_tuple("baseline", "avx2", "avx512");
 #else
   info["cpu_kernels_built"] = py::make_tuple("baseline");
 #endif

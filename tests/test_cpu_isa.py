@@ -1,7 +1,8 @@
-"""The CPU kernels exist in two copies on x86-64, baseline and AVX2+FMA (csrc/cpu_isa.h), and
-in the baseline copy alone elsewhere or when built with PYFACE_CPU_AVX2=0. The rest of the
-suite runs the copy this machine picks; this test runs the baseline one too, in a subprocess
-(the choice is made once per process), against the reference."""
+"""The CPU kernels exist in three copies on x86-64, baseline, AVX2+FMA and AVX-512
+(csrc/cpu_isa.h), and in the baseline copy alone elsewhere or when built with
+PYFACE_CPU_AVX2=0. The rest of the suite runs the widest copy this machine has; this test runs
+the narrower ones too, in a subprocess (the choice is made once per process), against the
+reference."""
 import os
 import platform
 import subprocess
@@ -16,7 +17,7 @@ pytestmark = pytest.mark.skipif(not pyface._extension.loaded(), reason="compiled
 CHECK_ALL_OPS = """
 import torch, pyface
 from pyface import ops, reference
-assert pyface._extension._C.build_info["cpu_isa"] == "baseline"
+assert pyface._extension._C.build_info["cpu_isa"] == "{isa}", pyface._extension._C.build_info["cpu_isa"]
 g = torch.Generator().manual_seed(0)
 r = lambda *s: torch.randn(*s, generator=g)
 x, t = r(2, 3, 9, 13), r(2, 3, 9, 13)
@@ -33,15 +34,22 @@ print("ok")
 
 def test_build_reports_the_kernels_in_use():
     info = pyface._extension._C.build_info
-    assert info["cpu_kernels_built"] in (("baseline",), ("baseline", "avx2"))
+    assert info["cpu_kernels_built"] in (("baseline",), ("baseline", "avx2", "avx512"))
     assert info["cpu_isa"] in info["cpu_kernels_built"]
     if os.environ.get("PYFACE_CPU_AVX2") == "0" or platform.machine().lower() not in ("x86_64", "amd64"):
         assert info["cpu_kernels_built"] == ("baseline",)  # a build for this setting, as CI makes it
 
 
-def test_baseline_kernels_match_the_reference():
-    env = dict(os.environ, PYFACE_CPU_ISA="baseline")
-    result = subprocess.run([sys.executable, "-c", CHECK_ALL_OPS], capture_output=True, text=True, env=env)
+@pytest.mark.parametrize("isa", ["baseline", "avx2"])
+def test_narrower_kernels_match_the_reference(isa):
+    info = pyface._extension._C.build_info
+    if isa not in info["cpu_kernels_built"]:
+        pytest.skip(f"the {isa} copy is not built here")
+    if isa == "avx2" and info["cpu_isa"] == "baseline":
+        pytest.skip("this CPU has no AVX2")
+    env = dict(os.environ, PYFACE_CPU_ISA=isa)
+    script = CHECK_ALL_OPS.replace("{isa}", isa)
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "ok"
 
