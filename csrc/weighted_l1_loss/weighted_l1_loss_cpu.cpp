@@ -222,13 +222,9 @@ double run_rows(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb, std::typ
     for (int64_t c = 0; c < pb.C; ++c) {
       const int64_t at = (n * pb.C + c) * pb.P + p0;
       const acc_t* w = tiles.channel_weight(n, c, p0, len, pixel, scratch);
-      if (stream_grad) {
-        s += row_segment<kMode, scalar_t, acc_t>(x + at, t + at, w, nullptr, len, inv_d, staged);
-        stream_store(out + at, staged, len * sizeof(scalar_t));
-      } else {
-        s += row_segment<kMode>(x + at, t + at, w, grad_out ? grad_out + at : nullptr, len, inv_d,
-                                out ? out + at : nullptr);
-      }
+      scalar_t* row_out = stream_grad ? staged : out ? out + at : nullptr;
+      s += row_segment<kMode>(x + at, t + at, w, grad_out ? grad_out + at : nullptr, len, inv_d, row_out);
+      if (stream_grad) stream_store(out + at, staged, len * sizeof(scalar_t));
     }
     if (stream_grad) stream_store_fence();
     partial[tile] = s;
