@@ -74,6 +74,23 @@ def test_large_fused_gradient_streamed_out(dtype):
     assert_close(xr.grad, xe.grad, dtype, scale=xe.grad.abs().max().item())  # the mean's grads are ~1e-7
 
 
+@pytest.mark.parametrize("weight,label_dtype", [("NCS", None), ("N1S", torch.uint8)])
+@pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "weight")])
+def test_long_tiles(weight, label_dtype, reduction, normalize):
+    """64 samples of 4545 pixels make 64 tiles of a whole sample each, summed in segments of
+    1024 pixels and a partial one (csrc/weighted_l1_loss: tile_len); the small cases of
+    test_ops never run a tile longer than one segment."""
+    x, t, w, labels, cw = make((45, 101), n=64, c=3, weight=weight, label_dtype=label_dtype)
+    kw = dict(reduction=reduction, normalize=normalize)
+    got, got_grads = grads_of(weighted_l1_loss, x, t, w, labels, cw, backend="cpu", **kw)
+    want, want_grads = grads_of(reference, *(v.double() if v is not None and v.is_floating_point() else v
+                                             for v in (x, t, w, labels, cw)), **kw)
+    # the kernels' outputs: the loss (or map) and the input gradient (the weights' gradients
+    # are PyTorch's ops over them)
+    for g, r in ((got, want), (got_grads[0], want_grads[0])):
+        assert_close(g, r, torch.float32, scale=r.abs().max().item())
+
+
 def test_gradient_scaled_by_upstream():
     x, t, w, labels, cw = make((7, 9), weight="N1S", label_dtype=torch.int32)
     xr = x.clone().requires_grad_()

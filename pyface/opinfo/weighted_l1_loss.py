@@ -9,7 +9,7 @@ import pyface
 from pyface.opinfo import BadInput, BenchCase, OpInfo, Sample, generator, nbytes
 
 SPATIAL = {1: (37,), 2: (9, 13), 3: (3, 5, 7)}
-# larger, odd sizes: more than one 2048-pixel tile per sample, more than one GPU block
+# larger, odd sizes: more than one CPU tile per sample (1024 pixels at these batches), more than one GPU block
 LARGE_SPATIAL = {1: (3001,), 2: (45, 101), 3: (5, 9, 31)}
 WEIGHTS = ("none", "N1S", "NCS", "11S")  # the weight's shape: absent, (N, 1, *S), (N, C, *S), (1, 1, *S)
 LABELS = (None, torch.uint8, torch.int32, torch.int64)
