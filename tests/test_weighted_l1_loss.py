@@ -74,7 +74,7 @@ def test_large_fused_gradient_streamed_out(dtype):
     assert_close(xr.grad, xe.grad, dtype, scale=xe.grad.abs().max().item())  # the mean's grads are ~1e-7
 
 
-@pytest.mark.parametrize("weight,label_dtype", [("NCS", None), ("N1S", torch.uint8)])
+@pytest.mark.parametrize("weight,label_dtype", [("NCS", None), ("N1S", torch.uint8), ("N1S", None)])
 @pytest.mark.parametrize("reduction,normalize", [("none", "elements"), ("sum", "elements"), ("mean", "weight")])
 def test_long_tiles(weight, label_dtype, reduction, normalize):
     """64 samples of 4545 pixels make 64 tiles of a whole sample each, summed in segments of
