@@ -119,17 +119,22 @@ class Tiles {
     });
   }
 
-  // Weight of channel c over the tile's pixels: the pixel factor, times the weight when
-  // the weight varies over channels. Null means all ones.
-  const acc_t* channel_weight(int64_t n, int64_t c, int64_t p0, int64_t len, const acc_t* pixel,
-                              acc_t* scratch) const {
-    if (!weight_per_channel_) return pixel;
+  // Calls fn(w) with the weight of channel c over the tile's pixels: the weight map itself,
+  // in its own type, when it is the only factor and is contiguous (weight_in_place); else a
+  // row in acc_t, the pixel factor times the weight when the weight varies over channels;
+  // else a null acc_t pointer, meaning all ones.
+  template <typename Fn>
+  void with_channel_weight(int64_t n, int64_t c, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch,
+                           Fn fn) const {
+    if (const scalar_t* in_place = weight_in_place(n, p0)) return fn(in_place);
+    if (!weight_per_channel_) return fn(pixel);
     const scalar_t* wt = static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n +
                          c * pb_.w_stride_c + p0 * pb_.w_stride_p;
     scale_by_weight(wt, pixel, len, scratch);
-    return scratch;
+    fn(static_cast<const acc_t*>(scratch));
   }
 
+ private:
   // A weight map shared by the channels, contiguous over pixels and with no labels (ATVGnet's
   // attention) is the tile's factor as it is, in its own type: null otherwise. A bfloat16 map
   // converted to a float row first cost an extra pass (ATVGnet bfloat16 inference with a
@@ -139,7 +144,6 @@ class Tiles {
     return static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0;
   }
 
- private:
   // out[j] = (factor ? factor[j] : 1) * wt[j * w_stride_p]; the two strides get their own
   // loops so that each vectorises.
   void scale_by_weight(const scalar_t* wt, const acc_t* factor, int64_t len, acc_t* out) const {
@@ -207,6 +211,10 @@ double weight_total(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb) {
   tiles.for_each([&](int64_t tile, int64_t n, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch) {
     double s = 0;
     auto add_row = [&](const auto* w) {
+      if (w == nullptr) {
+        s += double(len);
+        return;
+      }
       for (int64_t j0 = 0; j0 < len; j0 += kSegment) {
         const int64_t end = std::min(len, j0 + kSegment);
         acc_t segment = 0;
@@ -215,13 +223,7 @@ double weight_total(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb) {
         s += segment;
       }
     };
-    const scalar_t* in_place = tiles.weight_in_place(n, p0);
-    for (int64_t c = 0; c < pb.C; ++c) {
-      const acc_t* w = in_place ? nullptr : tiles.channel_weight(n, c, p0, len, pixel, scratch);
-      if (in_place != nullptr) add_row(in_place);
-      else if (w != nullptr) add_row(w);
-      else s += double(len);
-    }
+    for (int64_t c = 0; c < pb.C; ++c) tiles.with_channel_weight(n, c, p0, len, pixel, scratch, add_row);
     partial[tile] = s;
   });
   double total = 0;
@@ -243,18 +245,17 @@ double run_rows(const Tiles<scalar_t, acc_t>& tiles, const Problem& pb, std::typ
   tiles.for_each([&](int64_t tile, int64_t n, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch) {
     double s = 0;
     alignas(64) scalar_t staged[kMode == Mode::ReduceAndGrad ? kSegment : 1];
-    const scalar_t* in_place = tiles.weight_in_place(n, p0);
     for (int64_t c = 0; c < pb.C; ++c) {
-      const acc_t* w = in_place ? nullptr : tiles.channel_weight(n, c, p0, len, pixel, scratch);
-      for (int64_t j = 0; j < len; j += kSegment) {
-        const int64_t at = (n * pb.C + c) * pb.P + p0 + j;
-        scalar_t* segment_out = stream_grad ? staged : out ? out + at : nullptr;
-        const int64_t seg = std::min(kSegment, len - j);
-        const scalar_t* row_grad = grad_out ? grad_out + at : nullptr;
-        s += in_place ? row_segment<kMode>(x + at, t + at, in_place + j, row_grad, seg, inv_d, segment_out)
-                      : row_segment<kMode>(x + at, t + at, w ? w + j : nullptr, row_grad, seg, inv_d, segment_out);
-        if (stream_grad) stream_store(out + at, staged, seg * sizeof(scalar_t));
-      }
+      tiles.with_channel_weight(n, c, p0, len, pixel, scratch, [&](const auto* w) {
+        for (int64_t j = 0; j < len; j += kSegment) {
+          const int64_t at = (n * pb.C + c) * pb.P + p0 + j;
+          scalar_t* segment_out = stream_grad ? staged : out ? out + at : nullptr;
+          const int64_t seg = std::min(kSegment, len - j);
+          const scalar_t* row_grad = grad_out ? grad_out + at : nullptr;
+          s += row_segment<kMode>(x + at, t + at, w ? w + j : w, row_grad, seg, inv_d, segment_out);
+          if (stream_grad) stream_store(out + at, staged, seg * sizeof(scalar_t));
+        }
+      });
     }
     if (stream_grad) stream_store_fence();
     partial[tile] = s;
