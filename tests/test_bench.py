@@ -132,6 +132,17 @@ def test_an_interrupted_bench_writes_what_it_measured(monkeypatch, tmp_path):
     assert "INTERRUPTED" in (tmp_path / "bench-cpu.md").read_text()
 
 
+def test_side_by_side_rounds_start_one_step_further_each_time():
+    calls = []
+    steps = {name: (lambda name=name: calls.append(name)) for name in ("eager", "compile", "pyface")}
+    times = runner.time_side_by_side(steps, torch.device("cpu"), True)
+    timed = calls[-3 * len(times["eager"]):]  # after the warm-up calls
+    rounds = [timed[i:i + 3] for i in range(0, len(timed), 3)]
+    assert rounds[:4] == [["eager", "compile", "pyface"], ["compile", "pyface", "eager"],
+                          ["pyface", "eager", "compile"], ["eager", "compile", "pyface"]]
+    assert {len(t) for t in times.values()} == {len(rounds)}
+
+
 def test_unstable_rows_are_measured_again_and_flagged(monkeypatch):
     calls = []
 

@@ -96,8 +96,12 @@ def _time_call_ms(fn: Callable[[], object], device: torch.device) -> float:
 def time_side_by_side(steps: dict[str, Callable[[], object]], device: torch.device, quick: bool) -> dict[str, list[float]]:
     """Per-call times in ms of each step after warm-up, taken in turns (one call of each per
     round), so that a slow spell of a shared machine weighs on every implementation alike: at
-    least 10 rounds, more while under a time budget of a second per step. Warm-up: two calls
-    of each step (torch.compile compiles in the first), and up to five within a second."""
+    least 10 rounds, more while under a time budget of a second per step. Each round starts one
+    step further along, so every step follows every other equally often: a step finds the
+    cache as the one before it left it, and with inputs that fit the CPU's last-level cache a
+    fixed order (eager, compile, pyface) had given softmax_pool's float32 forward+backward
+    1.22-1.28x compile where pyface before compile gave 1.09-1.20x. Warm-up: two calls of each
+    step (torch.compile compiles in the first), and up to five within a second."""
     for fn in steps.values():
         start = time.perf_counter()
         for call in range(2 if quick else 5):
@@ -110,9 +114,11 @@ def time_side_by_side(steps: dict[str, Callable[[], object]], device: torch.devi
     times: dict[str, list[float]] = {name: [] for name in steps}
     start = time.perf_counter()
     rounds = 0
+    names = list(steps)
     while rounds < min_rounds or (rounds < max_rounds and time.perf_counter() - start < budget_s):
-        for name, fn in steps.items():
-            times[name].append(_time_call_ms(fn, device))
+        first = rounds % len(names)
+        for name in names[first:] + names[:first]:
+            times[name].append(_time_call_ms(steps[name], device))
         rounds += 1
     return times
 
