@@ -100,7 +100,8 @@ class Tiles {
  public:
   explicit Tiles(const Problem& pb)
       : pb_(pb), tile_len_(tile_len(pb.N, pb.P)), tiles_per_sample_((pb.P + tile_len_ - 1) / tile_len_),
-        weight_per_channel_(pb.weight != nullptr && pb.w_stride_c != 0) {}
+        weight_per_channel_(pb.weight != nullptr && pb.w_stride_c != 0),
+        weight_in_place_(pb.weight != nullptr && !weight_per_channel_ && pb.labels == nullptr && pb.w_stride_p == 1) {}
 
   int64_t count() const { return pb_.N * tiles_per_sample_; }
 
@@ -120,13 +121,13 @@ class Tiles {
   }
 
   // Calls fn(w) with the weight of channel c over the tile's pixels: the weight map itself,
-  // in its own type, when it is the only factor and is contiguous (weight_in_place); else a
+  // in its own type, when it is the only factor and is contiguous (weight_in_place_); else a
   // row in acc_t, the pixel factor times the weight when the weight varies over channels;
   // else a null acc_t pointer, meaning all ones.
   template <typename Fn>
   void with_channel_weight(int64_t n, int64_t c, int64_t p0, int64_t len, const acc_t* pixel, acc_t* scratch,
                            Fn fn) const {
-    if (const scalar_t* in_place = weight_in_place(n, p0)) return fn(in_place);
+    if (weight_in_place_) return fn(static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0);
     if (!weight_per_channel_) return fn(pixel);
     const scalar_t* wt = static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n +
                          c * pb_.w_stride_c + p0 * pb_.w_stride_p;
@@ -135,15 +136,6 @@ class Tiles {
   }
 
  private:
-  // A weight map shared by the channels, contiguous over pixels and with no labels (ATVGnet's
-  // attention) is the tile's factor as it is, in its own type: null otherwise. A bfloat16 map
-  // converted to a float row first cost an extra pass (ATVGnet bfloat16 inference with a
-  // flushed cache, 0.81x torch.compile against 1.03-1.06x read in place).
-  const scalar_t* weight_in_place(int64_t n, int64_t p0) const {
-    if (pb_.labels != nullptr || pb_.weight == nullptr || weight_per_channel_ || pb_.w_stride_p != 1) return nullptr;
-    return static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0;
-  }
-
   // out[j] = (factor ? factor[j] : 1) * wt[j * w_stride_p]; the two strides get their own
   // loops so that each vectorises.
   void scale_by_weight(const scalar_t* wt, const acc_t* factor, int64_t len, acc_t* out) const {
@@ -179,13 +171,13 @@ class Tiles {
   }
 
   // The factor shared by the channels of each pixel of the tile, in `scratch`; null when
-  // there is none or when it is read in place (weight_in_place).
+  // there is none or when the weight map is read in place (weight_in_place_).
   const acc_t* pixel_factor(int64_t n, int64_t p0, int64_t len, acc_t* scratch) const {
     const bool pixel_weight = pb_.weight != nullptr && !weight_per_channel_;
     const scalar_t* wt =
         pixel_weight ? static_cast<const scalar_t*>(pb_.weight) + n * pb_.w_stride_n + p0 * pb_.w_stride_p : nullptr;
     if (pb_.labels == nullptr) {
-      if (!pixel_weight || weight_in_place(n, p0) != nullptr) return nullptr;
+      if (!pixel_weight || weight_in_place_) return nullptr;
       scale_by_weight(wt, nullptr, len, scratch);
       return scratch;
     }
@@ -202,6 +194,11 @@ class Tiles {
   const int64_t tile_len_;
   const int64_t tiles_per_sample_;
   const bool weight_per_channel_;
+  // A weight map shared by the channels, contiguous over pixels and with no labels (ATVGnet's
+  // attention) is the tile's factor as it is, in its own type. A bfloat16 map converted to a
+  // float row first cost an extra pass (ATVGnet bfloat16 inference with a flushed cache,
+  // 0.81x torch.compile against 1.03-1.06x read in place).
+  const bool weight_in_place_;
 };
 
 // Sum over all elements of the effective weight broadcast to input's shape.
