@@ -1,7 +1,8 @@
 // Transposes a block of a row-major matrix into another, for the CPU kernels. Included by the
-// kernel sources, so it is compiled into both instruction-set copies (cpu_isa.h), each in its
-// copy's namespace (the two bodies differ: one definition per namespace): the AVX2 copy moves
-// float 8x8 tiles through registers, where a plain loop reads one strided element at a time.
+// kernel sources, so it is compiled into each instruction-set copy (cpu_isa.h), in that
+// copy's namespace (the bodies differ: one definition per namespace): the AVX-512 copy moves
+// float 16x16 tiles through registers, then 8x8 ones for rows left over, as the AVX2 copy does,
+// where a plain loop reads one strided element at a time.
 #pragma once
 
 #include <cstdint>
@@ -14,6 +15,36 @@
 #endif
 
 namespace pyface::PYFACE_CPU_NS {
+
+#if defined(__AVX512F__)
+// r[i] holds row i of a 16x16 float tile; afterwards r[j] holds column j. Four rounds of
+// shuffles, each pairing registers at twice the distance of the last (64 shuffles in all).
+inline void transpose_16x16(__m512 r[16]) {
+  __m512 t[16];
+  for (int i = 0; i < 16; i += 2) {  // per 128-bit lane: elements 2k, 2k+1 of rows i, i+1 interleaved
+    t[i] = _mm512_unpacklo_ps(r[i], r[i + 1]);
+    t[i + 1] = _mm512_unpackhi_ps(r[i], r[i + 1]);
+  }
+  for (int i = 0; i < 16; i += 4) {  // r[i + m], lane k: column 4k + m of rows i .. i+3
+    r[i] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 1] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i]), _mm512_castps_pd(t[i + 2])));
+    r[i + 2] = _mm512_castpd_ps(_mm512_unpacklo_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+    r[i + 3] = _mm512_castpd_ps(_mm512_unpackhi_pd(_mm512_castps_pd(t[i + 1]), _mm512_castps_pd(t[i + 3])));
+  }
+  for (int m = 0; m < 4; ++m) {  // lanes of rows 0-3 with 4-7 and of 8-11 with 12-15: even, then odd lanes
+    t[m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0x88);
+    t[4 + m] = _mm512_shuffle_f32x4(r[m], r[4 + m], 0xDD);
+    t[8 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0x88);
+    t[12 + m] = _mm512_shuffle_f32x4(r[8 + m], r[12 + m], 0xDD);
+  }
+  for (int m = 0; m < 4; ++m) {  // column 4k + m gathers lane k of the four row groups
+    r[m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0x88);
+    r[8 + m] = _mm512_shuffle_f32x4(t[m], t[8 + m], 0xDD);
+    r[4 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0x88);
+    r[12 + m] = _mm512_shuffle_f32x4(t[4 + m], t[12 + m], 0xDD);
+  }
+}
+#endif
 
 #if defined(__AVX2__)
 // dst[j * dst_stride + i] = src[i * src_stride + j] for an 8x8 float tile.
@@ -41,6 +72,21 @@ inline void transpose_tile_8x8(const float* src, int64_t src_stride, float* dst,
 template <typename T>
 void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
   int64_t i0 = 0;
+#if defined(__AVX512F__)
+  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>) {
+    for (; i0 + 16 <= rows; i0 += 16) {
+      int64_t j = 0;
+      for (; j + 16 <= cols; j += 16) {
+        __m512 r[16];
+        for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + (i0 + k) * src_stride + j);
+        transpose_16x16(r);
+        for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + (j + k) * dst_stride + i0, r[k]);
+      }
+      for (; j < cols; ++j)
+        for (int64_t i = i0; i < i0 + 16; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
+    }
+  }
+#endif
 #if defined(__AVX2__)
   if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>) {
     for (; i0 + 8 <= rows; i0 += 8) {

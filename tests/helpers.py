@@ -111,16 +111,16 @@ def assert_same_specials_and_close(got, want, dtype, what="output"):
     assert_close_to_largest(got[finite], want[finite], dtype)
 
 
-def check_specials_against_reference(op, reference, tensors, backend, skip_grads=(), **kwargs):
+def check_specials_against_reference(op, reference, tensors, backend, skip_grads=(), dtype=torch.float32, **kwargs):
     """check_against_reference for inputs holding NaN or inf: outputs and gradients (but those
-    named in skip_grads) must have the reference's NaN and inf in the same places (float32
-    against float64)."""
+    named in skip_grads) must have the reference's NaN and inf in the same places (tensors of
+    `dtype` against float64)."""
     got, got_grads = outputs_and_grads(op, tensors, backend=backend, **kwargs)
     want, want_grads = outputs_and_grads(reference, in_float64(tensors), **kwargs)
     for i, (g, w) in enumerate(zip(got, want)):
-        assert_same_specials_and_close(g, w, torch.float32, f"output {i}")
+        assert_same_specials_and_close(g, w, dtype, f"output {i}")
     for name in want_grads.keys() - set(skip_grads):
-        assert_same_specials_and_close(got_grads[name], want_grads[name], torch.float32, f"d/d {name}")
+        assert_same_specials_and_close(got_grads[name], want_grads[name], dtype, f"d/d {name}")
 
 
 @contextlib.contextmanager

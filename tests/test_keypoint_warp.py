@@ -89,6 +89,40 @@ def test_inf_kp_driving_in_a_partly_filled_block(backend, channels):
     helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, return_deformation=True)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("channels", [16, 37])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_many_channels_with_an_inf_outside_and_a_nan_position(backend, dims, channels, dtype):
+    # From 8 channels the CPU kernels read a channels-last copy of the feature; with AVX-512
+    # they sample whole groups of 16 channels in registers, transpose them there and round
+    # bfloat16 there, and the rest (5 of 37) through a tile. The outputs, 117 and 105
+    # positions, leave 5 and 9 past the last whole 16. An inf in element 0 of a plane must not
+    # leak into the corners outside the input (offset 0, weight 0), and a NaN keypoint
+    # poisons its positions.
+    sizes = ((6, 7), (9, 13)) if dims == 2 else ((3, 4, 5), (3, 5, 7))
+    tensors = make(dims, c=channels, sizes=sizes, spread=1.5, dtype=dtype, device=device_of(backend))
+    tensors["feature"][1, channels - 1].view(-1)[0] = float("inf")
+    tensors["kp_source"][0, 1, 0] = float("nan")
+    helpers.check_specials_against_reference(keypoint_warp, reference, tensors, backend, dtype=dtype,
+                                             return_deformation=True, mask_logits=True)
+
+
+@needs_extension
+@pytest.mark.parametrize("dims", [2, 3])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_channels_sampled_in_registers_match_the_tile_bit_for_bit(dims, dtype):
+    # 16 channels go through registers on AVX-512, 8 through the channels-last tile: the same
+    # sums and the same rounding, so the first 8 channels must agree to the bit
+    sizes = ((6, 7), (9, 13)) if dims == 2 else ((3, 4, 5), (3, 5, 7))
+    t = make(dims, c=16, sizes=sizes, spread=1.5, dtype=dtype)
+    sixteen = keypoint_warp(t["feature"], t["kp_source"], t["kp_driving"], t["mask"], t["jacobian"],
+                            mask_logits=True, backend="cpu")
+    eight = keypoint_warp(t["feature"][:, :8], t["kp_source"], t["kp_driving"], t["mask"], t["jacobian"],
+                          mask_logits=True, backend="cpu")
+    assert torch.equal(sixteen[:, :8], eight)
+
+
 def _memory_gib():
     return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30
 

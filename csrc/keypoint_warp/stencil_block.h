@@ -28,6 +28,9 @@ namespace pyface::kpw::PYFACE_CPU_NS {
 namespace {
 
 using ::pyface::PYFACE_CPU_NS::transpose_block;  // this instruction set's copy
+#if defined(__AVX512F__)
+using ::pyface::PYFACE_CPU_NS::transpose_16x16;
+#endif
 
 constexpr int64_t kBlock = 128;  // positions per block
 
@@ -287,9 +290,60 @@ void store_tile(const acc_t* tile, int64_t len, int64_t width, int64_t S, scalar
   }
 }
 
+#if defined(__AVX512F__)
+// The samples of channels c0 .. c0+15 at position j, from the channels-last float plane.
+template <int DIMS, typename index_t>
+inline __m512 sixteen_channels(const StencilBlock<DIMS, float, index_t>& stencils, const float* plane, int64_t C,
+                               int64_t c0, int64_t j) {
+  __m512 sum = _mm512_set1_ps(stencils.poison[j]);
+  for (int o = 0; o < StencilBlock<DIMS, float, index_t>::kCorners; ++o) {
+    if (!stencils.inside[o][j]) continue;  // element 0 may hold an inf that a weight of 0 would not cancel
+    const float* corner = plane + int64_t(stencils.offset[o][j]) * C + c0;
+    sum = _mm512_fmadd_ps(_mm512_set1_ps(stencils.weight[o][j]), _mm512_loadu_ps(corner), sum);
+  }
+  return sum;
+}
+
+// 16 samples stored in the output's type: float, or bfloat16 rounded as to_scalar does.
+inline void store_16(float* out, __m512 v) { _mm512_storeu_ps(out, v); }
+inline void store_16(c10::BFloat16* out, __m512 v) {
+  const __m512i bits = _mm512_castps_si512(v);
+  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
+  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
+  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(rounded));
+}
+
+// out[c * S + j] for channels c0 .. c0+15: per 16 positions, one register of 16 channels
+// each, transposed in registers into one of 16 positions per channel and stored as such,
+// instead of through a channels-last tile written, read back and transposed. Returns the
+// channels done: C rounded down to a multiple of 16.
+template <int DIMS, typename scalar_t, typename index_t>
+int64_t sample_channels_by_16(const StencilBlock<DIMS, float, index_t>& stencils, const float* plane, int64_t C,
+                              int64_t len, scalar_t* out, int64_t S) {
+  const int64_t whole = len - len % 16;
+  int64_t c0 = 0;
+  for (; c0 + 16 <= C; c0 += 16) {
+    for (int64_t j0 = 0; j0 < whole; j0 += 16) {
+      __m512 r[16];
+      for (int jj = 0; jj < 16; ++jj) r[jj] = sixteen_channels(stencils, plane, C, c0, j0 + jj);
+      transpose_16x16(r);
+      for (int cc = 0; cc < 16; ++cc) store_16(out + (c0 + cc) * S + j0, r[cc]);
+    }
+    for (int64_t j = whole; j < len; ++j) {
+      alignas(64) float column[16];
+      _mm512_store_ps(column, sixteen_channels(stencils, plane, C, c0, j));
+      for (int cc = 0; cc < 16; ++cc) out[(c0 + cc) * S + j] = to_scalar<scalar_t>(column[cc]);
+    }
+  }
+  return c0;
+}
+#endif
+
 // The samples of a sample's C channels at the block's positions, out[c * S + j]: gathered from
 // its channel-first feature planes (feature[c * S_in + ...]), or, given plane_cl, from its
-// channels-last copy through `tile` (kBlock * min(kTileChannels, C) elements).
+// channels-last copy, 16 channels at a time through registers (AVX-512, float and bfloat16)
+// and the rest through `tile` (kBlock * min(kTileChannels, C) elements).
 template <int DIMS, typename scalar_t, typename acc_t, typename index_t>
 void sample_channels(const StencilBlock<DIMS, acc_t, index_t>& stencils, const scalar_t* feature,
                      const acc_t* plane_cl, int64_t C, int64_t S_in, int64_t len, scalar_t* out, int64_t S,
@@ -298,7 +352,13 @@ void sample_channels(const StencilBlock<DIMS, acc_t, index_t>& stencils, const s
     for (int64_t c = 0; c < C; ++c) stencils.gather(feature + c * S_in, out + c * S, len);
     return;
   }
-  for (int64_t c0 = 0; c0 < C; c0 += kTileChannels) {
+  int64_t done = 0;
+#if defined(__AVX512F__)
+  if constexpr (std::is_same_v<acc_t, float> &&
+                (std::is_same_v<scalar_t, float> || std::is_same_v<scalar_t, c10::BFloat16>))
+    done = sample_channels_by_16(stencils, plane_cl, C, len, out, S);
+#endif
+  for (int64_t c0 = done; c0 < C; c0 += kTileChannels) {
     const int64_t width = std::min(kTileChannels, C - c0);
     stencils.gather_channels_last(plane_cl, C, c0, width, len, tile);
     store_tile(tile, len, width, S, out + c0 * S);
