@@ -68,35 +68,41 @@ inline void transpose_tile_8x8(const float* src, int64_t src_stride, float* dst,
 }
 #endif
 
+#if defined(__AVX512F__)
+// dst[j * dst_stride + i] = src[i * src_stride + j] for a 16x16 float tile.
+inline void transpose_tile_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m512 r[16];
+  for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + k * src_stride);
+  transpose_16x16(r);
+  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * dst_stride, r[k]);
+}
+#endif
+
+// Transposes whole bands of N rows from row i0 on, N x N tiles by `tile` and the columns past
+// the last whole tile one element at a time; returns the first row it left.
+template <int N, typename T, typename Tile>
+int64_t transpose_rows_in_tiles(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows,
+                                int64_t cols, int64_t i0, Tile tile) {
+  for (; i0 + N <= rows; i0 += N) {
+    int64_t j = 0;
+    for (; j + N <= cols; j += N) tile(src + i0 * src_stride + j, src_stride, dst + j * dst_stride + i0, dst_stride);
+    for (; j < cols; ++j)
+      for (int64_t i = i0; i < i0 + N; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
+  }
+  return i0;
+}
+
 // dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols.
 template <typename T>
 void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
   int64_t i0 = 0;
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>) {
-    for (; i0 + 16 <= rows; i0 += 16) {
-      int64_t j = 0;
-      for (; j + 16 <= cols; j += 16) {
-        __m512 r[16];
-        for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + (i0 + k) * src_stride + j);
-        transpose_16x16(r);
-        for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + (j + k) * dst_stride + i0, r[k]);
-      }
-      for (; j < cols; ++j)
-        for (int64_t i = i0; i < i0 + 16; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
-    }
-  }
+  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>)
+    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16);
 #endif
 #if defined(__AVX2__)
-  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>) {
-    for (; i0 + 8 <= rows; i0 += 8) {
-      int64_t j = 0;
-      for (; j + 8 <= cols; j += 8)
-        transpose_tile_8x8(src + i0 * src_stride + j, src_stride, dst + j * dst_stride + i0, dst_stride);
-      for (; j < cols; ++j)
-        for (int64_t i = i0; i < i0 + 8; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
-    }
-  }
+  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>)
+    i0 = transpose_rows_in_tiles<8>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_8x8);
 #endif
   for (int64_t j = 0; j < cols; ++j)  // rows left over (all of them without the tiles)
     for (int64_t i = i0; i < rows; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
