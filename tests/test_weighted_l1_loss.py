@@ -180,6 +180,29 @@ def test_label_out_of_range(backend, label):
         weighted_l1_loss(x, t, labels=labels, class_weights=cw, backend=backend)
 
 
+# Labels are read sixteen at a time and looked up in registers where the table has at most 32
+# classes (AVX-512 copy); the tail of a row, and larger tables, one at a time.
+@pytest.mark.parametrize("label_dtype,label", [(torch.uint8, 6), (torch.uint8, 255), (torch.int32, -1),
+                                               (torch.int32, 2**31 - 1), (torch.int64, -1), (torch.int64, 2**32 + 1)])
+@pytest.mark.parametrize("pixel", [3, 36], ids=["in-a-sixteen", "in-the-tail"])
+def test_label_out_of_range_by_dtype_and_place(label_dtype, label, pixel):
+    # 2**32 + 1 is 1 in the low 32 bits: a check after narrowing would let it through
+    x, t, _, labels, cw = make((37,), n=2, label_dtype=label_dtype)
+    labels[1, pixel] = label
+    with pytest.raises(ValueError, match=f"labels holds {label}, outside"):
+        weighted_l1_loss(x, t, labels=labels, class_weights=cw, backend="cpu")
+
+
+@pytest.mark.parametrize("label_dtype", [torch.uint8, torch.int32, torch.int64])
+@pytest.mark.parametrize("classes", [1, 16, 17, 32, 33, 200])
+def test_every_class_weight_looked_up(classes, label_dtype):
+    x, t, _, labels, cw = make((2 * classes + 5,), n=3, c=2, label_dtype=label_dtype, classes=classes)
+    labels[0, : labels.shape[1] // 2] = torch.arange(labels.shape[1] // 2) % classes  # every class, in order
+    got = weighted_l1_loss(x, t, labels=labels, class_weights=cw, reduction="none", backend="cpu")
+    want = reference(x.double(), t.double(), labels=labels, class_weights=cw.double(), reduction="none")
+    assert_close(got, want, torch.float32)
+
+
 @pytest.mark.parametrize("backend", ["cpu", "reference"])
 def test_label_out_of_range_under_compile(backend):
     # the reference's check was skipped while tracing, leaving an inductor index error

@@ -13,8 +13,13 @@
 
 #include <algorithm>
 #include <cmath>
+#include <cstdint>
 #include <type_traits>
 #include <vector>
+
+#if defined(__AVX512F__)
+#include <immintrin.h>
+#endif
 
 namespace pyface::wl1::PYFACE_CPU_NS {
 namespace {
@@ -95,6 +100,48 @@ acc_t row_segment(const scalar_t* x, const scalar_t* t, const weight_t* w, const
   }
 }
 
+#if defined(__AVX512F__)
+// Sixteen labels as 32-bit lanes; `bad` gains those outside [0, classes) (a negative label is
+// a large unsigned one).
+inline __m512i sixteen_labels(const uint8_t* lab, int64_t classes, __mmask16& bad) {
+  const __m512i k = _mm512_cvtepu8_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(lab)));
+  bad |= _mm512_cmpge_epu32_mask(k, _mm512_set1_epi32(int32_t(classes)));
+  return k;
+}
+
+inline __m512i sixteen_labels(const int32_t* lab, int64_t classes, __mmask16& bad) {
+  const __m512i k = _mm512_loadu_si512(lab);
+  bad |= _mm512_cmpge_epu32_mask(k, _mm512_set1_epi32(int32_t(classes)));
+  return k;
+}
+
+inline __m512i sixteen_labels(const int64_t* lab, int64_t classes, __mmask16& bad) {
+  const __m512i low = _mm512_loadu_si512(lab), high = _mm512_loadu_si512(lab + 8);
+  const __m512i limit = _mm512_set1_epi64(classes);
+  bad |= __mmask16(_mm512_cmpge_epu64_mask(low, limit) | (_mm512_cmpge_epu64_mask(high, limit) << 8));
+  return _mm512_inserti64x4(_mm512_castsi256_si512(_mm512_cvtepi64_epi32(low)), _mm512_cvtepi64_epi32(high), 1);
+}
+
+// out[j] = cw[labels[j]] over the whole sixteens of len, for at most 32 classes: the table sits
+// in two registers and one permute looks up sixteen labels. Against the scalar lookup, switched
+// per call in one process with the cache flushed between calls, the style-aware 512 float32
+// loss (5 x 3 x 512 x 512, 19 classes, uint8 labels) went from 1.35-1.44 to 1.21-1.28 ms.
+// Returns how many it did; out_of_range is set when a label was outside the table.
+template <typename label_t>
+int64_t class_weights_by_16(const label_t* lab, int64_t len, const float* cw, int64_t classes, float* out,
+                            bool& out_of_range) {
+  alignas(64) float table[32] = {};
+  std::copy(cw, cw + classes, table);
+  const __m512 low = _mm512_load_ps(table), high = _mm512_load_ps(table + 16);
+  __mmask16 bad = 0;
+  int64_t j = 0;
+  for (; j + 16 <= len; j += 16)
+    _mm512_storeu_ps(out + j, _mm512_permutex2var_ps(low, sixteen_labels(lab + j, classes, bad), high));
+  out_of_range |= bad != 0;
+  return j;
+}
+#endif
+
 template <typename scalar_t, typename acc_t>
 class Tiles {
  public:
@@ -155,15 +202,20 @@ class Tiles {
     const acc_t* cw = static_cast<const acc_t*>(pb_.class_weights);
     // Checked after the loop, so the loop itself stays branch-free.
     bool out_of_range = false;
-    for (int64_t j = 0; j < len; ++j) {
+    int64_t j = 0;
+#if defined(__AVX512F__)
+    if constexpr (std::is_same_v<acc_t, float>)
+      if (pb_.num_classes <= 32) j = class_weights_by_16(lab, len, cw, pb_.num_classes, out, out_of_range);
+#endif
+    for (; j < len; ++j) {
       const int64_t k = static_cast<int64_t>(lab[j]);
       const bool bad = k < 0 || k >= pb_.num_classes;
       out_of_range |= bad;
       out[j] = cw[bad ? 0 : k];
     }
-    if (out_of_range) {
-      for (int64_t j = 0; j < len; ++j) {
-        const int64_t k = static_cast<int64_t>(lab[j]);
+    if (out_of_range) {  // read again from the start, to name the first label outside
+      for (int64_t i = 0; i < len; ++i) {
+        const int64_t k = static_cast<int64_t>(lab[i]);
         TORCH_CHECK_VALUE(k >= 0 && k < pb_.num_classes, "weighted_l1_loss: labels holds ", k,
                           ", outside [0, num_classes=", pb_.num_classes, ")");
       }
