@@ -73,8 +73,12 @@ pool_channels_last_kernel(const scalar_t* values, const acc_t* attention, scalar
   pooled[n * C + c] = scalar_t(sum);
 }
 
+// The backward's partial sums are of grad_pooled * (values at p - values at the first position):
+// the score gradient keeps only how they vary over p, and a large value common to a channel's
+// positions would otherwise leave its rounding in them (as it did in the CPU and Triton kernels).
+//
 // Channels-first backward: a thread per position, looping over a chunk of kRowsPerChunk
-// channels; partial[n, chunk, p] = sum over the chunk of grad_pooled * values.
+// channels; partial[n, chunk, p] = sum over the chunk of grad_pooled * shifted values.
 template <typename scalar_t, typename acc_t>
 __global__ void pool_backward_channels_first_kernel(const scalar_t* values, const acc_t* attention,
                                                     const scalar_t* grad_pooled, acc_t* partial,
@@ -90,7 +94,7 @@ __global__ void pool_backward_channels_first_kernel(const scalar_t* values, cons
   for (int64_t c = chunk * kRowsPerChunk; c < c_end; ++c) {
     const acc_t gc = acc_t(grad_pooled[n * C + c]);
     const int64_t at = (n * C + c) * P + p;
-    g += gc * acc_t(values[at]);
+    g += gc * (acc_t(values[at]) - acc_t(values[at - p]));
     if (grad_values != nullptr) grad_values[at] = scalar_t(gc * a);
   }
   partial[(n * c_chunks + chunk) * P + p] = g;
@@ -105,11 +109,12 @@ pool_backward_channels_last_kernel(const scalar_t* values, const acc_t* attentio
   if (row >= rows) return;
   const int lane = threadIdx.x & 31;
   const scalar_t* gp = grad_pooled + (row / P) * C;
+  const scalar_t* first = values + (row / P) * P * C;  // the sample's first position
   const acc_t a = attention[row];
   acc_t g = 0;
   for (int64_t c = lane; c < C; c += 32) {
     const acc_t gc = acc_t(gp[c]);
-    g += gc * acc_t(values[row * C + c]);
+    g += gc * (acc_t(values[row * C + c]) - acc_t(first[c]));
     if (grad_values != nullptr) grad_values[row * C + c] = scalar_t(gc * a);
   }
   g = warp_reduce(g);

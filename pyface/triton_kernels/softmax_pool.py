@@ -57,8 +57,10 @@ def _pool_kernel(values_ptr, attention_ptr, pooled_ptr, C, P, stride_c, stride_p
 @triton.jit
 def _pool_backward_kernel(values_ptr, attention_ptr, grad_pooled_ptr, partial_ptr, grad_values_ptr, C, P,
                           stride_c, stride_p, VALUES_GRAD: tl.constexpr, BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
-    """partial[n, block, p] = sum over this block's channels of grad_pooled * values, and
-    grad_values = grad_pooled * attention for those channels."""
+    """partial[n, block, p] = sum over this block's channels of grad_pooled * (values at p - values
+    at the first position), and grad_values = grad_pooled * attention for those channels. The
+    shift leaves the score gradient as it is (it keeps only how the sum varies over p) and
+    keeps a large value common to a channel's positions out of the float partials."""
     c_blocks = tl.cdiv(C, BLOCK_C)
     n = tl.program_id(0) // c_blocks
     block = tl.program_id(0) % c_blocks
@@ -66,12 +68,14 @@ def _pool_backward_kernel(values_ptr, attention_ptr, grad_pooled_ptr, partial_pt
     offset = n.to(tl.int64) * C * P
     ACC = attention_ptr.dtype.element_ty
     gp = tl.load(grad_pooled_ptr + n * C + c, mask=c < C, other=0.0).to(ACC)
+    first = tl.load(values_ptr + offset + c * stride_c, mask=c < C, other=0.0).to(ACC)
     for start in range(0, P, BLOCK_P):
         p = start + tl.arange(0, BLOCK_P)
         mask = (c[:, None] < C) & (p[None, :] < P)
         at = offset + c[:, None] * stride_c + p[None, :] * stride_p
         v = tl.load(values_ptr + at, mask=mask, other=0.0).to(ACC)
-        tl.store(partial_ptr + (n * c_blocks + block) * P + p, tl.sum(v * gp[:, None], axis=0), mask=p < P)
+        shifted = v - first[:, None]
+        tl.store(partial_ptr + (n * c_blocks + block) * P + p, tl.sum(shifted * gp[:, None], axis=0), mask=p < P)
         if VALUES_GRAD:
             a = tl.load(attention_ptr + n * P + p, mask=p < P, other=0.0)
             tl.store(grad_values_ptr + at, (gp[:, None] * a[None, :]).to(grad_values_ptr.dtype.element_ty), mask=mask)
