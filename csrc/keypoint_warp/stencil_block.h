@@ -21,6 +21,7 @@
 #include "keypoint_warp/keypoint_warp.h"
 #include "scalar_cast.h"
 #include "transpose_block.h"
+#include "vec16.h"
 
 #include <ATen/Parallel.h>
 
@@ -304,16 +305,6 @@ inline __m512 sixteen_channels(const StencilBlock<DIMS, float, index_t>& stencil
   return sum;
 }
 
-// 16 samples stored in the output's type: float, or bfloat16 rounded as to_scalar does.
-inline void store_16(float* out, __m512 v) { _mm512_storeu_ps(out, v); }
-inline void store_16(c10::BFloat16* out, __m512 v) {
-  const __m512i bits = _mm512_castps_si512(v);
-  const __m512i odd = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(_mm512_set1_epi32(0x7FFF), odd)), 16);
-  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(v, v, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-  _mm256_storeu_si256(reinterpret_cast<__m256i*>(out), _mm512_cvtepi32_epi16(rounded));
-}
-
 // out[c * S + j] for channels c0 .. c0+15: per 16 positions, one register of 16 channels
 // each, transposed in registers into one of 16 positions per channel and stored as such,
 // instead of through a channels-last tile written, read back and transposed. Returns the
@@ -328,7 +319,7 @@ int64_t sample_channels_by_16(const StencilBlock<DIMS, float, index_t>& stencils
       __m512 r[16];
       for (int jj = 0; jj < 16; ++jj) r[jj] = sixteen_channels(stencils, plane, C, c0, j0 + jj);
       transpose_16x16(r);
-      for (int cc = 0; cc < 16; ++cc) store_16(out + (c0 + cc) * S + j0, r[cc]);
+      for (int cc = 0; cc < 16; ++cc) store16(out + (c0 + cc) * S + j0, r[cc]);
     }
     for (int64_t j = whole; j < len; ++j) {
       alignas(64) float column[16];

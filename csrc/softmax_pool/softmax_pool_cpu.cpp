@@ -5,20 +5,15 @@
 
 #include "cpu_isa.h"
 #include "scalar_cast.h"
+#include "vec16.h"
 
 #include <ATen/Parallel.h>
-#include <c10/util/BFloat16.h>
-#include <c10/util/Half.h>
 
 #include <algorithm>
 #include <cmath>
 #include <limits>
 #include <type_traits>
 #include <vector>
-
-#if defined(__AVX512F__)
-#include <immintrin.h>
-#endif
 
 namespace pyface::spool::PYFACE_CPU_NS {
 namespace {
@@ -27,37 +22,17 @@ namespace {
 constexpr int64_t kChannelBlock = 64;
 
 #if defined(__AVX512F__)
-// Rows of P positions (channels-first values) in float, sixteen positions a vector; the last
-// vector of a row is masked, so a row is read without touching its neighbour or the end of the
-// tensor. GCC's own vectors for these short rows (CLIP's P = 49) summed each dot product one
-// lane at a time through the stack and accumulated the score gradient in double: CLIP-size
-// bfloat16 (41 x 2048 x 49) with the data in cache, forward 0.43-0.69 -> 0.20-0.23 ms and
-// backward 0.89-1.6 -> 0.45-0.80 ms, the two builds run in turns on an AVX-512 EPYC.
-inline __mmask16 first_lanes(int64_t n) { return n >= 16 ? __mmask16(0xFFFF) : __mmask16((1u << n) - 1); }
-
-inline __m512 load16(const float* p, __mmask16 m) { return _mm512_maskz_loadu_ps(m, p); }
-inline __m512 load16(const c10::BFloat16* p, __mmask16 m) {
-  const __m256i bits = _mm256_maskz_loadu_epi16(m, p);
-  return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(bits), 16));
-}
-inline __m512 load16(const c10::Half* p, __mmask16 m) { return _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(m, p)); }
-
-inline void store16(float* p, __m512 x, __mmask16 m) { _mm512_mask_storeu_ps(p, m, x); }
-inline void store16(c10::BFloat16* p, __m512 x, __mmask16 m) {  // rounded as to_scalar does
-  const __m512i bits = _mm512_castps_si512(x);
-  const __m512i lsb = _mm512_and_si512(_mm512_srli_epi32(bits, 16), _mm512_set1_epi32(1));
-  __m512i rounded = _mm512_srli_epi32(_mm512_add_epi32(bits, _mm512_add_epi32(lsb, _mm512_set1_epi32(0x7FFF))), 16);
-  rounded = _mm512_mask_mov_epi32(rounded, _mm512_cmp_ps_mask(x, x, _CMP_UNORD_Q), _mm512_set1_epi32(0x7FC0));
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtepi32_epi16(rounded));
-}
-inline void store16(c10::Half* p, __m512 x, __mmask16 m) {
-  _mm256_mask_storeu_epi16(p, m, _mm512_cvtps_ph(x, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-}
+// Rows of P positions (channels-first values) in float, sixteen positions a vector (vec16.h);
+// the last vector of a row is masked, so a row is read without touching its neighbour or the
+// end of the tensor. GCC's own vectors for these short rows (CLIP's P = 49) summed each dot
+// product one lane at a time through the stack and accumulated the score gradient in double:
+// CLIP-size bfloat16 (41 x 2048 x 49) with the data in cache, forward 0.43-0.69 -> 0.20-0.23 ms
+// and backward 0.89-1.6 -> 0.45-0.80 ms, the two builds run in turns on an AVX-512 EPYC.
 
 // A row of P <= 16 * K positions is K vectors, the last one masked to `last`.
 template <int K>
 constexpr __mmask16 lanes_of(int k, __mmask16 last) {
-  return k == K - 1 ? last : __mmask16(0xFFFF);
+  return k == K - 1 ? last : kAllLanes;
 }
 
 // channels_first_dots (below) for rows of at most 16 * K positions, the attention in registers.
