@@ -114,6 +114,23 @@ def test_retain_graph_gradient_modified_in_place_then_taken_again(backend):
     torch.testing.assert_close(second, want)
 
 
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_scaled_gradient_taken_again(backend):
+    # a scaled loss's gradient is the saved one scaled in place only on the graph's last pass:
+    # scaled in place on the first, the second pass would have scaled it twice
+    x, t, w, labels, cw = (v if v is None else v.to(device_of(backend))
+                           for v in make((7, 9), weight="N1S", label_dtype=torch.uint8))
+    x.requires_grad_()
+    loss = weighted_l1_loss(x, t, w, labels=labels, class_weights=cw, backend=backend)
+    first, = torch.autograd.grad(2.5 * loss, x, retain_graph=True)
+    second, = torch.autograd.grad(2.5 * loss, x)
+    xe = x.detach().double().requires_grad_()
+    want, = torch.autograd.grad(2.5 * reference(xe, t.double(), w.double(), labels=labels,
+                                                class_weights=cw.double()), xe)
+    for got in (first, second):
+        assert_close(got, want, torch.float32)
+
+
 @pytest.mark.parametrize("backend", [*BACKENDS, "reference"])
 @pytest.mark.parametrize("reduction,normalize,want", [("sum", "elements", 0.0), ("mean", "weight", 0.0),
                                                       ("mean", "elements", float("nan"))])  # 0/0, as torch's l1_loss
