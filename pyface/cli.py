@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help=f"comma-separated ops to time (default: all): {', '.join(OP_NAMES)}")
     bench.add_argument("--dtypes", default=None, metavar="NAMES",
                        help=f"comma-separated dtypes of the op cases: {', '.join(DTYPES)} "
-                            "(default: float32; on CUDA float32,bfloat16,float16)")
+                            "(default: float32,bfloat16; on CUDA float32,bfloat16,float16)")
     bench.add_argument("--models", default=None, metavar="NAMES",
                        help=f"comma-separated models (training steps) and motion modules to time: "
                             f"{', '.join(model_names())} "
