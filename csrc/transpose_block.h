@@ -1,15 +1,21 @@
-// Transposes a block of a row-major matrix into another, for the CPU kernels. Included by the
-// kernel sources, so it is compiled into each instruction-set copy (cpu_isa.h), in that
-// copy's namespace (the bodies differ: one definition per namespace): the AVX-512 copy moves
-// 16x16 tiles of floats or of 16-bit elements (bfloat16, float16) through registers, then 8x8
-// float tiles for rows left over, as the AVX2 copy does, where a plain loop reads one strided
-// element at a time.
+// Transposes a block of a row-major matrix into another, for the CPU kernels, converting the
+// elements when the two types differ (to_scalar, scalar_cast.h). Included by the kernel
+// sources, so it is compiled into each instruction-set copy (cpu_isa.h), in that copy's
+// namespace (the bodies differ: one definition per namespace): the AVX-512 copy moves 16x16
+// tiles through registers (floats; 16-bit elements, bfloat16 or float16; and either of those
+// to float and back), then 8x8 float tiles for rows left over, as the AVX2 copy does, where a
+// plain loop reads one strided element at a time.
 #pragma once
 
 #include <cstdint>
 #include <type_traits>
 
+#include <c10/util/BFloat16.h>
+#include <c10/util/Half.h>
+
 #include "cpu_isa.h"
+#include "scalar_cast.h"
+#include "vec16.h"
 
 #if defined(__AVX2__)
 #include <immintrin.h>
@@ -95,38 +101,72 @@ inline void transpose_tile_16x16_16bit(const T* src, int64_t src_stride, T* dst,
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * dst_stride), column);
   }
 }
+
+// 16x16 tiles between a 16-bit float type and float, converted on the way as load16 and
+// store16 convert (vec16.h; store16 rounds as to_scalar does). The plain loops they replace
+// took most of keypoint_warp's bfloat16 time on the FOMM feature (its channels-last rows).
+template <typename S>
+inline void transpose_tile_16x16_widening(const S* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+  __m512 r[16];
+  for (int k = 0; k < 16; ++k) r[k] = load16(src + k * src_stride);
+  transpose_16x16(r);
+  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * dst_stride, r[k]);
+}
+
+template <typename D>
+inline void transpose_tile_16x16_narrowing(const float* src, int64_t src_stride, D* dst, int64_t dst_stride) {
+  __m512 r[16];
+  for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + k * src_stride);
+  transpose_16x16(r);
+  for (int k = 0; k < 16; ++k) store16(dst + k * dst_stride, r[k]);
+}
 #endif
+
+template <typename T>
+constexpr bool kIsHalfFloat = std::is_same_v<T, c10::BFloat16> || std::is_same_v<T, c10::Half>;
+
+// v as a D: the same bits for the same type (a NaN keeps its payload), else to_scalar.
+template <typename D, typename S>
+inline D converted(S v) {
+  if constexpr (std::is_same_v<S, D>) return v;
+  else return to_scalar<D>(v);
+}
 
 // Transposes whole bands of N rows from row i0 on, N x N tiles by `tile` and the columns past
 // the last whole tile one element at a time; returns the first row it left.
-template <int N, typename T, typename Tile>
-int64_t transpose_rows_in_tiles(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows,
+template <int N, typename S, typename D, typename Tile>
+int64_t transpose_rows_in_tiles(const S* src, int64_t src_stride, D* dst, int64_t dst_stride, int64_t rows,
                                 int64_t cols, int64_t i0, Tile tile) {
   for (; i0 + N <= rows; i0 += N) {
     int64_t j = 0;
     for (; j + N <= cols; j += N) tile(src + i0 * src_stride + j, src_stride, dst + j * dst_stride + i0, dst_stride);
     for (; j < cols; ++j)
-      for (int64_t i = i0; i < i0 + N; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
+      for (int64_t i = i0; i < i0 + N; ++i) dst[j * dst_stride + i] = converted<D>(src[i * src_stride + j]);
   }
   return i0;
 }
 
-// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols.
-template <typename T>
-void transpose_block(const T* src, int64_t src_stride, T* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
+// dst[j * dst_stride + i] = src[i * src_stride + j] for i < rows, j < cols, converted to D.
+template <typename S, typename D>
+void transpose_block(const S* src, int64_t src_stride, D* dst, int64_t dst_stride, int64_t rows, int64_t cols) {
   int64_t i0 = 0;
+  constexpr bool kSameFloat = std::is_same_v<S, D> && std::is_same_v<S, float>;
 #if defined(__AVX512F__)
-  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>)
+  if constexpr (kSameFloat)
     i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16);
-  if constexpr (sizeof(T) == 2)
-    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_16bit<T>);
+  if constexpr (std::is_same_v<S, D> && sizeof(S) == 2)
+    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_16bit<S>);
+  if constexpr (kIsHalfFloat<S> && std::is_same_v<D, float>)
+    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_widening<S>);
+  if constexpr (std::is_same_v<S, float> && kIsHalfFloat<D>)
+    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_narrowing<D>);
 #endif
 #if defined(__AVX2__)
-  if constexpr (sizeof(T) == 4 && std::is_floating_point_v<T>)
+  if constexpr (kSameFloat)
     i0 = transpose_rows_in_tiles<8>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_8x8);
 #endif
   for (int64_t j = 0; j < cols; ++j)  // rows left over (all of them without the tiles)
-    for (int64_t i = i0; i < rows; ++i) dst[j * dst_stride + i] = src[i * src_stride + j];
+    for (int64_t i = i0; i < rows; ++i) dst[j * dst_stride + i] = converted<D>(src[i * src_stride + j]);
 }
 
 }  // namespace pyface::PYFACE_CPU_NS

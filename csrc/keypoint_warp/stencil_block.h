@@ -265,30 +265,13 @@ inline int64_t scatter_lanes(int64_t N, int64_t C) {
 // channels-last in the accumulation dtype.
 template <typename scalar_t, typename acc_t>
 void channels_last_rows(const scalar_t* src, int64_t C, int64_t S, int64_t s0, int64_t len, acc_t* dst) {
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    transpose_block(src + s0, S, dst, C, C, len);
-  } else {
-    for (int64_t c = 0; c < C; ++c)
-      for (int64_t j = 0; j < len; ++j) dst[j * C + c] = acc_t(src[c * S + s0 + j]);
-  }
+  transpose_block(src + s0, S, dst, C, C, len);
 }
 
 // out[ch * S + j] = tile[j * width + ch] for j < len: a channels-last tile stored channel-first.
 template <typename scalar_t, typename acc_t>
 void store_tile(const acc_t* tile, int64_t len, int64_t width, int64_t S, scalar_t* out) {
-  if constexpr (std::is_same_v<scalar_t, acc_t>) {
-    transpose_block(tile, width, out, S, len, width);
-  } else {
-    acc_t row[kBlock];
-    for (int64_t j0 = 0; j0 < len; j0 += kBlock) {
-      const int64_t count = std::min(kBlock, len - j0);
-      for (int64_t ch = 0; ch < width; ++ch) {
-        for (int64_t j = 0; j < count; ++j) row[j] = tile[(j0 + j) * width + ch];
-#pragma omp simd
-        for (int64_t j = 0; j < count; ++j) out[ch * S + j0 + j] = to_scalar<scalar_t>(row[j]);
-      }
-    }
-  }
+  transpose_block(tile, width, out, S, len, width);
 }
 
 #if defined(__AVX512F__)
