@@ -76,17 +76,22 @@ inline void transpose_tile_8x8(const float* src, int64_t src_stride, float* dst,
 #endif
 
 #if defined(__AVX512F__)
-// dst[j * dst_stride + i] = src[i * src_stride + j] for a 16x16 float tile.
-inline void transpose_tile_16x16(const float* src, int64_t src_stride, float* dst, int64_t dst_stride) {
+// dst[j * dst_stride + i] = src[i * src_stride + j] for a 16x16 tile whose lanes are floats in
+// registers: float to float, or bfloat16/float16 to float and back, converted on the way as
+// load16 and store16 convert (vec16.h; store16 rounds as to_scalar does). The plain loops the
+// converting tiles replace took most of keypoint_warp's bfloat16 time on the FOMM feature.
+template <typename S, typename D>
+inline void transpose_tile_16x16(const S* src, int64_t src_stride, D* dst, int64_t dst_stride) {
   __m512 r[16];
-  for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + k * src_stride);
+  for (int k = 0; k < 16; ++k) r[k] = load16(src + k * src_stride);
   transpose_16x16(r);
-  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * dst_stride, r[k]);
+  for (int k = 0; k < 16; ++k) store16(dst + k * dst_stride, r[k]);
 }
 
-// The same for 16-bit elements: each widened to a 32-bit lane, moved by the float transpose
-// (shuffles only, so the bits are kept) and narrowed back. The plain loop it replaces took
-// about a fifth of GLAMOR-Net's bfloat16 attention (perf, on an AVX-512 EPYC).
+// The same between two tensors of one 16-bit type: each element widened to a 32-bit lane,
+// moved by the float transpose (shuffles only) and narrowed back, so every bit is kept (a
+// NaN's payload too, which store16 would make the canonical NaN). The plain loop it replaces
+// took about a fifth of GLAMOR-Net's bfloat16 attention (perf, on an AVX-512 EPYC).
 template <typename T>
 inline void transpose_tile_16x16_16bit(const T* src, int64_t src_stride, T* dst, int64_t dst_stride) {
   static_assert(sizeof(T) == 2);
@@ -100,25 +105,6 @@ inline void transpose_tile_16x16_16bit(const T* src, int64_t src_stride, T* dst,
     const __m256i column = _mm512_cvtepi32_epi16(_mm512_castps_si512(r[k]));
     _mm256_storeu_si256(reinterpret_cast<__m256i*>(dst + k * dst_stride), column);
   }
-}
-
-// 16x16 tiles between a 16-bit float type and float, converted on the way as load16 and
-// store16 convert (vec16.h; store16 rounds as to_scalar does). The plain loops they replace
-// took most of keypoint_warp's bfloat16 time on the FOMM feature (its channels-last rows).
-template <typename S>
-inline void transpose_tile_16x16_widening(const S* src, int64_t src_stride, float* dst, int64_t dst_stride) {
-  __m512 r[16];
-  for (int k = 0; k < 16; ++k) r[k] = load16(src + k * src_stride);
-  transpose_16x16(r);
-  for (int k = 0; k < 16; ++k) _mm512_storeu_ps(dst + k * dst_stride, r[k]);
-}
-
-template <typename D>
-inline void transpose_tile_16x16_narrowing(const float* src, int64_t src_stride, D* dst, int64_t dst_stride) {
-  __m512 r[16];
-  for (int k = 0; k < 16; ++k) r[k] = _mm512_loadu_ps(src + k * src_stride);
-  transpose_16x16(r);
-  for (int k = 0; k < 16; ++k) store16(dst + k * dst_stride, r[k]);
 }
 #endif
 
@@ -152,14 +138,13 @@ void transpose_block(const S* src, int64_t src_stride, D* dst, int64_t dst_strid
   int64_t i0 = 0;
   constexpr bool kSameFloat = std::is_same_v<S, D> && std::is_same_v<S, float>;
 #if defined(__AVX512F__)
-  if constexpr (kSameFloat)
-    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16);
+  // float lanes: float to float, a 16-bit float type to float, float to a 16-bit float type
+  constexpr bool kFloatLanes = kSameFloat || (kIsHalfFloat<S> && std::is_same_v<D, float>) ||
+                               (std::is_same_v<S, float> && kIsHalfFloat<D>);
+  if constexpr (kFloatLanes)
+    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16<S, D>);
   if constexpr (std::is_same_v<S, D> && sizeof(S) == 2)
     i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_16bit<S>);
-  if constexpr (kIsHalfFloat<S> && std::is_same_v<D, float>)
-    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_widening<S>);
-  if constexpr (std::is_same_v<S, float> && kIsHalfFloat<D>)
-    i0 = transpose_rows_in_tiles<16>(src, src_stride, dst, dst_stride, rows, cols, i0, transpose_tile_16x16_narrowing<D>);
 #endif
 #if defined(__AVX2__)
   if constexpr (kSameFloat)
