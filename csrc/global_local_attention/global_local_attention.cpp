@@ -90,6 +90,16 @@ struct Kernels<c10::DeviceType::CPU> {
                               const ScoreNetGrads& grads) {
     PYFACE_CPU_CALL(scores_backward_cpu)(net, grad_scores, grads);
   }
+  // product + attention (x) grad_pooled, in the context's layout (add_pooled_gradient_cpu)
+  static at::Tensor cells_gradient(const at::Tensor& product, const at::Tensor& attention,
+                                   const at::Tensor& grad_pooled, const spool::PreparedValues& cells, const Layer1& l) {
+    const bool channels_last = cells.v.channels_last;
+    at::Tensor out = channels_last ? product : on_huge_pages(at::empty({l.N, l.Dc, l.P}, product.options()));
+    const at::Tensor a = attention.contiguous(), g = grad_pooled.to(product.scalar_type()).contiguous();
+    PYFACE_CPU_CALL(add_pooled_gradient_cpu)(cells.v.scalar, product.const_data_ptr(), a.const_data_ptr(),
+                                             g.const_data_ptr(), out.data_ptr(), l.N, l.Dc, l.P, channels_last);
+    return channels_last ? out.view({l.N, l.P, l.Dc}).transpose(1, 2) : out;
+  }
 };
 
 #ifdef PYFACE_WITH_CUDA
@@ -101,6 +111,14 @@ struct Kernels<c10::DeviceType::CUDA> {
   static void scores_backward(const ScoreNet& net, const at::Tensor& face, const void* grad_scores,
                               const ScoreNetGrads& grads) {
     scores_backward_cuda(net, grad_scores, grads, face.get_device());
+  }
+  static at::Tensor cells_gradient(const at::Tensor& product, const at::Tensor& attention,
+                                   const at::Tensor& grad_pooled, const spool::PreparedValues& cells, const Layer1& l) {
+    const at::Tensor attention_s = attention.unsqueeze(1), grad_pooled_s = grad_pooled.unsqueeze(2);
+    if (cells.v.channels_last)
+      return product.view({l.N, l.P, l.Dc}).transpose(1, 2).addcmul_(attention_s, grad_pooled_s);
+    at::Tensor out = at::empty({l.N, l.Dc, l.P}, product.options());
+    return at::addcmul_out(out, product.view({l.Dc, l.N, l.P}).permute({1, 0, 2}), attention_s, grad_pooled_s);
   }
 };
 #endif
@@ -185,19 +203,12 @@ std::tuple<at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tensor, at::Tenso
   const at::Tensor grad_w1_cell = mm_nt(grad_projection_by_unit, cell_columns(cells, l));
   grad_projection_by_unit.reset();  // buffers are let go as soon as they are used: peak memory
   // d/d context: the first layer's product plus the pooled sum's attention (x) grad_pooled,
-  // the product laid out as the context is so that the sum runs over contiguous rows
-  at::Tensor product = cells.v.channels_last
-                           ? mm_nt(grad_projection, l.w1_cell.t()).view({l.N, l.P, l.Dc}).transpose(1, 2)
-                           : mm_nt(l.w1_cell.t(), grad_projection).view({l.Dc, l.N, l.P}).permute({1, 0, 2});
+  // the product laid out as the context is ((N * P, Dc) rows for channels-last, (Dc, N * P)
+  // otherwise) so that the sum runs over contiguous rows
+  at::Tensor product = cells.v.channels_last ? mm_nt(grad_projection, l.w1_cell.t())
+                                             : mm_nt(l.w1_cell.t(), grad_projection);
   grad_projection.reset();
-  const at::Tensor attention_s = attention.unsqueeze(1), grad_pooled_s = grad_pooled.unsqueeze(2);
-  at::Tensor grad_cells;
-  if (cells.v.channels_last) {
-    grad_cells = product.addcmul_(attention_s, grad_pooled_s);
-  } else {
-    grad_cells = on_huge_pages(at::empty({l.N, l.Dc, l.P}, options));
-    at::addcmul_out(grad_cells, product, attention_s, grad_pooled_s);
-  }
+  at::Tensor grad_cells = Kernels<kDevice>::cells_gradient(product, attention, grad_pooled, cells, l);
   return {grad_face,
           grad_cells,
           at::cat({grad_w1_face, grad_w1_cell}, 1),

@@ -48,11 +48,16 @@ struct ScoreNetGrads {
 
 // CPU kernels (global_local_attention_cpu.cpp), one copy per instruction set (cpu_isa.h);
 // scores (N, P) are in the accumulation dtype. cells_to_rows_cpu copies a channels-first
-// context (N, C, P) to rows (N * P, C).
+// context (N, C, P) to rows (N * P, C). add_pooled_gradient_cpu writes d/d context, out =
+// product + attention (x) grad_pooled (attention (N, P) in the accumulation dtype, grad_pooled
+// (N, Dc)): channels-first, product (Dc, N, P) and out (N, Dc, P); channels-last, both
+// (N, P, Dc), out may be product.
 PYFACE_DECLARE_CPU_KERNELS(
   void scores_cpu(const ScoreNet& net, void* scores);
   void scores_backward_cpu(const ScoreNet& net, const void* grad_scores, const ScoreNetGrads& grads);
-  void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P);)
+  void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P);
+  void add_pooled_gradient_cpu(ScalarKind scalar, const void* product, const void* attention, const void* grad_pooled,
+                               void* out, int64_t N, int64_t Dc, int64_t P, bool channels_last);)
 
 #ifdef PYFACE_WITH_CUDA
 // CUDA kernels (kernels/cuda/global_local_attention.cu), on the current stream.

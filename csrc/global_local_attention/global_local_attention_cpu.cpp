@@ -128,7 +128,52 @@ void cells_to_rows(const scalar_t* cells, scalar_t* rows, int64_t N, int64_t C, 
   });
 }
 
+// out = product + attention (x) grad_pooled: d/d context, the first layer's product plus the
+// pooled sum's part. Channels-first: product is laid out (Dc, N, P), as the product over the
+// cells comes out, and out (N, Dc, P); channels-last: both are (N, P, Dc), out may be product.
+// Summed in acc_t and rounded once. A TensorIterator addcmul of the bfloat16 product and the
+// float attention converted both operands through float copies: scaled bfloat16 (10 x 2048 x
+// 196) 2.4 ms against 0.2 ms for a copy of the product.
+template <typename scalar_t, typename acc_t>
+void add_pooled_gradient(const scalar_t* product, const acc_t* attention, const scalar_t* grad_pooled, scalar_t* out,
+                         int64_t N, int64_t Dc, int64_t P, bool channels_last) {
+  if (channels_last) {
+    at::parallel_for(0, N * P, 1, [&](int64_t begin, int64_t end) {
+      for (int64_t cell = begin; cell < end; ++cell) {
+        const acc_t a = attention[cell];
+        const scalar_t* g = grad_pooled + (cell / P) * Dc;
+        const scalar_t* src = product + cell * Dc;
+        scalar_t* dst = out + cell * Dc;
+#pragma omp simd
+        for (int64_t c = 0; c < Dc; ++c) dst[c] = to_scalar<scalar_t>(acc_t(src[c]) + a * acc_t(g[c]));
+      }
+    });
+    return;
+  }
+  at::parallel_for(0, N * Dc, 1, [&](int64_t begin, int64_t end) {
+    for (int64_t row = begin; row < end; ++row) {
+      const int64_t n = row / Dc, c = row % Dc;
+      const acc_t g = acc_t(grad_pooled[row]);
+      const acc_t* a = attention + n * P;
+      const scalar_t* src = product + (c * N + n) * P;
+      scalar_t* dst = out + row * P;
+#pragma omp simd
+      for (int64_t p = 0; p < P; ++p) dst[p] = to_scalar<scalar_t>(acc_t(src[p]) + a[p] * g);
+    }
+  });
+}
+
 }  // namespace
+
+void add_pooled_gradient_cpu(ScalarKind scalar, const void* product, const void* attention, const void* grad_pooled,
+                             void* out, int64_t N, int64_t Dc, int64_t P, bool channels_last) {
+  dispatch_scalar(scalar, [&](auto s, auto a) {
+    using scalar_t = decltype(s);
+    using acc_t = decltype(a);
+    add_pooled_gradient(static_cast<const scalar_t*>(product), static_cast<const acc_t*>(attention),
+                        static_cast<const scalar_t*>(grad_pooled), static_cast<scalar_t*>(out), N, Dc, P, channels_last);
+  });
+}
 
 void cells_to_rows_cpu(ScalarKind scalar, const void* cells, void* rows, int64_t N, int64_t C, int64_t P) {
   dispatch_scalar(scalar, [&](auto s, auto) {
