@@ -130,9 +130,14 @@ def spectral_last_axis_conv(x: Tensor, weight: Tensor, bias: Tensor | None = Non
     kernel_spectrum = (kernel_dft @ taps_first).view(bins, 3 * padded, c, *kernel[:-1])
     padding = [k // 2 for k in kernel[:-1]]
     conv = F.conv1d if len(spatial) == 2 else F.conv2d
-    # per frequency the products (re + im) wr, re (wr + wi), im (wr - wi) of x and the conjugate kernel
-    products = torch.stack([conv(spectrum.select(-2, b).movedim(-1, 1), kernel_spectrum[b], padding=padding, groups=3)
-                            .movedim(1, -1) for b in range(bins)], -2)  # (N, *S', B, 3 * O')
+    # per frequency the products (re + im) wr, re (wr + wi), im (wr - wi) of x and the conjugate
+    # kernel. The frequencies are taken apart by unbind, whose backward stacks their gradients
+    # once: a select per frequency had each of its 36 backwards write a zero tensor the size of
+    # the whole spectrum and add it up (LivePortrait's DenseMotion forward+backward, timed in
+    # turns with the module on the reference backend: 0.85x -> 1.99x it, 2.5 -> 1.19 s)
+    frequencies = zip(spectrum.unbind(-2), kernel_spectrum.unbind(0))
+    products = torch.stack([conv(row.movedim(-1, 1), taps, padding=padding, groups=3).movedim(1, -1)
+                            for row, taps in frequencies], -2)  # (N, *S', B, 3 * O')
     out = torch.matmul(inverse, products.view(-1, 3 * bins, padded))  # (N * prod(S'), W, O')
     out = out.view(n, *spatial, padded)[..., :o].movedim(-1, 1)
     return out.contiguous() if bias is None else (out + bias.view(o, *([1] * len(spatial)))).contiguous()
