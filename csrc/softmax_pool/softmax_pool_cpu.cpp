@@ -5,7 +5,6 @@
 
 #include "cpu_isa.h"
 #include "scalar_cast.h"
-#include "stream_store.h"
 #include "vec16.h"
 
 #include <ATen/Parallel.h>
@@ -21,8 +20,6 @@ namespace {
 
 // Channels per pooling work item: enough work per task, and the task count still grows with C.
 constexpr int64_t kChannelBlock = 64;
-// The most of a values gradient staged before it is streamed out: within L1.
-constexpr int64_t kStageBytes = int64_t(16) << 10;
 
 #if defined(__AVX512F__)
 // Rows of P positions (channels-first values) in float, sixteen positions a vector (vec16.h);
@@ -214,16 +211,17 @@ void pool_rows(const Values& v, const acc_t* attention, scalar_t* pooled) {
   });
 }
 
-// C channels of a channels-first sample: g[p] += sum_c gp[c] * (rows[c, p] - rows[c, 0]), and
-// grad_rows[c, p] = gp[c] * a[p] unless grad_rows is null. The score gradient a * (g - sum a g)
-// keeps only how g varies over p, so every row is shifted by its first value: a large value
-// common to a channel's positions would otherwise dominate g, and the rounding of the attention
-// (its sum is 1 only to float precision) times that value left the CPU and Triton score
-// gradients 0.2-1% off at values of about 500 (test_softmax_pool). g is summed in double here,
-// in float vectors over blocks of channels in the AVX-512 copy.
+// One channels-first sample: g[p] = sum_c gp[c] * (rows[c, p] - rows[c, 0]), and grad_rows[c, p]
+// = gp[c] * a[p] unless grad_rows is null. The score gradient a * (g - sum a g) keeps only
+// how g varies over p, so every row is shifted by its first value: a large value common to a
+// channel's positions would otherwise dominate g, and the rounding of the attention (its sum is
+// 1 only to float precision) times that value left the CPU and Triton score gradients 0.2-1%
+// off at values of about 500 (test_softmax_pool). g is summed in double here, in float vectors
+// over blocks of channels in the AVX-512 copy.
 template <typename scalar_t, typename acc_t>
 void channels_first_backward(const scalar_t* rows, const acc_t* a, const acc_t* gp, int64_t C, int64_t P, double* g,
                              scalar_t* grad_rows) {
+  std::fill(g, g + P, 0.0);
 #if defined(__AVX512F__)
   if constexpr (std::is_same_v<acc_t, float>) return backward_avx512(rows, a, gp, C, P, g, grad_rows);
 #endif
@@ -248,18 +246,9 @@ template <typename scalar_t, typename acc_t>
 void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t* grad_pooled,
                         const acc_t* grad_attention, acc_t* grad_scores, scalar_t* grad_values) {
   const auto* values = static_cast<const scalar_t*>(v.data);
-  // The values gradient is as large as the values and read only after the rest of the backward:
-  // a large channels-first one is staged a block of channels at a time and streamed out, so that
-  // its cache lines are not read before they are written (CLIP-size forward+backward, float32
-  // 1.59-1.67 -> 1.25-1.44 ms, bfloat16 0.74-0.82 -> 0.62-0.67, on an AVX-512 EPYC).
-  const int64_t row_bytes = v.P * int64_t(sizeof(scalar_t));
-  const bool stream_grad = grad_values != nullptr && !v.channels_last && row_bytes <= kStageBytes &&
-                           v.N * v.C * row_bytes >= kStreamStoreMinBytes;
-  const int64_t block = stream_grad ? std::min(kChannelBlock, kStageBytes / row_bytes) : kChannelBlock;
   at::parallel_for(0, v.N, 1, [&](int64_t begin, int64_t end) {
     std::vector<acc_t> gp(v.C);
     std::vector<double> g(v.P);
-    std::vector<scalar_t> staged(stream_grad ? block * v.P : 0);
     for (int64_t n = begin; n < end; ++n) {
       const acc_t* a = attention + n * v.P;
       const scalar_t* sample = values + n * v.C * v.P;
@@ -280,14 +269,7 @@ void pool_backward_rows(const Values& v, const acc_t* attention, const scalar_t*
           }
         }
       } else {
-        std::fill(g.begin(), g.end(), 0.0);
-        for (int64_t c0 = 0; c0 < v.C; c0 += block) {
-          const int64_t width = std::min(block, v.C - c0);
-          scalar_t* block_out = grad_sample == nullptr ? nullptr : stream_grad ? staged.data() : grad_sample + c0 * v.P;
-          channels_first_backward(sample + c0 * v.P, a, gp.data() + c0, width, v.P, g.data(), block_out);
-          if (stream_grad) stream_store(grad_sample + c0 * v.P, staged.data(), width * v.P * sizeof(scalar_t));
-        }
-        if (stream_grad) stream_store_fence();
+        channels_first_backward(sample, a, gp.data(), v.C, v.P, g.data(), grad_sample);
       }
       if (grad_attention != nullptr)
         for (int64_t p = 0; p < v.P; ++p) g[p] += grad_attention[n * v.P + p];
