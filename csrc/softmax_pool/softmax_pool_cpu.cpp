@@ -4,6 +4,7 @@
 #include "softmax_pool/softmax_pool.h"
 
 #include "cpu_isa.h"
+#include "prefetch.h"
 #include "scalar_cast.h"
 #include "vec16.h"
 
@@ -43,6 +44,7 @@ void dots_of_short_rows(const scalar_t* rows, const float* a, int64_t P, int64_t
   for (int k = 0; k < K; ++k) av[k] = _mm512_maskz_loadu_ps(lanes_of<K>(k, last), a + 16 * k);
   for (int64_t j = 0; j < width; ++j) {
     const scalar_t* row = rows + j * P;
+    prefetch_ahead(row, P * sizeof(scalar_t));
     __m512 acc = _mm512_mul_ps(load16(row, lanes_of<K>(0, last)), av[0]);
     for (int k = 1; k < K; ++k) acc = _mm512_fmadd_ps(load16(row + 16 * k, lanes_of<K>(k, last)), av[k], acc);
     sums[j] = _mm512_reduce_add_ps(acc);
@@ -54,6 +56,7 @@ template <typename scalar_t>
 void dots_of_rows(const scalar_t* rows, const float* a, int64_t P, int64_t width, float* sums) {
   for (int64_t j = 0; j < width; ++j) {
     const scalar_t* row = rows + j * P;
+    prefetch_ahead(row, P * sizeof(scalar_t));
     __m512 acc = _mm512_setzero_ps();
     for (int64_t p = 0; p < P; p += 16) {
       const __mmask16 m = first_lanes(P - p);
@@ -89,6 +92,7 @@ void backward_of_short_rows(const scalar_t* rows, const float* a, const float* g
     for (int k = 0; k < K; ++k) acc[k] = _mm512_setzero_ps();
     for (int64_t c = c0; c < std::min(C, c0 + kChannelBlock); ++c) {
       const scalar_t* row = rows + c * P;
+      prefetch_ahead(row, P * sizeof(scalar_t));
       const __m512 gc = _mm512_set1_ps(gp[c]), first = _mm512_set1_ps(float(row[0]));
       for (int k = 0; k < K; ++k)
         acc[k] = _mm512_fmadd_ps(gc, _mm512_sub_ps(load16(row + 16 * k, lanes_of<K>(k, last)), first), acc[k]);
@@ -109,6 +113,7 @@ void backward_of_rows(const scalar_t* rows, const float* a, const float* gp, int
     std::fill(block.begin(), block.end(), 0.0f);
     for (int64_t c = c0; c < std::min(C, c0 + kChannelBlock); ++c) {
       const scalar_t* row = rows + c * P;
+      prefetch_ahead(row, P * sizeof(scalar_t));
       const __m512 gc = _mm512_set1_ps(gp[c]), first = _mm512_set1_ps(float(row[0]));
       for (int64_t p = 0; p < P; p += 16) {
         const __mmask16 m = first_lanes(P - p);

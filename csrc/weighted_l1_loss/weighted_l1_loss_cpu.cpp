@@ -3,6 +3,7 @@
 #include "weighted_l1_loss/weighted_l1_loss.h"
 
 #include "cpu_isa.h"
+#include "prefetch.h"
 #include "scalar_cast.h"
 #include "stream_store.h"
 #include "vec16.h"
@@ -94,6 +95,9 @@ float sum_and_grad16(const scalar_t* x, const scalar_t* t, const weight_t* w, in
   };
   int64_t j = 0;
   for (; j + 32 <= len; j += 32) {
+    prefetch_ahead(x + j, 32 * sizeof(scalar_t));
+    prefetch_ahead(t + j, 32 * sizeof(scalar_t));
+    if (w != nullptr) prefetch_ahead(w + j, 32 * sizeof(weight_t));
     lanes(j, kAllLanes, sums[0]);
     lanes(j + 16, kAllLanes, sums[1]);
   }
