@@ -26,7 +26,6 @@ from pyface.bench import runner
 from pyface.bench.cases import select
 
 CPU = torch.device("cpu")
-STEPS = {"inference": runner.inference_step, "forward": runner.forward_step, "forward+backward": runner.backward_step}
 
 
 def cell_products(inputs: dict, with_backward: bool) -> dict:
@@ -82,8 +81,12 @@ ROWS = [
 def measure(op: str, case_name: str, dtype: torch.dtype, mode: str, bounds) -> dict[str, float]:
     case = next(c for c in select([op]) if c.name == case_name)
     inputs = case.inputs(CPU, dtype)
-    implementations = runner.implementations(op, CPU)
-    steps = {name: STEPS[mode](case, implementations[name], inputs) for name in ("eager", "torch.compile", "pyface[cpu]")}
+    torch.compiler.reset()  # as runner.run_case: each case compiles afresh, under dynamo's recompile limit
+    implementations = {name: fn for name, fn in runner.implementations(op, CPU).items()
+                       if name in ("eager", "torch.compile", "pyface[cpu]")}
+    for fn in implementations.values():
+        runner.check(case, fn, inputs, dtype)  # raises past the bench's bound: nothing is timed unchecked
+    steps = {name: runner.STEPS[mode](case, fn, inputs) for name, fn in implementations.items()}
     steps.update(bounds(inputs, mode == "forward+backward"))
     times = runner.time_until_steady(steps, CPU, quick=False)
     return {name: statistics.median(t) for name, t in times.items()}
